@@ -1,0 +1,20 @@
+// concur/concur.hpp
+//
+// The umbrella header: includes every public concur header. concur gives C++ the toolbox of
+// Python's `threading`, `queue` and `multiprocessing` modules, with Python's names and
+// semantics and C++'s idioms. Include the one header you need (concur/thread.hpp, ...) to keep
+// compile times down, or this one for everything.
+
+#ifndef CONCUR_CONCUR_HPP
+#define CONCUR_CONCUR_HPP
+
+// The version of this copy of concur; CMake reads it from here.
+#define CONCUR_VERSION_MAJOR 0
+#define CONCUR_VERSION_MINOR 1
+#define CONCUR_VERSION_PATCH 0
+#define CONCUR_VERSION \
+  (CONCUR_VERSION_MAJOR * 10000 + CONCUR_VERSION_MINOR * 100 + CONCUR_VERSION_PATCH)
+
+#include "concur/errors.hpp"
+
+#endif  // CONCUR_CONCUR_HPP

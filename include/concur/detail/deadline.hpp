@@ -1,0 +1,74 @@
+// concur/detail/deadline.hpp
+//
+// Deadline arithmetic on std::chrono::steady_clock. Every timed call in concur turns its timeout
+// into one absolute deadline at entry and waits against that deadline from then on, so a retry
+// after EINTR or a spurious wake-up never extends the total wait.
+
+#ifndef CONCUR_DETAIL_DEADLINE_HPP
+#define CONCUR_DETAIL_DEADLINE_HPP
+
+#include <chrono>
+#include <stdexcept>
+#include <type_traits>
+
+namespace concur::detail {
+
+using steady_clock = std::chrono::steady_clock;
+using steady_time = steady_clock::time_point;
+
+// The latest representable instant; a deadline this far away never passes.
+inline constexpr steady_time never = steady_time::max();
+
+// Converts any duration to steady_clock's own duration, rounding up (a wait is never shorter
+// than asked) and saturating at the largest value instead of overflowing. A floating-point NaN
+// counts as zero.
+template <class Rep, class Period>
+constexpr steady_clock::duration to_steady_duration(
+    std::chrono::duration<Rep, Period> timeout) noexcept {
+  using target = steady_clock::duration;
+  using wide = std::chrono::duration<long double, typename target::period>;
+  const wide as_wide = std::chrono::duration_cast<wide>(timeout);
+  if (as_wide != as_wide) return target::zero();  // NaN
+  if (as_wide >= wide(target::max().count())) return target::max();
+  if (as_wide <= wide(target::min().count())) return target::min();
+  return std::chrono::ceil<target>(timeout);
+}
+
+// The instant `timeout` from now. Zero or negative timeouts give "now" (already passed); huge
+// ones saturate to `never`.
+template <class Rep, class Period>
+steady_time deadline_after(std::chrono::duration<Rep, Period> timeout) noexcept {
+  const steady_time now = steady_clock::now();
+  const steady_clock::duration step = to_steady_duration(timeout);
+  if (step <= steady_clock::duration::zero()) return now;
+  if (step >= never - now) return never;
+  return now + step;
+}
+
+// The steady_clock instant matching `when` on another clock, measured once now. Callers that
+// take a foreign clock's time point re-check that clock after a timed-out wait, as the standard
+// asks of try_lock_until.
+template <class Clock, class Duration>
+steady_time to_steady_deadline(std::chrono::time_point<Clock, Duration> when) noexcept {
+  if constexpr (std::is_same_v<Clock, steady_clock>) {
+    return std::chrono::time_point_cast<steady_clock::duration>(when);
+  } else {
+    return deadline_after(when - Clock::now());
+  }
+}
+
+// True once `deadline` has passed.
+inline bool expired(steady_time deadline) noexcept {
+  return deadline != never && steady_clock::now() >= deadline;
+}
+
+// Throws std::invalid_argument for a negative (or NaN) timeout, for the calls where Python
+// refuses one ("'timeout' must be a non-negative number").
+template <class Rep, class Period>
+void require_non_negative(std::chrono::duration<Rep, Period> timeout, const char* what) {
+  if (!(timeout >= std::chrono::duration<Rep, Period>::zero())) throw std::invalid_argument(what);
+}
+
+}  // namespace concur::detail
+
+#endif  // CONCUR_DETAIL_DEADLINE_HPP

@@ -1,0 +1,87 @@
+// concur/detail/wait.hpp
+//
+// The wait/wake seam: the one place where concur blocks a thread. Every primitive above it is
+// written against these five functions on a 32-bit atomic word:
+//
+//   wait_on(word, expected)                 block while `word == expected`, until woken
+//   wait_on_until(word, expected, deadline) the same, giving up at `deadline`
+//   wake_one(word) / wake_all(word) / wake(word, n)
+//
+// The contract, the same as the futex system call's:
+//   - The check and the sleep are atomic with respect to wakes: a waker that changes the word and
+//     then wakes cannot be missed by a waiter that saw the old value.
+//   - A waker must change the word before it wakes (the portable path only returns once the word
+//     differs from `expected`).
+//   - Either wait may return spuriously, after a signal (EINTR), or because the word already
+//     differed; callers re-check their own state in a loop. wait_on_until returns false only when
+//     the deadline has passed, and the deadline is absolute, so a retry never extends the wait.
+//   - Waits give no ordering of their own; the word's own atomic operations do.
+//
+// On Linux the futex is used (concur/detail/wait_futex.hpp); elsewhere, or when
+// CONCUR_PORTABLE_WAIT is defined, the portable path (concur/detail/wait_portable.hpp). Both are
+// always compiled on Linux so that tests can exercise both.
+
+#ifndef CONCUR_DETAIL_WAIT_HPP
+#define CONCUR_DETAIL_WAIT_HPP
+
+#include <atomic>
+#include <cstdint>
+
+#include "concur/detail/config.hpp"
+#include "concur/detail/deadline.hpp"
+#include "concur/detail/wait_portable.hpp"
+
+#if defined(__linux__)
+#include "concur/detail/wait_futex.hpp"
+#endif
+
+namespace concur::detail {
+
+// The type of every word that threads wait on.
+using wait_word = std::atomic<std::uint32_t>;
+
+#if CONCUR_HAS_FUTEX
+namespace wait_impl = futex;
+#else
+namespace wait_impl = portable;
+#endif
+
+// True when this build waits with the Linux futex; false on the portable path.
+inline constexpr bool uses_futex = CONCUR_HAS_FUTEX != 0;
+
+inline void wait_on(const wait_word& word, std::uint32_t expected) noexcept {
+  wait_impl::wait_on(word, expected);
+}
+
+inline bool wait_on_until(const wait_word& word, std::uint32_t expected,
+                          steady_time deadline) noexcept {
+  return wait_impl::wait_on_until(word, expected, deadline);
+}
+
+inline void wake_one(wait_word& word) noexcept {
+  wait_impl::wake_one(word);
+}
+
+inline void wake_all(wait_word& word) noexcept {
+  wait_impl::wake_all(word);
+}
+
+inline void wake(wait_word& word, int count) noexcept {
+  wait_impl::wake(word, count);
+}
+
+// Blocks until `word` no longer holds `expected` or `deadline` passes, absorbing spurious
+// wake-ups. Returns true when the word changed, false on timeout (the word still `expected`).
+inline bool wait_while_equal(const wait_word& word, std::uint32_t expected,
+                             steady_time deadline = never) noexcept {
+  while (word.load(std::memory_order_acquire) == expected) {
+    if (!wait_on_until(word, expected, deadline)) {
+      return word.load(std::memory_order_acquire) != expected;
+    }
+  }
+  return true;
+}
+
+}  // namespace concur::detail
+
+#endif  // CONCUR_DETAIL_WAIT_HPP

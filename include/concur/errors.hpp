@@ -1,0 +1,129 @@
+// concur/errors.hpp
+//
+// The exceptions concur throws, mapped from the ones Python raises:
+//
+//   Python                                         concur
+//   RuntimeError / AssertionError for misuse       UsageError        (a std::logic_error)
+//   ValueError for a bad argument                  std::invalid_argument
+//   queue.Empty, queue.Full, queue.ShutDown        Empty, Full, ShutDown
+//   threading.BrokenBarrierError                   BrokenBarrierError
+//   EOFError, multiprocessing.BufferTooShort       EOFError, BufferTooShort
+//   OSError, BrokenPipeError                       std::system_error carrying the errno
+//
+// Empty, Full, ShutDown, BrokenBarrierError, EOFError and BufferTooShort derive from
+// concur::Error, which derives from std::runtime_error: they report a state of the world that a
+// correct program meets and handles. UsageError reports a bug in the calling program.
+
+#ifndef CONCUR_ERRORS_HPP
+#define CONCUR_ERRORS_HPP
+
+#include <cerrno>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <utility>
+
+namespace concur {
+
+// UsageError
+//
+// A primitive was used against its contract: releasing a lock that is not held, starting a
+// thread twice, joining a thread before it started or from itself, waiting on a condition
+// without holding its lock, calling task_done() once too often, releasing a bounded semaphore
+// past its initial value. Python raises RuntimeError (or AssertionError) for these.
+class UsageError : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
+};
+
+// Error
+//
+// The base of the exceptions that report an expected condition rather than a bug.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Empty
+//
+// A non-blocking or timed get() found the queue empty (Python's queue.Empty).
+class Empty : public Error {
+ public:
+  Empty() : Error("queue is empty") {}
+  using Error::Error;
+};
+
+// Full
+//
+// A non-blocking or timed put() found the queue full (Python's queue.Full).
+class Full : public Error {
+ public:
+  Full() : Error("queue is full") {}
+  using Error::Error;
+};
+
+// ShutDown
+//
+// The queue was shut down: put() always throws it, get() once the queue is empty (Python's
+// queue.ShutDown).
+class ShutDown : public Error {
+ public:
+  ShutDown() : Error("queue is shut down") {}
+  using Error::Error;
+};
+
+// BrokenBarrierError
+//
+// A barrier was broken by a timeout, an abort(), a reset() while threads waited, or an action
+// that threw (Python's threading.BrokenBarrierError).
+class BrokenBarrierError : public Error {
+ public:
+  BrokenBarrierError() : Error("barrier is broken") {}
+  using Error::Error;
+};
+
+// EOFError
+//
+// The other end of a connection was closed and nothing is left to read (Python's EOFError).
+class EOFError : public Error {
+ public:
+  EOFError() : Error("end of file: the other end of the connection is closed") {}
+  using Error::Error;
+};
+
+// BufferTooShort
+//
+// recv_bytes_into() was given a buffer smaller than the message. The whole message is kept in
+// the exception, so nothing is lost (Python's multiprocessing.BufferTooShort, whose args[0] is
+// the message).
+class BufferTooShort : public Error {
+ public:
+  explicit BufferTooShort(std::string message)
+      : Error("buffer too short for the message"), message_(std::move(message)) {}
+
+  // BufferTooShort::message()
+  //
+  // The complete message that did not fit.
+  [[nodiscard]] const std::string& message() const noexcept { return message_; }
+
+ private:
+  std::string message_;
+};
+
+namespace detail {
+
+// Throws std::system_error for `error` (an errno value), naming the operation that failed.
+[[noreturn]] inline void throw_system_error(int error, const char* what) {
+  throw std::system_error(error, std::generic_category(), what);
+}
+
+// Throws std::system_error for the current errno.
+[[noreturn]] inline void throw_errno(const char* what) {
+  throw_system_error(errno, what);
+}
+
+}  // namespace detail
+
+}  // namespace concur
+
+#endif  // CONCUR_ERRORS_HPP

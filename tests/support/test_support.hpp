@@ -1,0 +1,92 @@
+// Helpers shared by concur's tests: iteration counts scaled down under sanitizers, generous
+// time bounds, polling for a condition that must come true, and a watchdog that turns a hang
+// into a failure with a message instead of a stuck CI job.
+
+#ifndef CONCUR_TESTS_TEST_SUPPORT_HPP
+#define CONCUR_TESTS_TEST_SUPPORT_HPP
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace concur_test {
+
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+inline constexpr bool under_sanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+inline constexpr bool under_sanitizer = true;
+#else
+inline constexpr bool under_sanitizer = false;
+#endif
+#else
+inline constexpr bool under_sanitizer = false;
+#endif
+
+// `n` normally, `n / divisor` (at least 1) under a sanitizer, which runs code 5-20x slower.
+constexpr long scaled(long n, long divisor = 10) {
+  return under_sanitizer ? (n / divisor > 0 ? n / divisor : 1) : n;
+}
+
+// A bound for "this should happen soon" that no loaded machine should ever hit.
+inline constexpr std::chrono::seconds generous{20};
+
+// Polls `predicate` until it holds or `limit` passes; returns its last value.
+inline bool eventually(const std::function<bool()>& predicate,
+                       std::chrono::steady_clock::duration limit = generous) {
+  const auto give_up = std::chrono::steady_clock::now() + limit;
+  while (!predicate()) {
+    if (std::chrono::steady_clock::now() > give_up) return predicate();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+// Watchdog
+//
+// Aborts the test program, after printing `what` and the result of `describe()`, if it is
+// still alive after `limit`. Used by stress tests whose failure mode is a hang (a lost
+// wake-up): the test fails loudly with the stuck state instead of stalling CI.
+class Watchdog {
+ public:
+  Watchdog(std::string what, std::chrono::seconds limit, std::function<std::string()> describe = {})
+      : what_(std::move(what)), describe_(std::move(describe)) {
+    thread_ = std::thread([this, limit] {
+      std::unique_lock<std::mutex> hold(mutex_);
+      if (!done_cv_.wait_for(hold, limit, [this] { return done_; })) {
+        std::string state = describe_ ? describe_() : std::string("(no state)");
+        std::fprintf(stderr, "WATCHDOG: '%s' still running after %llds; state: %s\n", what_.c_str(),
+                     static_cast<long long>(limit.count()), state.c_str());
+        std::fflush(stderr);
+        std::abort();
+      }
+    });
+  }
+
+  ~Watchdog() {
+    {
+      std::lock_guard<std::mutex> hold(mutex_);
+      done_ = true;
+    }
+    done_cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::string what_;
+  std::function<std::string()> describe_;
+  std::mutex mutex_;
+  std::condition_variable done_cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+}  // namespace concur_test
+
+#endif  // CONCUR_TESTS_TEST_SUPPORT_HPP
