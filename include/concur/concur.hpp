@@ -16,5 +16,6 @@
   (CONCUR_VERSION_MAJOR * 10000 + CONCUR_VERSION_MINOR * 100 + CONCUR_VERSION_PATCH)
 
 #include "concur/errors.hpp"
+#include "concur/thread.hpp"
 
 #endif  // CONCUR_CONCUR_HPP
