@@ -13,6 +13,7 @@
 #define CONCUR_BENCHMARKS_BENCH_SUPPORT_HPP
 
 #include <benchmark/benchmark.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -56,15 +57,19 @@ struct Cell {
 // record of every repetition for the summaries.
 class RecordingReporter : public benchmark::ConsoleReporter {
  public:
+  // Colours only on a terminal, as Google Benchmark's own reporter does by default.
+  RecordingReporter()
+      : ConsoleReporter(::isatty(::fileno(stdout)) ? OO_ColorTabular : OO_Tabular) {}
+
   void ReportRuns(const std::vector<Run>& runs) override {
     std::vector<Run> shown;
-    const bool has_aggregates = std::any_of(
-        runs.begin(), runs.end(), [](const Run& r) { return r.run_type == Run::RT_Aggregate; });
     for (const Run& run : runs) {
-      if (run.run_type == Run::RT_Iteration) record(run);
-      if (!has_aggregates || run.run_type == Run::RT_Aggregate) shown.push_back(run);
+      const bool repetition = run.run_type == Run::RT_Iteration;
+      if (repetition) record(run);
+      // With repetitions, the table shows their aggregates, not each repetition.
+      if (!repetition || run.repetitions <= 1) shown.push_back(run);
     }
-    ConsoleReporter::ReportRuns(shown);
+    if (!shown.empty()) ConsoleReporter::ReportRuns(shown);
   }
 
   // The median and spread of one contender's repetitions in one cell; median 0 when absent.
