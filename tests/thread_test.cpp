@@ -193,6 +193,24 @@ TEST(Thread, JoiningItselfThrows) {
   EXPECT_TRUE(threw_timed);
 }
 
+TEST(Thread, AThreadObjectJoiningItsOwnThreadThrows) {
+  std::atomic<bool> threw{false};
+  std::unique_ptr<Thread> t;
+  std::atomic<bool> ready{false};
+  t = std::make_unique<Thread>([&] {
+    while (!ready) std::this_thread::yield();
+    try {
+      t->join();
+    } catch (const UsageError&) {
+      threw = true;
+    }
+  });
+  t->start();
+  ready = true;
+  t->join();
+  EXPECT_TRUE(threw);
+}
+
 TEST(Thread, SetDaemonAfterStartThrows) {
   Gate gate;
   Thread t([&] { gate.wait(); });
