@@ -4,7 +4,12 @@
 // that define CONCUR_PORTABLE_WAIT.
 //
 // Untimed waits use C++20's std::atomic::wait/notify, which the standard library maps to the
-// best primitive it has. The standard offers no timed atomic wait, so timed waits park in a small
+// best primitive it has. One difference from a futex shapes the wake side: a woken
+// std::atomic::wait goes back to sleep when the word still holds the value it waited on, so a
+// notify_one() can be absorbed by a waiter that went to sleep on the current value just before
+// it, while the waiter it was meant for sleeps on. wake_one() therefore notifies every waiter on
+// this path; each re-checks its own state, and those with nothing to do sleep again. The futex
+// path wakes exactly one. The standard offers no timed atomic wait, so timed waits park in a small
 // table of buckets, each a std::mutex and a std::condition_variable, chosen by hashing the
 // word's address (the "parking lot" idea of WebKit's WTF::ParkingLot, in its simplest form). A
 // timed waiter sleeps in condition_variable::wait_until against the absolute deadline; nothing
@@ -86,7 +91,7 @@ inline void wake_timed_waiters(const std::atomic<std::uint32_t>& word) noexcept 
 }
 
 inline void wake_one(std::atomic<std::uint32_t>& word) noexcept {
-  word.notify_one();
+  word.notify_all();  // see the note at the top: notify_one could be absorbed
   wake_timed_waiters(word);
 }
 
@@ -95,12 +100,8 @@ inline void wake_all(std::atomic<std::uint32_t>& word) noexcept {
   wake_timed_waiters(word);
 }
 
-inline void wake(std::atomic<std::uint32_t>& word, int count) noexcept {
-  if (count == 1) {
-    wake_one(word);
-  } else {
-    wake_all(word);
-  }
+inline void wake(std::atomic<std::uint32_t>& word, int /*count*/) noexcept {
+  wake_all(word);
 }
 
 }  // namespace concur::detail::portable
