@@ -16,6 +16,7 @@
   (CONCUR_VERSION_MAJOR * 10000 + CONCUR_VERSION_MINOR * 100 + CONCUR_VERSION_PATCH)
 
 #include "concur/errors.hpp"
+#include "concur/lock.hpp"
 #include "concur/thread.hpp"
 
 #endif  // CONCUR_CONCUR_HPP

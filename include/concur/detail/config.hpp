@@ -46,6 +46,13 @@
 
 // A class that is a lock ("capability" in Clang's vocabulary).
 #define CONCUR_CAPABILITY(name) CONCUR_THREAD_ANNOTATION(capability(name))
+// A capability that its holder may acquire again (Clang 20 and later; older versions analyse a
+// reentrant lock as a plain one, and warn on a second acquisition inside one function).
+#if defined(__clang__) && CONCUR_HAS_ATTRIBUTE(reentrant_capability)
+#define CONCUR_REENTRANT_CAPABILITY CONCUR_THREAD_ANNOTATION(reentrant_capability)
+#else
+#define CONCUR_REENTRANT_CAPABILITY
+#endif
 // A RAII class that holds a capability for its lifetime.
 #define CONCUR_SCOPED_CAPABILITY CONCUR_THREAD_ANNOTATION(scoped_lockable)
 // A data member that may be touched only while the named capability is held.

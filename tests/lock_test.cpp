@@ -1,0 +1,322 @@
+// Tests of concur/lock.hpp: Lock's Python and standard members, mutual exclusion under stress,
+// timed acquires that never return early, eventual fairness, and a lost-wake-up hunt.
+
+#include "concur/lock.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "test_support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using concur::Lock;
+using concur::UsageError;
+using concur_test::scaled;
+using steady = std::chrono::steady_clock;
+
+constinit Lock global_lock;  // compiles only because the default constructor is constexpr
+
+static_assert(sizeof(Lock) <= 4);
+static_assert(!std::is_copy_constructible_v<Lock> && !std::is_move_constructible_v<Lock>);
+
+// Holds `lock` on another thread until the returned object is destroyed.
+class HeldElsewhere {
+ public:
+  explicit HeldElsewhere(Lock& lock) : lock_(lock) {
+    thread_ = std::thread([this] {
+      lock_.acquire();
+      held_ = true;
+      while (!let_go_) std::this_thread::sleep_for(1ms);
+      lock_.release();
+    });
+    while (!held_) std::this_thread::sleep_for(1ms);
+  }
+  ~HeldElsewhere() {
+    let_go_ = true;
+    thread_.join();
+  }
+
+ private:
+  Lock& lock_;
+  std::atomic<bool> held_{false};
+  std::atomic<bool> let_go_{false};
+  std::thread thread_;
+};
+
+TEST(Lock, StartsUnlockedAndTracksItsState) {
+  Lock lock;
+  EXPECT_FALSE(lock.locked());
+  EXPECT_TRUE(lock.acquire());
+  EXPECT_TRUE(lock.locked());
+  lock.release();
+  EXPECT_FALSE(lock.locked());
+  global_lock.acquire();
+  EXPECT_TRUE(global_lock.locked());
+  global_lock.release();
+}
+
+TEST(Lock, NonBlockingAcquireNeverWaits) {
+  Lock lock;
+  EXPECT_TRUE(lock.acquire(false));
+  EXPECT_FALSE(lock.acquire(false));
+  EXPECT_FALSE(lock.try_lock());
+  lock.release();
+  EXPECT_TRUE(lock.try_lock());
+  lock.unlock();
+  EXPECT_TRUE(lock.acquire(true));
+  lock.release();
+}
+
+TEST(Lock, ReleasingAnUnlockedLockThrows) {
+  Lock lock;
+  EXPECT_THROW(lock.release(), UsageError);
+  EXPECT_THROW(lock.unlock(), UsageError);
+  lock.acquire();
+  lock.release();
+  EXPECT_THROW(lock.release(), UsageError);
+  EXPECT_FALSE(lock.locked());
+}
+
+TEST(Lock, AnotherThreadMayRelease) {
+  Lock lock;
+  lock.acquire();
+  std::thread other([&] { lock.release(); });
+  other.join();
+  EXPECT_FALSE(lock.locked());
+}
+
+TEST(Lock, TimedAcquireTimesOutNeverEarly) {
+  Lock lock;
+  HeldElsewhere held(lock);
+  for (auto timeout : {0ms, 1ms, 30ms}) {
+    const auto start = steady::now();
+    EXPECT_FALSE(lock.acquire(timeout));
+    EXPECT_GE(steady::now() - start, timeout);
+    const auto start_std = steady::now();
+    EXPECT_FALSE(lock.try_lock_for(timeout));
+    EXPECT_GE(steady::now() - start_std, timeout);
+  }
+  const auto until = std::chrono::system_clock::now() + 20ms;
+  EXPECT_FALSE(lock.try_lock_until(until));
+  EXPECT_GE(std::chrono::system_clock::now(), until);
+}
+
+TEST(Lock, TimedAcquireSucceedsOnAFreeLockAndWhenReleasedInTime) {
+  Lock lock;
+  EXPECT_TRUE(lock.acquire(0s));
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(20ms);
+    lock.release();
+  });
+  EXPECT_TRUE(lock.acquire(concur_test::generous));
+  releaser.join();
+  lock.release();
+  EXPECT_TRUE(lock.try_lock_for(-1s));  // the standard's "try once"
+  lock.release();
+  EXPECT_TRUE(lock.try_lock_until(steady::now() + 1s));
+  lock.release();
+}
+
+TEST(Lock, NegativeTimeoutIsRefusedAsInPython) {
+  Lock lock;
+  EXPECT_THROW((void)lock.acquire(-1ms), std::invalid_argument);
+  EXPECT_THROW((void)lock.acquire(std::chrono::duration<double>(-0.5)), std::invalid_argument);
+  EXPECT_FALSE(lock.locked());
+}
+
+TEST(Lock, BlockedAcquireWakesOnRelease) {
+  Lock lock;
+  lock.acquire();
+  std::atomic<bool> got{false};
+  std::thread waiter([&] {
+    lock.acquire();
+    got = true;
+    lock.release();
+  });
+  std::this_thread::sleep_for(20ms);
+  EXPECT_FALSE(got);
+  lock.release();
+  waiter.join();
+  EXPECT_TRUE(got);
+}
+
+TEST(Lock, WorksWithStandardLockTypes) {
+  Lock a;
+  Lock b;
+  {
+    std::scoped_lock both(a, b);
+    EXPECT_TRUE(a.locked() && b.locked());
+  }
+  EXPECT_FALSE(a.locked() || b.locked());
+  {
+    std::unique_lock<Lock> hold(a, 50ms);
+    EXPECT_TRUE(hold.owns_lock());
+    std::unique_lock<Lock> other(a, std::try_to_lock);
+    EXPECT_FALSE(other.owns_lock());
+  }
+  // std::lock avoids deadlock between threads taking the pair in opposite orders.
+  long count = 0;
+  auto take = [&](Lock& first, Lock& second) {
+    for (int i = 0; i < scaled(5000); ++i) {
+      std::lock(first, second);
+      ++count;
+      first.unlock();
+      second.unlock();
+    }
+  };
+  std::thread t1(take, std::ref(a), std::ref(b));
+  std::thread t2(take, std::ref(b), std::ref(a));
+  t1.join();
+  t2.join();
+  EXPECT_EQ(count, 2 * scaled(5000));
+}
+
+TEST(Lock, GuardReleasesOnScopeExitAndOnException) {
+  Lock lock;
+  {
+    concur::Guard hold(lock);
+    EXPECT_TRUE(lock.locked());
+  }
+  EXPECT_FALSE(lock.locked());
+  try {
+    concur::Guard hold(lock);
+    throw std::runtime_error("leave");
+  } catch (const std::runtime_error&) {
+  }
+  EXPECT_FALSE(lock.locked());
+}
+
+// N threads x M iterations increment a plain int under the lock: any overlap loses updates.
+TEST(LockStress, MutualExclusionKeepsAnExactCount) {
+  Lock lock;
+  long counter = 0;  // deliberately not atomic
+  const int threads = 6;
+  const long iterations = scaled(200000, 20);
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      for (long i = 0; i < iterations; ++i) {
+        if (t % 3 == 0) {
+          lock.lock();
+        } else if (t % 3 == 1) {
+          while (!lock.try_lock()) std::this_thread::yield();
+        } else {
+          while (!lock.try_lock_for(100us)) {
+          }
+        }
+        ++counter;
+        lock.unlock();
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  EXPECT_EQ(counter, threads * iterations);
+  EXPECT_FALSE(lock.locked());
+}
+
+// Eventual fairness: a thread that waits gets the lock in bounded time while others hammer it.
+TEST(LockStress, AWaiterIsNotStarvedByHammeringThreads) {
+  Lock lock;
+  std::atomic<bool> stop{false};
+  long shared = 0;
+  std::vector<std::thread> hammers;
+  for (int i = 0; i < 3; ++i) {
+    hammers.emplace_back([&] {
+      while (!stop) {
+        lock.lock();
+        ++shared;
+        lock.unlock();
+      }
+    });
+  }
+  std::this_thread::sleep_for(10ms);
+  steady::duration longest{};
+  for (int i = 0; i < scaled(200, 4); ++i) {
+    const auto start = steady::now();
+    lock.lock();
+    longest = std::max(longest, steady::now() - start);
+    ++shared;
+    lock.unlock();
+  }
+  stop = true;
+  for (auto& h : hammers) h.join();
+  EXPECT_LT(longest, concur_test::generous)
+      << "longest wait " << std::chrono::duration<double>(longest).count() << "s";
+  EXPECT_GT(shared, 0);
+}
+
+// Lost wake-ups leave a parked thread asleep forever. More threads than cores, critical
+// sections of mixed lengths, and every kind of acquire; the watchdog turns a hang into a
+// failure that prints who was stuck.
+TEST(LockStress, NoLostWakeUpsWithMixedAcquires) {
+  Lock lock;
+  constexpr int threads = 8;
+  const long rounds = scaled(20000, 20);
+  long counter = 0;  // guarded by lock
+  std::vector<std::atomic<long>> done(threads);
+  std::vector<std::atomic<long>> acquired(threads);
+  concur_test::Watchdog watchdog("lock lost-wake-up stress", std::chrono::seconds(120), [&] {
+    std::ostringstream out;
+    out << "word=" << reinterpret_cast<const std::atomic<std::uint32_t>&>(lock).load()
+        << " progress:";
+    for (int t = 0; t < threads; ++t) out << ' ' << done[t].load() << '/' << rounds;
+    return out.str();
+  });
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      std::minstd_rand random(static_cast<unsigned>(t + 1));
+      for (long i = 0; i < rounds; ++i, ++done[t]) {
+        bool got = false;
+        switch (random() % 3) {
+          case 0:
+            lock.acquire();
+            got = true;
+            break;
+          case 1:
+            got = lock.acquire(std::chrono::microseconds(random() % 200));
+            break;
+          default:
+            got = lock.acquire(false);
+            break;
+        }
+        if (!got) continue;
+        ++counter;
+        ++acquired[t];
+        switch (random() % 16) {
+          case 0:
+            std::this_thread::sleep_for(20us);
+            break;
+          case 1:
+            std::this_thread::yield();
+            break;
+          default:
+            for (int spin = 0; spin < static_cast<int>(random() % 64); ++spin) {
+              concur::detail::cpu_relax();
+            }
+        }
+        lock.release();
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  long total = 0;
+  for (auto& a : acquired) total += a.load();
+  EXPECT_EQ(counter, total);
+  EXPECT_GT(total, 0);
+  EXPECT_FALSE(lock.locked());
+}
+
+}  // namespace
