@@ -17,6 +17,7 @@
 
 #include "concur/errors.hpp"
 #include "concur/lock.hpp"
+#include "concur/rlock.hpp"
 #include "concur/thread.hpp"
 
 #endif  // CONCUR_CONCUR_HPP
