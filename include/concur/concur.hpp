@@ -18,6 +18,7 @@
 #include "concur/errors.hpp"
 #include "concur/lock.hpp"
 #include "concur/rlock.hpp"
+#include "concur/semaphore.hpp"
 #include "concur/thread.hpp"
 
 #endif  // CONCUR_CONCUR_HPP

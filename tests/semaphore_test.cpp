@@ -1,0 +1,192 @@
+// Tests of concur/semaphore.hpp: Python's Semaphore and BoundedSemaphore semantics, the
+// standard-style names, and token conservation under stress.
+
+#include "concur/semaphore.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "concur/lock.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using concur::BoundedSemaphore;
+using concur::Semaphore;
+using concur::UsageError;
+using concur_test::scaled;
+using steady = std::chrono::steady_clock;
+
+// Takes every unit a semaphore has without blocking and gives them back; returns the count.
+template <class S>
+int drain_count(S& semaphore) {
+  int count = 0;
+  while (semaphore.acquire(false)) ++count;
+  if (count > 0) semaphore.release(count);
+  return count;
+}
+
+TEST(Semaphore, DefaultsToOne) {
+  Semaphore semaphore;
+  EXPECT_EQ(drain_count(semaphore), 1);
+  BoundedSemaphore bounded;
+  EXPECT_EQ(drain_count(bounded), 1);
+}
+
+TEST(Semaphore, CountsAcquiresAndReleases) {
+  Semaphore semaphore(3);
+  EXPECT_TRUE(semaphore.acquire());
+  EXPECT_TRUE(semaphore.acquire(false));
+  EXPECT_TRUE(semaphore.try_acquire());
+  EXPECT_FALSE(semaphore.acquire(false));
+  semaphore.release(2);
+  EXPECT_EQ(drain_count(semaphore), 2);
+  semaphore.release(5);  // a plain Semaphore may grow past its initial value
+  EXPECT_EQ(drain_count(semaphore), 7);
+}
+
+TEST(Semaphore, BadArgumentsAreRefused) {
+  EXPECT_THROW(Semaphore(-1), std::invalid_argument);
+  EXPECT_THROW(BoundedSemaphore(-1), std::invalid_argument);
+  Semaphore semaphore(0);
+  EXPECT_THROW(semaphore.release(0), std::invalid_argument);
+  EXPECT_THROW(semaphore.release(-3), std::invalid_argument);
+  EXPECT_EQ(drain_count(semaphore), 0);
+  BoundedSemaphore bounded(2);
+  EXPECT_THROW(bounded.release(0), std::invalid_argument);
+}
+
+TEST(Semaphore, CountOverflowIsRefusedAndChangesNothing) {
+  Semaphore semaphore(concur::detail::SemaphoreWord::max_value - 1);
+  EXPECT_THROW(semaphore.release(2), std::overflow_error);
+  semaphore.release(1);
+  EXPECT_THROW(semaphore.release(1), std::overflow_error);
+  EXPECT_TRUE(semaphore.acquire(false));
+}
+
+TEST(Semaphore, ZeroCountBlocksUntilRelease) {
+  Semaphore semaphore(0);
+  std::atomic<bool> got{false};
+  std::thread waiter([&] {
+    semaphore.acquire();
+    got = true;
+  });
+  std::this_thread::sleep_for(20ms);
+  EXPECT_FALSE(got);
+  semaphore.release();
+  waiter.join();
+  EXPECT_TRUE(got);
+}
+
+TEST(Semaphore, TimedAcquireTimesOutNeverEarly) {
+  Semaphore semaphore(0);
+  for (auto timeout : {0ms, 1ms, 30ms}) {
+    const auto start = steady::now();
+    EXPECT_FALSE(semaphore.acquire(timeout));
+    EXPECT_GE(steady::now() - start, timeout);
+  }
+  const auto start = steady::now();
+  EXPECT_FALSE(semaphore.try_acquire_for(10ms));
+  EXPECT_GE(steady::now() - start, 10ms);
+  const auto until = std::chrono::system_clock::now() + 10ms;
+  EXPECT_FALSE(semaphore.try_acquire_until(until));
+  EXPECT_GE(std::chrono::system_clock::now(), until);
+}
+
+TEST(Semaphore, NegativeTimeoutCountsAsZeroAsInPython) {
+  Semaphore empty(0);
+  EXPECT_FALSE(empty.acquire(-1s));
+  Semaphore one(1);
+  EXPECT_TRUE(one.acquire(-1s));
+}
+
+TEST(Semaphore, ReleaseOfNWakesNWaiters) {
+  Semaphore semaphore(0);
+  std::atomic<int> through{0};
+  std::vector<std::thread> waiters;
+  for (int i = 0; i < 5; ++i) {
+    waiters.emplace_back([&] {
+      semaphore.acquire();
+      ++through;
+    });
+  }
+  std::this_thread::sleep_for(20ms);
+  semaphore.release(3);
+  EXPECT_TRUE(concur_test::eventually([&] { return through.load() == 3; }));
+  std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(through.load(), 3);
+  semaphore.release(2);
+  for (auto& w : waiters) w.join();
+  EXPECT_EQ(through.load(), 5);
+}
+
+TEST(BoundedSemaphore, ReleasePastTheInitialValueThrowsAndChangesNothing) {
+  BoundedSemaphore semaphore(2);
+  EXPECT_THROW(semaphore.release(), UsageError);
+  EXPECT_EQ(drain_count(semaphore), 2);
+  semaphore.acquire();
+  EXPECT_THROW(semaphore.release(2), UsageError);
+  EXPECT_EQ(drain_count(semaphore), 1);
+  semaphore.release();
+  EXPECT_EQ(drain_count(semaphore), 2);
+  BoundedSemaphore zero(0);
+  EXPECT_THROW(zero.release(), UsageError);
+}
+
+TEST(BoundedSemaphore, WorksWithGuard) {
+  BoundedSemaphore semaphore(1);
+  {
+    concur::Guard hold(semaphore);
+    EXPECT_FALSE(semaphore.acquire(false));
+  }
+  EXPECT_TRUE(semaphore.acquire(false));
+  semaphore.release();
+}
+
+// Producers release units, consumers take them, with every kind of acquire: every unit is
+// taken exactly once, and the count ends where it started.
+TEST(SemaphoreStress, UnitsAreConserved) {
+  Semaphore semaphore(0);
+  const long per_producer = scaled(100000, 20);
+  constexpr int producers = 3;
+  constexpr int consumers = 3;
+  long released = 0;  // producer p releases 1 + p units at a time
+  for (int p = 0; p < producers; ++p) {
+    for (long i = 0; i < per_producer; i += 1 + p) released += 1 + p;
+  }
+  std::atomic<long> taken{0};
+  concur_test::Watchdog watchdog("semaphore stress", std::chrono::seconds(240),
+                                 [&] { return "taken=" + std::to_string(taken.load()); });
+  std::vector<std::thread> threads;
+  for (int p = 0; p < producers; ++p) {
+    threads.emplace_back([&, p] {
+      for (long i = 0; i < per_producer; i += 1 + p) semaphore.release(1 + p);
+    });
+  }
+  for (int c = 0; c < consumers; ++c) {
+    threads.emplace_back([&, c] {
+      while (taken.load() < released) {
+        bool got = false;
+        if (c == 0) {
+          got = semaphore.acquire(1ms);
+        } else if (c == 1) {
+          got = semaphore.acquire(false);
+        } else {
+          got = semaphore.try_acquire_for(500us);
+        }
+        if (got) ++taken;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(taken.load(), released);
+  EXPECT_FALSE(semaphore.acquire(false));
+}
+
+}  // namespace
