@@ -203,6 +203,15 @@ class RecordingReporter : public benchmark::ConsoleReporter {
   std::map<Cell, std::map<std::string, std::vector<double>>> samples_;
 };
 
+// True when the command line only asks for the list of benchmarks.
+inline bool listing_only(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--benchmark_list_tests" || arg == "--benchmark_list_tests=true") return true;
+  }
+  return false;
+}
+
 // Starts and joins one thread, so that the C library runs in its multi-threaded mode.
 inline void leave_single_threaded_mode() {
   std::thread([] {}).join();
