@@ -1,0 +1,307 @@
+// concur/condition.hpp
+//
+// concur::Condition, Python's threading.Condition: a condition variable bound to a lock. It owns
+// an RLock by default, or shares a Lock or RLock given to its constructor.
+//
+//   concur::Condition ready;                 // owns an RLock
+//   concur::Lock lock;
+//   concur::Condition changed(lock);         // shares `lock` (Condition<Lock>, by CTAD)
+//
+//   // consumer                              // producer
+//   concur::Guard hold(ready);               concur::Guard hold(ready);
+//   ready.wait_for([&] { return !items.empty(); });   items.push_back(x);
+//   take(items);                             ready.notify();
+//
+// Semantics are Python's: wait() releases the lock (every level of an RLock) and sleeps until
+// notified, then takes the lock back (restoring every level); wait(timeout) returns false when
+// it timed out, with the lock held again either way; notify(n) wakes n of the threads waiting
+// right now (the longest-waiting first), and a notification with nobody waiting is not
+// remembered. Waiting or notifying without holding the lock throws UsageError.
+//
+// How it works. Each waiter puts a small node, on its own stack, at the tail of a list and
+// sleeps on the node's own 32-bit word. notify(n) takes up to n nodes from the head and wakes
+// each through its word. A timed-out waiter races a notifier for its own node with one
+// compare-and-swap, so a notification is either delivered or goes to the next waiter:
+// notify(3) wakes exactly three waiters when three or more wait. A notify with no waiter looks
+// at an empty list and makes no system call. The list has a small lock of its own: the user's
+// lock would do when callers hold it, but a Condition over a plain Lock cannot check who holds
+// that (Python's Lock has no owner), and a caller that wrongly does not must not corrupt it.
+//
+// Memory ordering: everything before notify() is visible to the woken waiter once it returns
+// (the lock orders them, as it orders everything it guards).
+
+#ifndef CONCUR_CONDITION_HPP
+#define CONCUR_CONDITION_HPP
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <type_traits>
+
+#include "concur/detail/config.hpp"
+#include "concur/detail/deadline.hpp"
+#include "concur/detail/wait.hpp"
+#include "concur/errors.hpp"
+#include "concur/lock.hpp"
+#include "concur/rlock.hpp"
+
+namespace concur {
+
+namespace detail {
+
+// A waiter's place in a Condition's queue; lives on the waiter's stack.
+struct ConditionWaiter {
+  static constexpr std::uint32_t waiting = 0;
+  static constexpr std::uint32_t notified = 1;
+  static constexpr std::uint32_t gave_up = 2;
+
+  ConditionWaiter* prev = nullptr;
+  ConditionWaiter* next = nullptr;
+  bool linked = false;
+  wait_word state{waiting};
+};
+
+// The lock-specific parts of waiting: how to check ownership, release every level and restore
+// them (Python's _is_owned, _release_save and _acquire_restore).
+template <class L>
+struct ConditionLockOps;
+
+template <>
+struct ConditionLockOps<Lock> {
+  using Saved = bool;
+  // A Lock has no owner; as Python does, a held Lock counts as held by the caller.
+  static bool owned(const Lock& lock) noexcept { return lock.locked(); }
+  static Saved release_all(Lock& lock) {
+    lock.release();
+    return true;
+  }
+  static void restore(Lock& lock, Saved) noexcept { lock.acquire(); }
+};
+
+template <>
+struct ConditionLockOps<RLock> {
+  using Saved = std::uint32_t;
+  static bool owned(const RLock& lock) noexcept { return lock.is_owned(); }
+  static Saved release_all(RLock& lock) { return lock.release_all(); }
+  static void restore(RLock& lock, Saved levels) noexcept { lock.acquire_restore(levels); }
+};
+
+}  // namespace detail
+
+// Condition
+//
+// Python's threading.Condition over a concur::Lock or concur::RLock. Not movable: waiters refer
+// to it.
+template <class L = RLock>
+class CONCUR_CAPABILITY("mutex") Condition {
+  static_assert(std::is_same_v<L, Lock> || std::is_same_v<L, RLock>,
+                "a Condition works with concur::Lock or concur::RLock");
+  using Ops = detail::ConditionLockOps<L>;
+
+ public:
+  // Condition::Condition()
+  //
+  // A condition with a lock of its own (an RLock by default, as in Python).
+  Condition() noexcept : lock_(&own_lock_) {}
+
+  // Condition::Condition(lock)
+  //
+  // A condition that shares `lock`, which must outlive it: `concur::Condition c(my_lock);`
+  explicit Condition(L& lock) noexcept : lock_(&lock) {}
+
+  Condition(const Condition&) = delete;
+  Condition& operator=(const Condition&) = delete;
+
+  // Condition::lock_ref()
+  //
+  // The underlying lock.
+  [[nodiscard]] L& lock_ref() const noexcept { return *lock_; }
+
+  // Condition::acquire(), acquire(blocking), acquire(timeout), release()
+  //
+  // Forward to the underlying lock, as Python's Condition does.
+  bool acquire() noexcept CONCUR_ACQUIRE() { return lock_->acquire(); }
+  [[nodiscard]] bool acquire(bool blocking) noexcept CONCUR_TRY_ACQUIRE(true) {
+    return lock_->acquire(blocking);
+  }
+  template <class Rep, class Period>
+  [[nodiscard]] bool acquire(std::chrono::duration<Rep, Period> timeout) CONCUR_TRY_ACQUIRE(true) {
+    return lock_->acquire(timeout);
+  }
+  void release() CONCUR_RELEASE() { lock_->release(); }
+
+  // Condition::lock(), unlock(), try_lock()
+  //
+  // The standard Lockable names, so that std::unique_lock<Condition> and friends work.
+  void lock() noexcept CONCUR_ACQUIRE() { lock_->lock(); }
+  void unlock() CONCUR_RELEASE() { lock_->unlock(); }
+  [[nodiscard]] bool try_lock() noexcept CONCUR_TRY_ACQUIRE(true) { return lock_->try_lock(); }
+
+  // Condition::wait()
+  //
+  // Releases the lock, sleeps until notified, and takes the lock back; returns true. Throws
+  // UsageError when the calling thread does not hold the lock. Spurious wake-ups do not reach
+  // the caller: only a notification (or, for wait(timeout), the timeout) ends the wait.
+  bool wait() { return wait_deadline(detail::never); }
+
+  // Condition::wait(timeout)
+  //
+  // As wait(), giving up after `timeout`; returns false when it timed out. The lock is held
+  // again either way. A zero or negative timeout only releases and re-takes the lock, as in
+  // Python.
+  template <class Rep, class Period>
+  [[nodiscard]] bool wait(std::chrono::duration<Rep, Period> timeout) {
+    return wait_deadline(detail::deadline_after(timeout));
+  }
+
+  // Condition::wait_until(when)
+  //
+  // As wait(timeout), with an absolute deadline on any clock (the standard library's spelling);
+  // returns false when it timed out.
+  template <class Clock, class Duration>
+  [[nodiscard]] bool wait_until(std::chrono::time_point<Clock, Duration> when) {
+    return wait_deadline(detail::to_steady_deadline(when));
+  }
+
+  // Condition::wait_for(predicate)
+  //
+  // Waits until `predicate()` is true (checked first, and after every wake-up, with the lock
+  // held); returns true.
+  template <class Predicate>
+  bool wait_for(Predicate predicate) {
+    while (!predicate()) wait();
+    return true;
+  }
+
+  // Condition::wait_for(predicate, timeout)
+  //
+  // As wait_for(predicate), giving up when `timeout` has passed; returns the predicate's last
+  // value.
+  template <class Predicate, class Rep, class Period>
+  [[nodiscard]] bool wait_for(Predicate predicate, std::chrono::duration<Rep, Period> timeout) {
+    const detail::steady_time deadline = detail::deadline_after(timeout);
+    bool result = predicate();
+    while (!result) {
+      if (detail::expired(deadline)) break;
+      (void)wait_deadline(deadline);
+      result = predicate();
+    }
+    return result;
+  }
+
+  // Condition::notify(n)
+  //
+  // Wakes up to `n` threads waiting on this condition (the longest-waiting first); n <= 0 does
+  // nothing. Throws UsageError when the calling thread does not hold the lock. Costs no system
+  // call when nobody waits.
+  void notify(long n = 1) {
+    require_owned("cannot notify on un-acquired lock");
+    if (n > 0) wake(n);
+  }
+
+  // Condition::notify_all()
+  //
+  // Wakes every thread waiting on this condition. Throws UsageError when the calling thread
+  // does not hold the lock.
+  void notify_all() {
+    require_owned("cannot notify on un-acquired lock");
+    wake(every_waiter);
+  }
+
+ private:
+  void require_owned(const char* message) const {
+    if (!Ops::owned(*lock_)) throw UsageError(message);
+  }
+
+  static constexpr long every_waiter = -1;
+
+  // Wakes up to `n` waiters (n > 0), or every_waiter.
+  void wake(long n) noexcept {
+    if (waiters_.load(std::memory_order_relaxed) == nullptr) return;
+    Guard hold(list_lock_);
+    while (n != 0 && head_ != nullptr) {
+      detail::ConditionWaiter* waiter = head_;
+      unlink(*waiter);
+      std::uint32_t expected = detail::ConditionWaiter::waiting;
+      if (waiter->state.compare_exchange_strong(expected, detail::ConditionWaiter::notified,
+                                                std::memory_order_release,
+                                                std::memory_order_relaxed)) {
+        // Still under list_lock_: the waiter cannot leave (and free its node) before this.
+        detail::wake_one(waiter->state);
+        if (n > 0) --n;
+      }
+    }
+  }
+
+  bool wait_deadline(detail::steady_time deadline) {
+    require_owned("cannot wait on un-acquired lock");
+    if (deadline != detail::never && detail::expired(deadline)) {
+      // Python's wait(0): release and re-take the lock, without queueing.
+      const typename Ops::Saved saved = Ops::release_all(*lock_);
+      Ops::restore(*lock_, saved);
+      return false;
+    }
+    detail::ConditionWaiter me;
+    {
+      Guard hold(list_lock_);
+      link_tail(me);
+    }
+    const typename Ops::Saved saved = Ops::release_all(*lock_);
+    const bool notified = sleep(me, deadline);
+    {
+      Guard hold(list_lock_);
+      if (me.linked) unlink(me);  // gave up before any notifier reached it
+    }
+    Ops::restore(*lock_, saved);
+    return notified;
+  }
+
+  // Sleeps on the waiter's word until notified or the deadline passes; true when notified.
+  static bool sleep(detail::ConditionWaiter& me, detail::steady_time deadline) noexcept {
+    for (;;) {
+      if (me.state.load(std::memory_order_acquire) != detail::ConditionWaiter::waiting) {
+        return true;
+      }
+      if (!detail::wait_on_until(me.state, detail::ConditionWaiter::waiting, deadline)) {
+        std::uint32_t expected = detail::ConditionWaiter::waiting;
+        // Lose the race to a notifier gracefully: if it got here first, the wait succeeded.
+        return !me.state.compare_exchange_strong(expected, detail::ConditionWaiter::gave_up,
+                                                 std::memory_order_acquire);
+      }
+    }
+  }
+
+  void link_tail(detail::ConditionWaiter& waiter) noexcept {
+    waiter.prev = tail_;
+    (tail_ != nullptr ? tail_->next : head_) = &waiter;
+    tail_ = &waiter;
+    waiter.linked = true;
+    waiters_.store(head_, std::memory_order_relaxed);
+  }
+
+  void unlink(detail::ConditionWaiter& waiter) noexcept {
+    (waiter.prev != nullptr ? waiter.prev->next : head_) = waiter.next;
+    (waiter.next != nullptr ? waiter.next->prev : tail_) = waiter.prev;
+    waiter.prev = waiter.next = nullptr;
+    waiter.linked = false;
+    waiters_.store(head_, std::memory_order_relaxed);
+  }
+
+  L own_lock_;
+  L* lock_;
+  Lock list_lock_;
+  // The waiters, oldest first; guarded by list_lock_.
+  detail::ConditionWaiter* head_ = nullptr;
+  detail::ConditionWaiter* tail_ = nullptr;
+  // A copy of head_ that notify() may read without list_lock_: whether anybody waits. Its
+  // caller holds the user's lock, and so did every waiter when it linked itself, so the copy
+  // it reads is current (a waiter that gave up and left may still be in it: harmless).
+  std::atomic<detail::ConditionWaiter*> waiters_{nullptr};
+};
+
+template <class L>
+Condition(L&) -> Condition<L>;
+
+}  // namespace concur
+
+#endif  // CONCUR_CONDITION_HPP
