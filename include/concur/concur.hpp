@@ -18,8 +18,10 @@
 #include "concur/condition.hpp"
 #include "concur/errors.hpp"
 #include "concur/lock.hpp"
+#include "concur/queue.hpp"
 #include "concur/rlock.hpp"
 #include "concur/semaphore.hpp"
+#include "concur/simple_queue.hpp"
 #include "concur/thread.hpp"
 
 #endif  // CONCUR_CONCUR_HPP

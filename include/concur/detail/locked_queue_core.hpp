@@ -1,0 +1,256 @@
+// concur/detail/locked_queue_core.hpp
+//
+// LockedCore: Python's queue.Queue as CPython's queue.py writes it, one Lock and three
+// Conditions (not_empty, not_full, all_tasks_done) around a container, with the container's
+// order left to a store: FifoStore, LifoStore or HeapStore (smallest first, as heapq). It
+// serves the queues that the lock-free ring cannot: unbounded ones, LIFO and priority order,
+// and items whose moves may throw.
+//
+// Exception safety: a put constructs its item in the container before anything is counted, and
+// a get moves the item out before it is removed, so an item whose move throws is either not
+// added or stays where it was; the lock is released either way (Guard).
+
+#ifndef CONCUR_DETAIL_LOCKED_QUEUE_CORE_HPP
+#define CONCUR_DETAIL_LOCKED_QUEUE_CORE_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "concur/condition.hpp"
+#include "concur/detail/deadline.hpp"
+#include "concur/detail/queue_core.hpp"
+#include "concur/errors.hpp"
+#include "concur/lock.hpp"
+
+namespace concur::detail {
+
+// First in, first out.
+template <class T>
+class FifoStore {
+ public:
+  std::size_t size() const noexcept { return items_.size(); }
+  void push(T&& item) { items_.push_back(std::move(item)); }
+  T& next() noexcept { return items_.front(); }
+  void pop() noexcept { items_.pop_front(); }
+  void clear() noexcept { items_.clear(); }
+
+ private:
+  std::deque<T> items_;  // a deque never moves its items, so push_back is all-or-nothing
+};
+
+// Last in, first out.
+template <class T>
+class LifoStore {
+ public:
+  std::size_t size() const noexcept { return items_.size(); }
+  void push(T&& item) { items_.push_back(std::move(item)); }
+  T& next() noexcept { return items_.back(); }
+  void pop() noexcept { items_.pop_back(); }
+  void clear() noexcept { items_.clear(); }
+
+ private:
+  std::deque<T> items_;
+};
+
+// Smallest first by `Compare` (a binary heap, as Python's heapq). Items whose moves may throw
+// are kept behind pointers, so that reordering the heap never moves an item.
+template <class T, class Compare>
+class HeapStore {
+  static constexpr bool by_pointer =
+      !std::is_nothrow_move_constructible_v<T> || !std::is_nothrow_move_assignable_v<T>;
+  using Entry = std::conditional_t<by_pointer, std::unique_ptr<T>, T>;
+
+ public:
+  explicit HeapStore(Compare compare = Compare()) : compare_(std::move(compare)) {}
+
+  std::size_t size() const noexcept { return heap_.size(); }
+
+  void push(T&& item) {
+    if constexpr (by_pointer) {
+      auto entry = std::make_unique<T>(std::move(item));
+      heap_.push_back(std::move(entry));
+    } else {
+      heap_.push_back(std::move(item));
+    }
+    std::push_heap(heap_.begin(), heap_.end(), later());
+  }
+
+  T& next() noexcept {
+    if constexpr (by_pointer) {
+      return *heap_.front();
+    } else {
+      return heap_.front();
+    }
+  }
+
+  void pop() noexcept {
+    std::pop_heap(heap_.begin(), heap_.end(), later());
+    heap_.pop_back();
+  }
+
+  void clear() noexcept { heap_.clear(); }
+
+ private:
+  // std's heap keeps the greatest first: order the entries by "comes out later than".
+  auto later() const {
+    return [this](const Entry& a, const Entry& b) { return compare_(value(b), value(a)); };
+  }
+  static const T& value(const Entry& entry) noexcept {
+    if constexpr (by_pointer) {
+      return *entry;
+    } else {
+      return entry;
+    }
+  }
+
+  Compare compare_;
+  std::vector<Entry> heap_;
+};
+
+template <class T, class Store>
+class LockedCore {
+ public:
+  // maxsize <= 0: unbounded, as in Python.
+  explicit LockedCore(std::int64_t maxsize, Store store = Store())
+      : maxsize_(maxsize), store_(std::move(store)) {}
+
+  QueueStatus put(T&& item, steady_time deadline) {
+    Guard hold(mutex_);
+    QueueStatus status = wait_for_room(deadline);
+    if (status != QueueStatus::ok) return status;
+    store_.push(std::move(item));
+    ++unfinished_;
+    not_empty_.notify();
+    return QueueStatus::ok;
+  }
+
+  QueueStatus get(std::optional<T>& out, steady_time deadline) {
+    Guard hold(mutex_);
+    QueueStatus status = wait_for_item(deadline);
+    if (status != QueueStatus::ok) return status;
+    out.emplace(std::move(store_.next()));
+    store_.pop();
+    not_full_.notify();
+    return QueueStatus::ok;
+  }
+
+  template <class It>
+  It put_many(It first, It last, steady_time deadline, QueueStatus& status) {
+    Guard hold(mutex_);
+    status = QueueStatus::ok;
+    while (first != last) {
+      status = wait_for_room(deadline);
+      if (status != QueueStatus::ok) break;
+      store_.push(T(std::move(*first)));
+      ++first;
+      ++unfinished_;
+      not_empty_.notify();
+    }
+    return first;
+  }
+
+  template <class Out>
+  std::size_t get_many(Out& out, std::size_t max, steady_time deadline, QueueStatus& status) {
+    Guard hold(mutex_);
+    status = max == 0 ? QueueStatus::ok : wait_for_item(deadline);
+    std::size_t taken = 0;
+    if (status != QueueStatus::ok) return 0;
+    while (taken < max && store_.size() > 0) {
+      *out++ = std::move(store_.next());
+      store_.pop();
+      ++taken;
+    }
+    not_full_.notify(static_cast<long>(taken));
+    return taken;
+  }
+
+  std::size_t qsize() {
+    Guard hold(mutex_);
+    return store_.size();
+  }
+
+  std::int64_t maxsize() const noexcept { return maxsize_; }
+
+  bool full() {
+    Guard hold(mutex_);
+    return maxsize_ > 0 && store_.size() >= static_cast<std::size_t>(maxsize_);
+  }
+
+  void task_done() {
+    Guard hold(mutex_);
+    if (unfinished_ == 0) throw UsageError("task_done() called too many times");
+    if (--unfinished_ == 0) all_tasks_done_.notify_all();
+  }
+
+  bool join_until(steady_time deadline) {
+    Guard hold(mutex_);
+    while (unfinished_ != 0) {
+      if (is_past(deadline)) return false;
+      (void)all_tasks_done_.wait_until(deadline);
+    }
+    return true;
+  }
+
+  void shutdown(bool immediate) {
+    Guard hold(mutex_);
+    shut_down_ = true;
+    if (immediate) {
+      const std::size_t dropped = store_.size();
+      store_.clear();
+      unfinished_ -= std::min<std::uint64_t>(unfinished_, dropped);
+      all_tasks_done_.notify_all();
+    }
+    not_empty_.notify_all();
+    not_full_.notify_all();
+  }
+
+  bool is_shutdown() {
+    Guard hold(mutex_);
+    return shut_down_;
+  }
+
+ private:
+  // With the lock held: waits until there is room for a put. Python checks shutdown first, and
+  // again after every wait.
+  QueueStatus wait_for_room(steady_time deadline) {
+    if (shut_down_) return QueueStatus::shut_down;
+    while (maxsize_ > 0 && store_.size() >= static_cast<std::size_t>(maxsize_)) {
+      if (is_past(deadline)) return QueueStatus::timed_out;
+      (void)not_full_.wait_until(deadline);
+      if (shut_down_) return QueueStatus::shut_down;
+    }
+    return QueueStatus::ok;
+  }
+
+  // With the lock held: waits until there is an item; after a shutdown, gets drain what is
+  // left and then fail.
+  QueueStatus wait_for_item(steady_time deadline) {
+    while (store_.size() == 0) {
+      if (shut_down_) return QueueStatus::shut_down;
+      if (is_past(deadline)) return QueueStatus::timed_out;
+      (void)not_empty_.wait_until(deadline);
+    }
+    return QueueStatus::ok;
+  }
+
+  const std::int64_t maxsize_;
+  Lock mutex_;
+  Condition<Lock> not_empty_{mutex_};
+  Condition<Lock> not_full_{mutex_};
+  Condition<Lock> all_tasks_done_{mutex_};
+  Store store_;                   // guarded by mutex_
+  std::uint64_t unfinished_ = 0;  // guarded by mutex_
+  bool shut_down_ = false;        // guarded by mutex_
+};
+
+}  // namespace concur::detail
+
+#endif  // CONCUR_DETAIL_LOCKED_QUEUE_CORE_HPP

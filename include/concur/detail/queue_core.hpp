@@ -1,0 +1,245 @@
+// concur/detail/queue_core.hpp
+//
+// What every queue of concur/queue.hpp is built on: the outcome of a put or get, and the two
+// cores that implement Python's queue semantics (put/get with block and timeout, task_done and
+// join, shutdown and immediate shutdown).
+//
+//   RingCore    a bounded FIFO on the lock-free ring (concur/detail/mpmc_ring.hpp), with event
+//               counts to sleep on when it is full or empty: concur::Queue's fast path.
+//   LockedCore  a Lock and three Conditions around a container, exactly as CPython's queue.py
+//               does it: for unbounded queues, LIFO and priority order, and items whose moves
+//               may throw.
+//
+// Both take deadlines: `never` blocks, a deadline already past never blocks (Python's
+// block=False), anything else is a timeout.
+
+#ifndef CONCUR_DETAIL_QUEUE_CORE_HPP
+#define CONCUR_DETAIL_QUEUE_CORE_HPP
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <thread>
+#include <utility>
+
+#include "concur/condition.hpp"
+#include "concur/detail/deadline.hpp"
+#include "concur/detail/event_count.hpp"
+#include "concur/detail/mpmc_ring.hpp"
+#include "concur/detail/spin.hpp"
+#include "concur/errors.hpp"
+#include "concur/lock.hpp"
+
+namespace concur::detail {
+
+enum class QueueStatus { ok, timed_out, shut_down };
+
+inline bool is_past(steady_time deadline) noexcept {
+  return deadline != never && expired(deadline);
+}
+
+// RingCore
+//
+// Puts and gets claim ring tickets without locks. A thread that finds the ring full (empty)
+// spins briefly, then sleeps on the not_full_ (not_empty_) event count; every put (get) tells
+// the other side, which costs one load when nobody sleeps. Task accounting needs no counter on
+// the hot path: the ring's put ticket already counts every item ever put, so unfinished tasks
+// are puts minus task_done() calls.
+template <class T>
+class RingCore {
+ public:
+  explicit RingCore(std::size_t capacity) : ring_(capacity) {}
+
+  QueueStatus put(T&& item, steady_time deadline) noexcept {
+    std::uint64_t ticket;
+    for (;;) {
+      if (ring_.try_claim_put(ticket)) {
+        ring_.publish(ticket, std::move(item));
+        not_empty_.notify_one();
+        return QueueStatus::ok;
+      }
+      if (ring_.is_shut_down()) return QueueStatus::shut_down;
+      if (!wait_for(not_full_, deadline, [this] { return ring_.can_put(); })) {
+        return QueueStatus::timed_out;
+      }
+    }
+  }
+
+  QueueStatus get(std::optional<T>& out, steady_time deadline) noexcept {
+    std::uint64_t ticket;
+    for (;;) {
+      if (ring_.try_claim_get(ticket)) {
+        out.emplace(ring_.take(ticket));
+        not_full_.notify_one();
+        return QueueStatus::ok;
+      }
+      if (drained_after_shutdown()) return QueueStatus::shut_down;
+      if (!wait_for(not_empty_, deadline,
+                    [this] { return ring_.can_get() || ring_.is_shut_down(); })) {
+        return QueueStatus::timed_out;
+      }
+    }
+  }
+
+  // Puts items from [first, last) in order, claiming as many free slots as it can at a time;
+  // returns the iterator past the last item put (last, unless shut down or timed out).
+  template <class It>
+  It put_many(It first, It last, steady_time deadline, QueueStatus& status) {
+    status = QueueStatus::ok;
+    while (first != last) {
+      std::uint64_t ticket;
+      const std::size_t claimed =
+          ring_.try_claim_puts(ticket, static_cast<std::size_t>(std::distance(first, last)));
+      if (claimed > 0) {
+        for (std::size_t i = 0; i < claimed; ++i, ++first) {
+          T item(std::move(*first));
+          ring_.publish(ticket + i, std::move(item));
+        }
+        not_empty_.notify(static_cast<int>(claimed));
+        continue;
+      }
+      if (ring_.is_shut_down()) {
+        status = QueueStatus::shut_down;
+        break;
+      }
+      if (!wait_for(not_full_, deadline, [this] { return ring_.can_put(); })) {
+        status = QueueStatus::timed_out;
+        break;
+      }
+    }
+    return first;
+  }
+
+  // Waits (until `deadline`) for at least one item, then takes up to `max` without waiting.
+  template <class Out>
+  std::size_t get_many(Out& out, std::size_t max, steady_time deadline, QueueStatus& status) {
+    status = QueueStatus::ok;
+    if (max == 0) return 0;
+    for (;;) {
+      std::uint64_t ticket;
+      const std::size_t claimed = ring_.try_claim_gets(ticket, max);
+      if (claimed > 0) {
+        for (std::size_t i = 0; i < claimed; ++i) *out++ = ring_.take(ticket + i);
+        not_full_.notify(static_cast<int>(claimed));
+        return claimed;
+      }
+      if (drained_after_shutdown()) {
+        status = QueueStatus::shut_down;
+        return 0;
+      }
+      if (!wait_for(not_empty_, deadline,
+                    [this] { return ring_.can_get() || ring_.is_shut_down(); })) {
+        status = QueueStatus::timed_out;
+        return 0;
+      }
+    }
+  }
+
+  std::size_t qsize() const noexcept { return ring_.size(); }
+  std::size_t capacity() const noexcept { return ring_.capacity(); }
+
+  void task_done() {
+    const std::uint64_t done = done_.fetch_add(1, std::memory_order_acq_rel) + 1;
+    const std::uint64_t puts = ring_.puts();
+    if (done > puts) {
+      done_.fetch_sub(1, std::memory_order_relaxed);
+      throw UsageError("task_done() called too many times");
+    }
+    if (done == puts) tasks_done_.notify_all();
+  }
+
+  bool join_until(steady_time deadline) noexcept {
+    while (!all_done()) {
+      if (!wait_for(
+              tasks_done_, deadline, [this] { return all_done(); }, /*spin=*/false)) {
+        return all_done();
+      }
+    }
+    return true;
+  }
+
+  void shutdown(bool immediate) noexcept {
+    ring_.shut_down();
+    if (immediate) drop_everything();
+    not_empty_.notify_all();
+    not_full_.notify_all();
+    tasks_done_.notify_all();
+  }
+
+  bool is_shutdown() const noexcept { return ring_.is_shut_down(); }
+
+ private:
+  bool all_done() const noexcept { return done_.load(std::memory_order_acquire) >= ring_.puts(); }
+
+  // After a shutdown, gets drain what is left and then fail; a put claimed before the shutdown
+  // may still be on its way, so "left" counts claims, not published items.
+  bool drained_after_shutdown() const noexcept {
+    return ring_.is_shut_down() && ring_.gets() >= ring_.puts();
+  }
+
+  // shutdown(immediate=True): drops every item, each counting as done, as Python does. Puts
+  // claimed before the shutdown are waited for, so nothing arrives after it.
+  void drop_everything() noexcept {
+    Backoff backoff;
+    while (ring_.gets() < ring_.puts()) {
+      std::uint64_t ticket;
+      const std::size_t claimed = ring_.try_claim_gets(ticket, ring_.capacity());
+      for (std::size_t i = 0; i < claimed; ++i) ring_.discard(ticket + i);
+      if (claimed > 0) {
+        done_.fetch_add(claimed, std::memory_order_acq_rel);
+      } else {
+        backoff.pause();  // a put claimed before the shutdown is still moving its item in
+      }
+    }
+  }
+
+  // Waits until `ready()` may have become true or `deadline` passes; false on timeout.
+  //
+  // It spins before it sleeps, in two stages. First rounds of doubling pauses that start long
+  // enough (pause_first) to let the other side get a few items ahead: a consumer that re-checks
+  // at once keeps pulling the cache line the producer is writing, and the two then move one item
+  // per cache-line transfer instead of a line's worth at a time. Then rounds of yielding the
+  // processor: with more threads than cores, the thread that will make `ready()` true may need
+  // this very core. Only then does it sleep on the event count, which an idle queue's waiters
+  // do at no CPU cost.
+  template <class Ready>
+  bool wait_for(EventCount& events, steady_time deadline, Ready ready, bool spin = true) noexcept {
+    if (is_past(deadline)) return false;
+    if (spin && spin_until_ready(ready)) return true;
+    const std::uint32_t key = events.prepare_wait();
+    if (ready()) {
+      events.cancel_wait();
+      return true;
+    }
+    return events.wait(key, deadline);
+  }
+
+  static constexpr int pause_first = 32;
+  static constexpr int pause_rounds = 6;  // 32, 64, ... 1024: some 2,000 pauses
+  static constexpr int yield_rounds = 10;
+
+  template <class Ready>
+  static bool spin_until_ready(Ready& ready) noexcept {
+    for (int round = 0; round < pause_rounds; ++round) {
+      for (int i = pause_first << round; i > 0; --i) cpu_relax();
+      if (ready()) return true;
+    }
+    for (int round = 0; round < yield_rounds; ++round) {
+      std::this_thread::yield();
+      if (ready()) return true;
+    }
+    return false;
+  }
+
+  MpmcRing<T> ring_;
+  EventCount not_empty_;
+  EventCount not_full_;
+  EventCount tasks_done_;
+  // task_done() calls, plus items dropped by an immediate shutdown.
+  alignas(cache_line_size) std::atomic<std::uint64_t> done_{0};
+};
+
+}  // namespace concur::detail
+
+#endif  // CONCUR_DETAIL_QUEUE_CORE_HPP

@@ -1,0 +1,487 @@
+// Tests of concur/queue.hpp: Python's queue semantics for Queue (on the ring when bounded, on
+// the locked core when unbounded), LifoQueue and PriorityQueue; move-only and throwing items;
+// task accounting; shutdown; and stress with checksums.
+
+#include "concur/queue.hpp"
+
+#include <gtest/gtest.h>
+#include <time.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using concur::Empty;
+using concur::Full;
+using concur::LifoQueue;
+using concur::PriorityQueue;
+using concur::Queue;
+using concur::ShutDown;
+using concur::UsageError;
+using concur_test::eventually;
+using concur_test::scaled;
+using steady = std::chrono::steady_clock;
+
+// ---- semantics shared by every queue, each built bounded and unbounded ---------------------
+
+template <class Q>
+struct QueueKind {
+  using type = Q;
+};
+
+template <class Kind>
+class AnyQueue : public ::testing::Test {
+ protected:
+  using Q = typename Kind::type;
+};
+
+using QueueKinds = ::testing::Types<QueueKind<Queue<int>>, QueueKind<LifoQueue<int>>,
+                                    QueueKind<PriorityQueue<int>>>;
+TYPED_TEST_SUITE(AnyQueue, QueueKinds);
+
+TYPED_TEST(AnyQueue, MaxsizeZeroOrLessIsUnbounded) {
+  typename TestFixture::Q unbounded;
+  typename TestFixture::Q negative(-3);
+  EXPECT_EQ(unbounded.maxsize(), 0);
+  EXPECT_EQ(negative.maxsize(), -3);
+  for (int i = 0; i < 5000; ++i) {
+    unbounded.put_nowait(i);
+    negative.put(i, false);
+  }
+  EXPECT_FALSE(unbounded.full());
+  EXPECT_EQ(unbounded.qsize(), 5000u);
+  EXPECT_EQ(negative.qsize(), 5000u);
+}
+
+TYPED_TEST(AnyQueue, FullQueueRefusesNonBlockingAndTimedPuts) {
+  typename TestFixture::Q q(2);
+  EXPECT_TRUE(q.empty());
+  q.put(1);
+  q.put(2, true);
+  EXPECT_TRUE(q.full());
+  EXPECT_EQ(q.qsize(), 2u);
+  EXPECT_THROW(q.put(3, false), Full);
+  EXPECT_THROW(q.put_nowait(3), Full);
+  const auto start = steady::now();
+  EXPECT_THROW(q.put(3, 30ms), Full);
+  EXPECT_GE(steady::now() - start, 30ms);
+  EXPECT_THROW(q.put(3, -1ms), std::invalid_argument);
+  EXPECT_FALSE(q.try_put(3));
+  EXPECT_FALSE(q.try_put(3, 5ms));
+  EXPECT_EQ(q.qsize(), 2u);
+}
+
+TYPED_TEST(AnyQueue, EmptyQueueRefusesNonBlockingAndTimedGets) {
+  typename TestFixture::Q q(4);
+  EXPECT_THROW((void)q.get(false), Empty);
+  EXPECT_THROW((void)q.get_nowait(), Empty);
+  const auto start = steady::now();
+  EXPECT_THROW((void)q.get(30ms), Empty);
+  EXPECT_GE(steady::now() - start, 30ms);
+  EXPECT_THROW((void)q.get(-1s), std::invalid_argument);
+  EXPECT_FALSE(q.try_get().has_value());
+  EXPECT_FALSE(q.try_get(5ms).has_value());
+  q.put(7);
+  EXPECT_EQ(q.get(0s), 7);
+}
+
+TYPED_TEST(AnyQueue, BlockedGetWakesOnPutAndBlockedPutOnGet) {
+  typename TestFixture::Q q(1);
+  std::atomic<int> got{-1};
+  std::thread getter([&] { got = q.get(); });
+  std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(got.load(), -1);
+  q.put(5);
+  getter.join();
+  EXPECT_EQ(got.load(), 5);
+
+  q.put(1);
+  std::atomic<bool> put_done{false};
+  std::thread putter([&] {
+    q.put(2);
+    put_done = true;
+  });
+  std::this_thread::sleep_for(20ms);
+  EXPECT_FALSE(put_done);
+  EXPECT_EQ(q.get(), 1);
+  putter.join();
+  EXPECT_TRUE(put_done);
+  EXPECT_EQ(q.get(), 2);
+}
+
+TYPED_TEST(AnyQueue, TaskDoneAndJoin) {
+  typename TestFixture::Q q(8);
+  EXPECT_THROW(q.task_done(), UsageError);
+  q.join();  // nothing put: returns at once
+  q.put(1);
+  q.put(2);
+  EXPECT_FALSE(q.join(20ms));
+  std::atomic<int> processed{0};
+  std::thread worker([&] {
+    for (int i = 0; i < 2; ++i) {
+      (void)q.get();
+      std::this_thread::sleep_for(10ms);
+      ++processed;
+      q.task_done();
+    }
+  });
+  q.join();
+  EXPECT_EQ(processed.load(), 2);
+  worker.join();
+  EXPECT_THROW(q.task_done(), UsageError);
+  q.put(3);
+  q.task_done();  // Python allows marking an item done before it is got
+  EXPECT_THROW(q.task_done(), UsageError);
+}
+
+TYPED_TEST(AnyQueue, ShutdownRefusesPutsAndDrainsGets) {
+  typename TestFixture::Q q(8);
+  q.put(1);
+  q.put(2);
+  EXPECT_FALSE(q.is_shutdown());
+  q.shutdown();
+  EXPECT_TRUE(q.is_shutdown());
+  EXPECT_THROW(q.put(3), ShutDown);
+  EXPECT_THROW(q.put_nowait(3), ShutDown);
+  EXPECT_THROW((void)q.try_put(3), ShutDown);
+  int sum = q.get();
+  sum += q.get(false);
+  EXPECT_EQ(sum, 3);
+  EXPECT_THROW((void)q.get(), ShutDown);
+  EXPECT_THROW((void)q.get(false), ShutDown);
+  EXPECT_THROW((void)q.try_get(), ShutDown);
+  EXPECT_THROW((void)q.get(1s), ShutDown);
+}
+
+TYPED_TEST(AnyQueue, ImmediateShutdownDropsItemsAndReleasesJoin) {
+  typename TestFixture::Q q(8);
+  for (int i = 0; i < 5; ++i) q.put(i);
+  (void)q.get();  // got but not done: join must still wait for it
+  std::atomic<bool> joined{false};
+  std::thread joiner([&] {
+    q.join();
+    joined = true;
+  });
+  std::this_thread::sleep_for(20ms);
+  EXPECT_FALSE(joined);
+  q.shutdown(true);
+  EXPECT_EQ(q.qsize(), 0u);
+  EXPECT_THROW((void)q.get(false), ShutDown);
+  std::this_thread::sleep_for(20ms);
+  EXPECT_FALSE(joined);  // one item is still unfinished
+  q.task_done();
+  joiner.join();
+  EXPECT_TRUE(joined);
+}
+
+TYPED_TEST(AnyQueue, ShutdownWakesEveryBlockedCaller) {
+  typename TestFixture::Q full(1);
+  typename TestFixture::Q empty(1);
+  full.put(0);
+  std::atomic<int> shut_down{0};
+  std::vector<std::thread> blocked;
+  for (int i = 0; i < 3; ++i) {
+    blocked.emplace_back([&] {
+      try {
+        full.put(1);
+      } catch (const ShutDown&) {
+        ++shut_down;
+      }
+    });
+    blocked.emplace_back([&] {
+      try {
+        (void)empty.get();
+      } catch (const ShutDown&) {
+        ++shut_down;
+      }
+    });
+  }
+  std::this_thread::sleep_for(30ms);
+  full.shutdown();
+  empty.shutdown();
+  for (auto& t : blocked) t.join();
+  EXPECT_EQ(shut_down.load(), 6);
+  EXPECT_EQ(full.get(), 0);  // the item put before the shutdown is still there
+}
+
+TYPED_TEST(AnyQueue, BatchPutAndGet) {
+  typename TestFixture::Q q(16);
+  std::vector<int> in(10);
+  std::iota(in.begin(), in.end(), 0);
+  q.put_many(in.begin(), in.end());
+  EXPECT_EQ(q.qsize(), 10u);
+  std::vector<int> out;
+  EXPECT_EQ(q.get_many(std::back_inserter(out), 4), 4u);
+  EXPECT_EQ(q.get_many(std::back_inserter(out), 100), 6u);
+  std::sort(out.begin(), out.end());
+  EXPECT_EQ(out, in);
+  // put_many waits for room; get_many waits for the first item only.
+  std::vector<int> many(40, 1);
+  std::thread putter([&] { q.put_many(many.begin(), many.end()); });
+  int taken = 0;
+  while (taken < 40) {
+    std::vector<int> batch;
+    taken += static_cast<int>(q.get_many(std::back_inserter(batch), 7));
+  }
+  putter.join();
+  EXPECT_EQ(taken, 40);
+  q.shutdown();
+  std::vector<int> none;
+  EXPECT_THROW((void)q.get_many(std::back_inserter(none), 3), ShutDown);
+  EXPECT_THROW(q.put_many(in.begin(), in.end()), ShutDown);
+}
+
+// ---- order ------------------------------------------------------------------------------------
+
+TEST(Queue, FirstInFirstOut) {
+  for (long maxsize : {0L, 3L, 8L}) {
+    Queue<int> q(maxsize);
+    q.put(3);
+    q.put(1);
+    q.put(2);
+    EXPECT_EQ(q.get(), 3);
+    EXPECT_EQ(q.get(), 1);
+    EXPECT_EQ(q.get(), 2);
+  }
+}
+
+TEST(LifoQueue, LastInFirstOut) {
+  LifoQueue<std::string> q;
+  q.put("a");
+  q.put(std::string("b"));
+  q.put("c");
+  EXPECT_EQ(q.get(), "c");
+  EXPECT_EQ(q.get(), "b");
+  EXPECT_EQ(q.get(), "a");
+}
+
+TEST(PriorityQueue, SmallestFirstOrByTheGivenOrder) {
+  PriorityQueue<int> q;
+  for (int v : {5, 1, 4, 2, 3}) q.put(v);
+  for (int expected = 1; expected <= 5; ++expected) EXPECT_EQ(q.get(), expected);
+  PriorityQueue<int, std::greater<int>> largest;
+  for (int v : {5, 1, 4}) largest.put(v);
+  EXPECT_EQ(largest.get(), 5);
+  // Python's idiom: (priority, payload) tuples.
+  PriorityQueue<std::pair<int, std::string>> jobs;
+  jobs.put(std::pair{2, std::string("write")});
+  jobs.put(std::pair{1, std::string("read")});
+  EXPECT_EQ(jobs.get().second, "read");
+}
+
+// ---- move-only and throwing items ---------------------------------------------------------------
+
+TEST(Queue, MoveOnlyItemsWorkEverywhere) {
+  Queue<std::unique_ptr<int>> ring(4);
+  Queue<std::unique_ptr<int>> locked;
+  LifoQueue<std::unique_ptr<int>> lifo;
+  for (auto* q : {&ring, &locked}) {
+    q->put(std::make_unique<int>(7));
+    EXPECT_EQ(*q->get(), 7);
+  }
+  lifo.put(std::make_unique<int>(8));
+  EXPECT_EQ(*lifo.get(), 8);
+  // A failed try_put leaves the item with the caller.
+  Queue<std::unique_ptr<int>> one(1);
+  one.put(std::make_unique<int>(1));
+  auto item = std::make_unique<int>(2);
+  EXPECT_FALSE(one.try_put(std::move(item)));
+  ASSERT_NE(item, nullptr);
+  EXPECT_EQ(*item, 2);
+  EXPECT_EQ(*one.get(), 1);
+  EXPECT_TRUE(one.try_put(std::move(item)));
+  EXPECT_EQ(item, nullptr);
+}
+
+// An item whose copies and moves throw while `failing` is set.
+struct Fragile {
+  static inline bool failing = false;
+  int value = 0;
+  explicit Fragile(int v) : value(v) {}
+  Fragile(const Fragile& other) : value(other.value) {
+    if (failing) throw std::runtime_error("copy failed");
+  }
+  Fragile(Fragile&& other) noexcept(false) : value(other.value) {
+    if (failing) throw std::runtime_error("move failed");
+  }
+  Fragile& operator=(const Fragile&) = default;
+  Fragile& operator=(Fragile&&) = default;
+  bool operator<(const Fragile& other) const { return value < other.value; }
+};
+
+template <class Q>
+void expect_consistent_after_throwing_moves(Q& q) {
+  q.put(Fragile(1));
+  Fragile::failing = true;
+  EXPECT_THROW(q.put(Fragile(2)), std::runtime_error);  // not added
+  EXPECT_EQ(q.qsize(), 1u);
+  EXPECT_THROW((void)q.get(), std::runtime_error);  // stays
+  Fragile::failing = false;
+  EXPECT_EQ(q.qsize(), 1u);
+  EXPECT_EQ(q.get().value, 1);
+  q.put(Fragile(3));
+  EXPECT_EQ(q.get(1s).value, 3);  // nothing deadlocked
+}
+
+TEST(Queue, ThrowingMovesLeaveEveryQueueConsistent) {
+  Queue<Fragile> fifo(4);
+  expect_consistent_after_throwing_moves(fifo);
+  LifoQueue<Fragile> lifo(4);
+  expect_consistent_after_throwing_moves(lifo);
+  PriorityQueue<Fragile> heap(4);
+  expect_consistent_after_throwing_moves(heap);
+}
+
+// ---- resources ----------------------------------------------------------------------------------
+
+double thread_cpu_seconds() {
+  timespec now{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) * 1e-9;
+}
+
+TEST(Queue, AnIdleBlockedConsumerUsesNoCpu) {
+  for (long maxsize : {0L, 8L}) {
+    Queue<int> q(maxsize);
+    std::atomic<double> cpu{-1};
+    std::thread consumer([&] {
+      const double before = thread_cpu_seconds();
+      (void)q.get();
+      cpu = thread_cpu_seconds() - before;
+    });
+    std::this_thread::sleep_for(500ms);
+    q.put(1);
+    consumer.join();
+    // It sleeps instead of spinning: a few milliseconds at most, however slow the machine.
+    EXPECT_LT(cpu.load(), 0.05) << "maxsize " << maxsize;
+  }
+}
+
+// ---- stress
+// ---------------------------------------------------------------------------------------
+
+// P producers put their own numbered items; C consumers check that nothing is lost or repeated
+// (a per-item count) and that each producer's items arrive in order (FIFO per producer).
+void producer_consumer_stress(long maxsize, int producers, int consumers, long per_producer) {
+  Queue<std::uint64_t> q(maxsize);
+  std::vector<std::atomic<std::uint32_t>> seen(static_cast<std::size_t>(producers * per_producer));
+  std::atomic<long> taken{0};
+  std::atomic<bool> order_ok{true};
+  concur_test::Watchdog watchdog("queue stress", std::chrono::seconds(300), [&] {
+    return "maxsize=" + std::to_string(maxsize) + " taken=" + std::to_string(taken.load()) +
+           " qsize=" + std::to_string(q.qsize());
+  });
+  std::vector<std::thread> threads;
+  for (int p = 0; p < producers; ++p) {
+    threads.emplace_back([&, p] {
+      for (long i = 0; i < per_producer; ++i) {
+        const std::uint64_t item =
+            (static_cast<std::uint64_t>(p) << 32) | static_cast<std::uint64_t>(i);
+        if (i % 3 == 0) {
+          while (!q.try_put(item)) std::this_thread::yield();
+        } else {
+          q.put(item);
+        }
+      }
+    });
+  }
+  for (int c = 0; c < consumers; ++c) {
+    threads.emplace_back([&] {
+      std::vector<long> last(static_cast<std::size_t>(producers), -1);
+      for (;;) {
+        std::uint64_t item;
+        try {
+          item = q.get();
+        } catch (const ShutDown&) {
+          return;
+        }
+        const auto p = static_cast<std::size_t>(item >> 32);
+        const auto i = static_cast<long>(item & 0xffffffffu);
+        if (i <= last[p]) order_ok = false;
+        last[p] = i;
+        seen[p * static_cast<std::size_t>(per_producer) + static_cast<std::size_t>(i)]++;
+        ++taken;
+      }
+    });
+  }
+  for (int p = 0; p < producers; ++p) threads[static_cast<std::size_t>(p)].join();
+  while (taken.load() < producers * per_producer) std::this_thread::sleep_for(1ms);
+  q.shutdown();
+  for (std::size_t t = static_cast<std::size_t>(producers); t < threads.size(); ++t) {
+    threads[t].join();
+  }
+  EXPECT_TRUE(order_ok) << "a producer's items arrived out of order";
+  long once = 0;
+  for (auto& s : seen) once += s.load() == 1 ? 1 : 0;
+  EXPECT_EQ(once, producers * per_producer) << "items lost or duplicated";
+}
+
+TEST(QueueStress, EveryItemArrivesOnceInProducerOrder) {
+  const long total = scaled(1200000, 40);
+  for (long maxsize : {1L, 8L, 1024L, 0L}) {
+    for (int producers : {1, 2, 4}) {
+      for (int consumers : {1, 2, 4}) {
+        const long per_producer = std::max<long>(1, total / producers / 12);
+        producer_consumer_stress(maxsize, producers, consumers, per_producer);
+      }
+    }
+  }
+}
+
+TEST(QueueStress, ShutdownRacingWithPutsAndGetsLosesNothing) {
+  for (int round = 0; round < scaled(40, 4); ++round) {
+    for (bool immediate : {false, true}) {
+      Queue<int> q(round % 2 == 0 ? 8 : 0);
+      std::atomic<long> put_sum{0};
+      std::atomic<long> got_sum{0};
+      std::vector<std::thread> threads;
+      for (int p = 0; p < 3; ++p) {
+        threads.emplace_back([&] {
+          try {
+            for (int i = 1;; ++i) {
+              q.put(i);
+              put_sum += i;
+            }
+          } catch (const ShutDown&) {
+          }
+        });
+      }
+      for (int c = 0; c < 2; ++c) {
+        threads.emplace_back([&] {
+          try {
+            for (;;) {
+              got_sum += q.get();
+              q.task_done();
+            }
+          } catch (const ShutDown&) {
+          }
+        });
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2 + round % 5));
+      q.shutdown(immediate);
+      for (auto& t : threads) t.join();
+      if (immediate) {
+        EXPECT_LE(got_sum.load(), put_sum.load());
+        q.join();  // dropped items count as done
+      } else {
+        EXPECT_EQ(got_sum.load(), put_sum.load()) << "round " << round;
+        EXPECT_TRUE(q.join(concur_test::generous));
+      }
+      EXPECT_EQ(q.qsize(), 0u);
+    }
+  }
+}
+
+}  // namespace

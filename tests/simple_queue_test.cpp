@@ -1,0 +1,77 @@
+// Tests of concur/simple_queue.hpp: Python's SimpleQueue (unbounded, no task tracking).
+
+#include "concur/simple_queue.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using concur::Empty;
+using concur::SimpleQueue;
+using steady = std::chrono::steady_clock;
+
+TEST(SimpleQueue, FirstInFirstOutAndNeverFull) {
+  SimpleQueue<std::string> q;
+  EXPECT_TRUE(q.empty());
+  for (int i = 0; i < 10000; ++i) q.put(std::to_string(i));
+  q.put_nowait("last");
+  EXPECT_EQ(q.qsize(), 10001u);
+  EXPECT_EQ(q.get(), "0");
+  EXPECT_EQ(q.get(false), "1");
+  EXPECT_EQ(q.get_nowait(), "2");
+}
+
+TEST(SimpleQueue, EmptyGetsThrowOrTimeOut) {
+  SimpleQueue<int> q;
+  EXPECT_THROW((void)q.get(false), Empty);
+  EXPECT_THROW((void)q.get_nowait(), Empty);
+  const auto start = steady::now();
+  EXPECT_THROW((void)q.get(20ms), Empty);
+  EXPECT_GE(steady::now() - start, 20ms);
+  EXPECT_THROW((void)q.get(-1ms), std::invalid_argument);
+  EXPECT_FALSE(q.try_get().has_value());
+  EXPECT_FALSE(q.try_get(5ms).has_value());
+}
+
+TEST(SimpleQueue, BlockedGetWakesOnPut) {
+  SimpleQueue<std::unique_ptr<int>> q;
+  std::atomic<int> got{0};
+  std::thread getter([&] { got = *q.get(); });
+  std::this_thread::sleep_for(20ms);
+  q.put(std::make_unique<int>(9));
+  getter.join();
+  EXPECT_EQ(got.load(), 9);
+}
+
+TEST(SimpleQueueStress, EveryItemArrivesOnce) {
+  SimpleQueue<long> q;
+  const long per_producer = concur_test::scaled(100000, 20);
+  std::atomic<long> sum{0};
+  std::vector<std::thread> threads;
+  for (int p = 0; p < 3; ++p) {
+    threads.emplace_back([&] {
+      for (long i = 1; i <= per_producer; ++i) q.put(i);
+    });
+  }
+  for (int c = 0; c < 2; ++c) {
+    threads.emplace_back([&] {
+      for (long n = 0; n < 3 * per_producer / 2; ++n) sum += q.get();
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(sum.load(), 3 * per_producer * (per_producer + 1) / 2);
+  EXPECT_TRUE(q.empty());
+}
+
+}  // namespace
