@@ -1,0 +1,143 @@
+// concur/event.hpp
+//
+// concur::Event, Python's threading.Event: a flag that threads wait for.
+//
+//   concur::Event ready;
+//   // worker                      // controller
+//   ready.wait();                   prepare();
+//   go();                           ready.set();
+//
+// set() sets the flag and wakes every waiting thread; clear() resets it; wait() returns at once
+// while the flag is set and otherwise sleeps until set() (or, for wait(timeout), the timeout).
+// As in Python, a thread that was waiting when set() came returns true even if clear() followed
+// at once.
+//
+// One 32-bit word: the flag, a "somebody sleeps" bit, and a generation that every set() bumps.
+// is_set() and wait() on a set event are one atomic load; set() on an event nobody waits for is
+// one compare-and-swap and no system call. A waiter spins briefly (pauses, then yields) before
+// it sleeps, so a hand-off between running threads costs no system call either.
+//
+// Memory ordering: set() is a release and a wait() that returns true an acquire, so everything
+// the setting thread did before set() is visible after wait() returns true.
+
+#ifndef CONCUR_EVENT_HPP
+#define CONCUR_EVENT_HPP
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <thread>
+
+#include "concur/detail/config.hpp"
+#include "concur/detail/deadline.hpp"
+#include "concur/detail/spin.hpp"
+#include "concur/detail/wait.hpp"
+
+namespace concur {
+
+// Event
+//
+// Python's threading.Event. Four bytes, constant-initialisable, not movable.
+class Event {
+ public:
+  // Event::Event()
+  //
+  // An event whose flag is not set.
+  constexpr Event() noexcept = default;
+
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+
+  // Event::is_set()
+  //
+  // Whether the flag is set (Python's is_set()). One acquire load.
+  [[nodiscard]] bool is_set() const noexcept {
+    return word_.load(std::memory_order_acquire) & set_bit;
+  }
+
+  // Event::set()
+  //
+  // Sets the flag and wakes every thread waiting for it. Setting a set event does nothing.
+  void set() noexcept {
+    std::uint32_t state = word_.load(std::memory_order_relaxed);
+    do {
+      if (state & set_bit) return;
+    } while (!word_.compare_exchange_weak(state,
+                                          ((state + one_generation) | set_bit) & ~sleepers_bit,
+                                          std::memory_order_release, std::memory_order_relaxed));
+    if (state & sleepers_bit) detail::wake_all(word_);
+  }
+
+  // Event::clear()
+  //
+  // Resets the flag; later wait() calls block until the next set().
+  void clear() noexcept { word_.fetch_and(~set_bit, std::memory_order_relaxed); }
+
+  // Event::wait()
+  //
+  // Blocks until the flag is set; returns true.
+  bool wait() noexcept { return wait_until(detail::never); }
+
+  // Event::wait(timeout)
+  //
+  // Blocks until the flag is set or `timeout` has passed; returns true when it was set (also if
+  // cleared again right after), false on timeout. A negative timeout counts as zero.
+  template <class Rep, class Period>
+  [[nodiscard]] bool wait(std::chrono::duration<Rep, Period> timeout) noexcept {
+    return wait_until(detail::deadline_after(timeout));
+  }
+
+ private:
+  static constexpr std::uint32_t set_bit = 1;
+  static constexpr std::uint32_t sleepers_bit = 2;
+  static constexpr std::uint32_t one_generation = 4;
+  static constexpr int pause_rounds = 8;
+  static constexpr int yield_rounds = 8;
+
+  bool wait_until(detail::steady_time deadline) noexcept {
+    std::uint32_t state = word_.load(std::memory_order_acquire);
+    if (CONCUR_LIKELY(state & set_bit)) return true;
+    return wait_slow(state & ~sleepers_bit, deadline);
+  }
+
+  // True once a set() has happened since `start` was read: the flag is up or the generation
+  // has moved on.
+  static bool signalled(std::uint32_t now, std::uint32_t start) noexcept {
+    return (now & set_bit) || (now & ~(set_bit | sleepers_bit)) != start;
+  }
+
+  CONCUR_NOINLINE bool wait_slow(std::uint32_t start, detail::steady_time deadline) noexcept {
+    if (deadline != detail::never && detail::expired(deadline)) return false;
+    if (spin(start)) return true;
+    for (;;) {
+      std::uint32_t state = word_.load(std::memory_order_acquire);
+      if (signalled(state, start)) return true;
+      if (!(state & sleepers_bit) &&
+          !word_.compare_exchange_weak(state, state | sleepers_bit, std::memory_order_acquire)) {
+        continue;
+      }
+      if (!detail::wait_on_until(word_, state | sleepers_bit, deadline)) {
+        return signalled(word_.load(std::memory_order_acquire), start);
+      }
+    }
+  }
+
+  // Pauses, then yields, watching for a set(); true once seen.
+  bool spin(std::uint32_t start) const noexcept {
+    for (int round = 0; round < pause_rounds + yield_rounds; ++round) {
+      if (round < pause_rounds) {
+        for (int i = 1 << round; i > 0; --i) detail::cpu_relax();
+      } else {
+        std::this_thread::yield();
+      }
+      if (signalled(word_.load(std::memory_order_acquire), start)) return true;
+    }
+    return false;
+  }
+
+  detail::wait_word word_{0};
+};
+
+}  // namespace concur
+
+#endif  // CONCUR_EVENT_HPP
