@@ -15,6 +15,7 @@
 #define CONCUR_VERSION \
   (CONCUR_VERSION_MAJOR * 10000 + CONCUR_VERSION_MINOR * 100 + CONCUR_VERSION_PATCH)
 
+#include "concur/barrier.hpp"
 #include "concur/condition.hpp"
 #include "concur/errors.hpp"
 #include "concur/event.hpp"
