@@ -25,5 +25,6 @@
 #include "concur/semaphore.hpp"
 #include "concur/simple_queue.hpp"
 #include "concur/thread.hpp"
+#include "concur/timer.hpp"
 
 #endif  // CONCUR_CONCUR_HPP

@@ -420,6 +420,14 @@ class Thread : public detail::ThreadAccess {
   // Override it in a derived class; it runs on the new thread after start().
   virtual void run() { state_->run_target(); }
 
+ protected:
+  // Thread::run_target_directly()
+  //
+  // For a derived class that does not override run(): its thread then runs the stored target
+  // without touching the object, so that the object, like a plain Thread's, may be destroyed
+  // while a daemon thread runs. Call it from the derived constructor.
+  void run_target_directly() noexcept { direct_ = true; }
+
  private:
   // Builds the record, naming it after the target before the target is moved into it.
   template <class... Target>
@@ -458,6 +466,7 @@ class Thread : public detail::ThreadAccess {
   // A Thread of exactly this class runs its stored target and never touches the object again,
   // so a daemon Thread may be destroyed while it runs. A derived class is called through run().
   bool runs_through_object() const noexcept {
+    if (direct_) return false;
 #if defined(__cpp_rtti) || defined(__GXX_RTTI)
     return typeid(*this) != typeid(Thread);
 #else
@@ -480,6 +489,8 @@ class Thread : public detail::ThreadAccess {
     });
     return nullptr;
   }
+
+  bool direct_ = false;
 };
 
 // start_new_thread()
