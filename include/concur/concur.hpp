@@ -19,6 +19,7 @@
 #include "concur/condition.hpp"
 #include "concur/errors.hpp"
 #include "concur/event.hpp"
+#include "concur/local.hpp"
 #include "concur/lock.hpp"
 #include "concur/queue.hpp"
 #include "concur/rlock.hpp"

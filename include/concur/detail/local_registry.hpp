@@ -1,0 +1,241 @@
+// concur/detail/local_registry.hpp
+//
+// The machinery behind concur::local<T>: which value belongs to which (thread, local object)
+// pair, and who destroys it.
+//
+//   LocalSlots   process-wide, never destroyed. Each live local object has a slot (an index,
+//                reused once the local is gone) whose list holds every thread's value, under
+//                the slot's own mutex (for_each walks it). A registry mutex guards slot
+//                allocation and the set of threads' tables.
+//   per thread   a plain array of value pointers indexed by slot, so that finding this thread's
+//                value is two thread-local loads, a bound check and one more load; and an owner
+//                object (thread_local) that destroys the thread's values when it exits.
+//
+// Each value is destroyed exactly once, by its thread's exit or by its local's destruction,
+// whichever comes first: both take the registry mutex; a local's destruction clears its index
+// in every thread's array (so a later local reusing the index starts from nothing), and a
+// thread's exit takes back only what its array still holds. Values are destroyed after the
+// mutexes are released, so a destructor may itself use locals.
+
+#ifndef CONCUR_DETAIL_LOCAL_REGISTRY_HPP
+#define CONCUR_DETAIL_LOCAL_REGISTRY_HPP
+
+#include <pthread.h>
+
+#include <atomic>
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <vector>
+
+#include "concur/detail/config.hpp"
+
+namespace concur::detail {
+
+// One thread's value of one local, linked into its slot's list.
+struct LocalNode {
+  virtual ~LocalNode() = default;
+  LocalNode* prev = nullptr;
+  LocalNode* next = nullptr;
+};
+
+// The calling thread's values, indexed by slot, read directly by local<T>::get(): the first
+// local_inline_slots in a thread_local array (reached with no pointer to load), the rest in a
+// heap array that grows. Atomic because another thread clears an entry when its local is
+// destroyed.
+inline constexpr std::size_t local_inline_slots = 64;
+inline thread_local std::atomic<void*> local_inline_values[local_inline_slots] = {};
+inline thread_local std::atomic<void*>* local_values = nullptr;  // slots from local_inline_slots
+inline thread_local std::size_t local_value_count = 0;           // heap entries
+
+class LocalThreadTable;
+
+class LocalSlots {
+ public:
+  struct Slot {
+    std::mutex mutex;
+    bool open = false;          // guarded by mutex: a local object uses the slot
+    LocalNode* head = nullptr;  // guarded by mutex
+  };
+
+  static LocalSlots& instance() {
+    static LocalSlots* const slots = new LocalSlots();
+    return *slots;
+  }
+
+  std::mutex& mutex() noexcept { return mutex_; }
+
+  // A slot for a new local object.
+  std::size_t open();
+
+  // The local of slot `index` is going: clears its entry in every thread's table, frees the
+  // slot, and returns its values, unlinked (the caller destroys them).
+  LocalNode* close(std::size_t index);
+
+  Slot& slot(std::size_t index) {
+    std::lock_guard<std::mutex> hold(mutex_);
+    return slots_[index];  // a deque never moves its elements
+  }
+
+  // Links a new value into its slot; false (nothing linked) when the local is gone.
+  static bool link(Slot& s, LocalNode* node) {
+    std::lock_guard<std::mutex> hold(s.mutex);
+    if (!s.open) return false;
+    node->prev = nullptr;
+    node->next = s.head;
+    if (s.head != nullptr) s.head->prev = node;
+    s.head = node;
+    return true;
+  }
+
+  static void unlink(Slot& s, LocalNode* node) {
+    std::lock_guard<std::mutex> hold(s.mutex);
+    (node->prev != nullptr ? node->prev->next : s.head) = node->next;
+    if (node->next != nullptr) node->next->prev = node->prev;
+  }
+
+  // With mutex() held: the tables of threads that have values.
+  std::vector<LocalThreadTable*>& tables() noexcept { return tables_; }
+  std::deque<Slot>& slots() noexcept { return slots_; }
+
+ private:
+  LocalSlots() {
+    // A thread that vanished in fork() may have held a mutex.
+    ::pthread_atfork(nullptr, nullptr, [] {
+      LocalSlots& self = instance();
+      new (&self.mutex_) std::mutex();
+      for (Slot& s : self.slots_) new (&s.mutex) std::mutex();
+    });
+  }
+
+  std::mutex mutex_;
+  std::deque<Slot> slots_;                 // guarded by mutex_ (each slot's list by its mutex)
+  std::vector<std::size_t> free_;          // guarded by mutex_
+  std::vector<LocalThreadTable*> tables_;  // guarded by mutex_
+};
+
+// Set once the calling thread has destroyed its values (it is exiting): a local used after that
+// (from a later thread_local destructor) gets a fresh value that its local destroys.
+inline thread_local bool local_values_gone = false;
+
+// The calling thread's values: owns the array behind local_values and destroys the values
+// when the thread exits.
+class LocalThreadTable {
+ public:
+  static LocalThreadTable& mine() {
+    static thread_local LocalThreadTable table;
+    return table;
+  }
+
+  // Records this thread's value for slot `index`. With the registry mutex held.
+  void record(std::size_t index, LocalNode* node, void* value) {
+    if (index >= nodes_.size()) grow(index + 1);
+    nodes_[index] = node;
+    entry(index).store(value, std::memory_order_relaxed);
+    if (!listed_) {
+      LocalSlots::instance().tables().push_back(this);
+      listed_ = true;
+    }
+  }
+
+  // The local of slot `index` is gone. With the registry mutex held.
+  void forget(std::size_t index) noexcept {
+    if (index >= nodes_.size()) return;
+    nodes_[index] = nullptr;
+    entry(index).store(nullptr, std::memory_order_relaxed);
+  }
+
+  ~LocalThreadTable() {
+    std::vector<std::pair<std::size_t, LocalNode*>> mine;
+    LocalSlots& slots = LocalSlots::instance();
+    {
+      std::lock_guard<std::mutex> hold(slots.mutex());
+      auto& tables = slots.tables();
+      for (std::size_t i = 0; i < tables.size(); ++i) {
+        if (tables[i] == this) {
+          tables[i] = tables.back();
+          tables.pop_back();
+          break;
+        }
+      }
+      for (std::size_t index = 0; index < nodes_.size(); ++index) {
+        if (nodes_[index] != nullptr) mine.emplace_back(index, nodes_[index]);
+      }
+      for (auto& [index, node] : mine) {
+        LocalSlots::unlink(slots.slots()[index], node);
+        entry(index).store(nullptr, std::memory_order_relaxed);
+      }
+      local_values = nullptr;
+      local_value_count = 0;
+      local_values_gone = true;
+    }
+    for (auto& [index, node] : mine) delete node;
+  }
+
+ private:
+  LocalThreadTable() : inline_values_(local_inline_values) {}
+
+  // The entry of slot `index` in this (the owning) thread's arrays; other threads reach them
+  // through the pointers kept here.
+  std::atomic<void*>& entry(std::size_t index) noexcept {
+    return index < local_inline_slots ? inline_values_[index] : values_[index - local_inline_slots];
+  }
+
+  void grow(std::size_t count) {
+    nodes_.resize(count, nullptr);
+    if (count <= local_inline_slots) return;
+    const std::size_t heap = count - local_inline_slots;
+    auto values = std::make_unique<std::atomic<void*>[]>(heap);
+    for (std::size_t i = 0; i < heap_count_; ++i) {
+      values[i].store(values_[i].load(std::memory_order_relaxed), std::memory_order_relaxed);
+    }
+    // The old array may still be read by this very thread's get() only; it is this thread that
+    // grows it, between two get() calls, so replacing it is safe.
+    values_ = std::move(values);
+    heap_count_ = heap;
+    local_values = values_.get();
+    local_value_count = heap;
+  }
+
+  std::atomic<void*>* const inline_values_;       // this thread's local_inline_values
+  std::vector<LocalNode*> nodes_;                 // guarded by the registry mutex
+  std::unique_ptr<std::atomic<void*>[]> values_;  // entries cleared by other threads, atomically
+  std::size_t heap_count_ = 0;
+  bool listed_ = false;
+};
+
+inline std::size_t LocalSlots::open() {
+  std::lock_guard<std::mutex> hold(mutex_);
+  std::size_t index;
+  if (!free_.empty()) {
+    index = free_.back();
+    free_.pop_back();
+  } else {
+    index = slots_.size();
+    slots_.emplace_back();
+  }
+  std::lock_guard<std::mutex> hold_slot(slots_[index].mutex);
+  slots_[index].open = true;
+  return index;
+}
+
+inline LocalNode* LocalSlots::close(std::size_t index) {
+  std::lock_guard<std::mutex> hold(mutex_);
+  for (LocalThreadTable* table : tables_) table->forget(index);
+  Slot& s = slots_[index];
+  LocalNode* nodes;
+  {
+    std::lock_guard<std::mutex> hold_slot(s.mutex);
+    s.open = false;
+    nodes = s.head;
+    s.head = nullptr;
+  }
+  free_.push_back(index);
+  return nodes;
+}
+
+}  // namespace concur::detail
+
+#endif  // CONCUR_DETAIL_LOCAL_REGISTRY_HPP
