@@ -16,6 +16,7 @@
   (CONCUR_VERSION_MAJOR * 10000 + CONCUR_VERSION_MINOR * 100 + CONCUR_VERSION_PATCH)
 
 #include "concur/barrier.hpp"
+#include "concur/codec.hpp"
 #include "concur/condition.hpp"
 #include "concur/errors.hpp"
 #include "concur/event.hpp"

@@ -1,0 +1,379 @@
+// concur/codec.hpp
+//
+// How Connection::send(x) and recv<T>() turn values into bytes and back. Built in: trivially
+// copyable types, std::string, std::vector, std::deque, std::list, std::array, std::map,
+// std::multimap, std::unordered_map, std::set, std::multiset, std::unordered_set, std::pair,
+// std::tuple and std::optional, nested freely. Other types join in by specialising
+// concur::codec:
+//
+//   struct Point { double x, y; std::string label; };
+//   template <> struct concur::codec<Point> {
+//     static void encode(concur::Writer& out, const Point& p) {
+//       out.put(p.x); out.put(p.y); out.put(p.label);
+//     }
+//     static Point decode(concur::Reader& in) {
+//       Point p;
+//       p.x = in.get<double>(); p.y = in.get<double>(); p.label = in.get<std::string>();
+//       return p;
+//     }
+//   };
+//
+// The encoding is concur's own (not Python's pickle; byte messages are what Python and concur
+// share): a trivially copyable value is its bytes (pointers are refused), a bool one checked
+// byte, a container its element count (8 bytes, little-endian) and then its elements, a pair,
+// tuple or array its parts in order, an optional a checked flag byte and its value. It is meant for
+// processes of the same program on the same machine. The decoder trusts nothing: every length
+// is checked against the bytes that actually arrived before anything is read or allocated, and
+// a malformed message throws std::system_error(EBADMSG).
+
+#ifndef CONCUR_CODEC_HPP
+#define CONCUR_CODEC_HPP
+
+#include <array>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <list>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "concur/errors.hpp"
+
+namespace concur {
+
+// codec
+//
+// The customization point: specialise it with static encode(Writer&, const T&) and
+// static T decode(Reader&) for a type concur does not know.
+template <class T, class Enable = void>
+struct codec;
+
+class Writer;
+class Reader;
+
+// Writer
+//
+// Appends encoded values to a byte string.
+class Writer {
+ public:
+  // Writer::put(value)
+  //
+  // Encodes `value` with its codec.
+  template <class T>
+  void put(const T& value) {
+    codec<std::remove_cv_t<T>>::encode(*this, value);
+  }
+
+  // Writer::put_bytes(data, size)
+  //
+  // Appends raw bytes.
+  void put_bytes(const void* data, std::size_t size) {
+    bytes_.append(static_cast<const char*>(data), size);
+  }
+
+  // Writer::put_count(n)
+  //
+  // Appends an element count (8 bytes, little-endian).
+  void put_count(std::uint64_t n) {
+    unsigned char raw[8];
+    for (int i = 0; i < 8; ++i) raw[i] = static_cast<unsigned char>(n >> (8 * i));
+    put_bytes(raw, sizeof raw);
+  }
+
+  // Writer::bytes()
+  //
+  // The encoding so far.
+  [[nodiscard]] const std::string& bytes() const noexcept { return bytes_; }
+  [[nodiscard]] std::string take() noexcept { return std::move(bytes_); }
+
+ private:
+  std::string bytes_;
+};
+
+// Reader
+//
+// Decodes values from a byte string, refusing to read past its end.
+class Reader {
+ public:
+  explicit Reader(std::string_view bytes) noexcept : bytes_(bytes) {}
+
+  // Reader::get<T>()
+  //
+  // Decodes a T with its codec.
+  template <class T>
+  T get() {
+    return codec<std::remove_cv_t<T>>::decode(*this);
+  }
+
+  // Reader::get_bytes(data, size)
+  //
+  // Copies the next `size` raw bytes out; throws when fewer are left.
+  void get_bytes(void* data, std::size_t size) {
+    require(size);
+    std::memcpy(data, bytes_.data() + position_, size);
+    position_ += size;
+  }
+
+  // Reader::get_count(smallest_element)
+  //
+  // Reads an element count and checks it against what is left: each element takes at least
+  // `smallest_element` bytes, so a hostile count cannot make the decoder allocate more than the
+  // message's own size.
+  std::size_t get_count(std::size_t smallest_element) {
+    unsigned char raw[8];
+    get_bytes(raw, sizeof raw);
+    std::uint64_t n = 0;
+    for (int i = 0; i < 8; ++i) n |= static_cast<std::uint64_t>(raw[i]) << (8 * i);
+    const std::size_t per = smallest_element > 0 ? smallest_element : 1;
+    if (n > remaining() / per) malformed("element count larger than the message");
+    return static_cast<std::size_t>(n);
+  }
+
+  // Reader::remaining()
+  //
+  // Bytes not yet decoded.
+  [[nodiscard]] std::size_t remaining() const noexcept { return bytes_.size() - position_; }
+
+  // Reader::malformed(what)
+  //
+  // Throws the decoder's error.
+  [[noreturn]] static void malformed(const char* what) {
+    throw std::system_error(EBADMSG, std::generic_category(), what);
+  }
+
+ private:
+  void require(std::size_t size) const {
+    if (size > remaining()) malformed("message shorter than its contents");
+  }
+
+  std::string_view bytes_;
+  std::size_t position_ = 0;
+};
+
+namespace detail {
+
+// The fewest bytes an encoded T can take (a guard for counts; never more than the truth).
+template <class T>
+struct is_std_composite : std::false_type {};
+template <class A, class B>
+struct is_std_composite<std::pair<A, B>> : std::true_type {};
+template <class... Ts>
+struct is_std_composite<std::tuple<Ts...>> : std::true_type {};
+template <class T>
+struct is_std_composite<std::optional<T>> : std::true_type {};
+template <class T, std::size_t N>
+struct is_std_composite<std::array<T, N>> : std::true_type {};
+
+// The types sent as their raw bytes: trivially copyable, and neither a pointer (meaningless in
+// another process), nor bool (not every byte is a bool), nor a standard composite (encoded part
+// by part, so that a hostile byte cannot forge an optional's flag).
+template <class T>
+inline constexpr bool is_raw = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> &&
+                               !std::is_same_v<T, bool> && !is_std_composite<T>::value;
+
+// The fewest bytes an encoded T can take (a guard for counts; never more than the truth).
+template <class T>
+constexpr std::size_t min_encoded_size() {
+  if constexpr (is_raw<T>) {
+    return sizeof(T);
+  } else {
+    return 1;
+  }
+}
+
+template <class C>
+void encode_range(Writer& out, const C& items) {
+  out.put_count(static_cast<std::uint64_t>(std::size(items)));
+  for (const auto& item : items) out.put(item);
+}
+
+template <class T>
+struct is_sequence : std::false_type {};
+template <class T, class A>
+struct is_sequence<std::vector<T, A>> : std::true_type {};
+template <class T, class A>
+struct is_sequence<std::deque<T, A>> : std::true_type {};
+template <class T, class A>
+struct is_sequence<std::list<T, A>> : std::true_type {};
+
+template <class T>
+struct is_associative : std::false_type {};
+template <class K, class V, class C, class A>
+struct is_associative<std::map<K, V, C, A>> : std::true_type {};
+template <class K, class V, class C, class A>
+struct is_associative<std::multimap<K, V, C, A>> : std::true_type {};
+template <class K, class V, class H, class E, class A>
+struct is_associative<std::unordered_map<K, V, H, E, A>> : std::true_type {};
+template <class K, class C, class A>
+struct is_associative<std::set<K, C, A>> : std::true_type {};
+template <class K, class C, class A>
+struct is_associative<std::multiset<K, C, A>> : std::true_type {};
+template <class K, class H, class E, class A>
+struct is_associative<std::unordered_set<K, H, E, A>> : std::true_type {};
+
+// What a map or set stores, as it is encoded: (key, value) pairs without the const, or keys.
+template <class M, class = void>
+struct stored_element {
+  using type = typename M::key_type;
+};
+template <class M>
+struct stored_element<M, std::void_t<typename M::mapped_type>> {
+  using type = std::pair<typename M::key_type, typename M::mapped_type>;
+};
+
+}  // namespace detail
+
+// Trivially copyable values (that no more specific codec claims): their bytes.
+template <class T>
+struct codec<T, std::enable_if_t<detail::is_raw<T>>> {
+  static void encode(Writer& out, const T& value) { out.put_bytes(&value, sizeof value); }
+  static T decode(Reader& in) {
+    T value;
+    in.get_bytes(&value, sizeof value);
+    return value;
+  }
+};
+
+template <>
+struct codec<bool> {
+  static void encode(Writer& out, bool value) { out.put(static_cast<std::uint8_t>(value)); }
+  static bool decode(Reader& in) {
+    const auto byte = in.get<std::uint8_t>();
+    if (byte > 1) Reader::malformed("bad bool");
+    return byte == 1;
+  }
+};
+
+template <class C, class Tr, class A>
+struct codec<std::basic_string<C, Tr, A>> {
+  static_assert(std::is_trivially_copyable_v<C>);
+  static void encode(Writer& out, const std::basic_string<C, Tr, A>& text) {
+    out.put_count(text.size());
+    out.put_bytes(text.data(), text.size() * sizeof(C));
+  }
+  static std::basic_string<C, Tr, A> decode(Reader& in) {
+    std::basic_string<C, Tr, A> text(in.get_count(sizeof(C)), C{});
+    in.get_bytes(text.data(), text.size() * sizeof(C));
+    return text;
+  }
+};
+
+// vector, deque, list.
+template <class S>
+struct codec<S, std::enable_if_t<detail::is_sequence<S>::value>> {
+  using T = typename S::value_type;
+  static void encode(Writer& out, const S& items) { detail::encode_range(out, items); }
+  static S decode(Reader& in) {
+    const std::size_t n = in.get_count(detail::min_encoded_size<T>());
+    S items;
+    for (std::size_t i = 0; i < n; ++i) items.push_back(in.get<T>());
+    return items;
+  }
+};
+
+// Maps and sets: their elements (pairs for maps), inserted back in order.
+template <class M>
+struct codec<M, std::enable_if_t<detail::is_associative<M>::value>> {
+  using Stored = typename detail::stored_element<M>::type;
+  static void encode(Writer& out, const M& items) {
+    out.put_count(items.size());
+    for (const auto& item : items) out.put(Stored(item));
+  }
+  static M decode(Reader& in) {
+    const std::size_t n = in.get_count(detail::min_encoded_size<Stored>());
+    M items;
+    for (std::size_t i = 0; i < n; ++i) {
+      auto inserted = items.insert(in.get<Stored>());
+      if constexpr (std::is_same_v<decltype(inserted), std::pair<typename M::iterator, bool>>) {
+        // An encoder never writes a key twice into a map or set: such a message is forged.
+        if (!inserted.second) Reader::malformed("duplicate key");
+      }
+    }
+    return items;
+  }
+};
+
+template <class T, std::size_t N>
+struct codec<std::array<T, N>> {
+  static void encode(Writer& out, const std::array<T, N>& items) {
+    for (const auto& item : items) out.put(item);
+  }
+  static std::array<T, N> decode(Reader& in) {
+    std::array<T, N> items;
+    for (auto& item : items) item = in.get<T>();
+    return items;
+  }
+};
+
+template <class A, class B>
+struct codec<std::pair<A, B>> {
+  static void encode(Writer& out, const std::pair<A, B>& p) {
+    out.put(p.first);
+    out.put(p.second);
+  }
+  static std::pair<A, B> decode(Reader& in) {
+    A first = in.get<A>();
+    B second = in.get<B>();
+    return {std::move(first), std::move(second)};
+  }
+};
+
+template <class... Ts>
+struct codec<std::tuple<Ts...>> {
+  static void encode(Writer& out, const std::tuple<Ts...>& t) {
+    std::apply([&](const auto&... parts) { (out.put(parts), ...); }, t);
+  }
+  static std::tuple<Ts...> decode(Reader& in) {
+    return std::tuple<Ts...>{in.get<Ts>()...};  // braces: left to right
+  }
+};
+
+template <class T>
+struct codec<std::optional<T>> {
+  static void encode(Writer& out, const std::optional<T>& value) {
+    out.put(static_cast<std::uint8_t>(value.has_value()));
+    if (value) out.put(*value);
+  }
+  static std::optional<T> decode(Reader& in) {
+    switch (in.get<std::uint8_t>()) {
+      case 0:
+        return std::nullopt;
+      case 1:
+        return in.get<T>();
+      default:
+        Reader::malformed("bad optional flag");
+    }
+  }
+};
+
+// Encodes `value` as one message's bytes.
+template <class T>
+std::string encode(const T& value) {
+  Writer out;
+  out.put(value);
+  return out.take();
+}
+
+// Decodes one message's bytes as a T; the message must hold exactly one T.
+template <class T>
+T decode(std::string_view bytes) {
+  Reader in(bytes);
+  T value = in.get<T>();
+  if (in.remaining() != 0) Reader::malformed("trailing bytes after the value");
+  return value;
+}
+
+}  // namespace concur
+
+#endif  // CONCUR_CODEC_HPP

@@ -1,0 +1,111 @@
+// Tests of concur/codec.hpp: round trips of the built-in types and of a user type through the
+// customization point, and a decoder that refuses malformed input without reading out of
+// bounds.
+
+#include "concur/codec.hpp"
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cerrno>
+#include <deque>
+#include <list>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+namespace {
+
+struct Point {
+  double x = 0;
+  double y = 0;
+  std::string label;
+  bool operator==(const Point&) const = default;
+};
+
+}  // namespace
+
+template <>
+struct concur::codec<Point> {
+  static void encode(concur::Writer& out, const Point& p) {
+    out.put(p.x);
+    out.put(p.y);
+    out.put(p.label);
+  }
+  static Point decode(concur::Reader& in) {
+    Point p;
+    p.x = in.get<double>();
+    p.y = in.get<double>();
+    p.label = in.get<std::string>();
+    return p;
+  }
+};
+
+namespace {
+
+template <class T>
+void expect_round_trip(const T& value) {
+  EXPECT_EQ(concur::decode<T>(concur::encode(value)), value);
+}
+
+int decode_error(std::string_view bytes, auto type_tag) {
+  using T = typename decltype(type_tag)::type;
+  try {
+    (void)concur::decode<T>(bytes);
+  } catch (const std::system_error& e) {
+    return e.code().value();
+  }
+  return 0;
+}
+
+template <class T>
+struct tag {
+  using type = T;
+};
+
+TEST(Codec, BuiltInTypesRoundTrip) {
+  expect_round_trip(42);
+  expect_round_trip(-1.5);
+  expect_round_trip(true);
+  expect_round_trip(std::string("text with \0 inside", 18));
+  expect_round_trip(std::vector<int>{1, 2, 3});
+  expect_round_trip(std::deque<std::string>{"a", "bc"});
+  expect_round_trip(std::list<double>{0.5, 0.25});
+  expect_round_trip(std::array<std::string, 2>{"x", "y"});
+  expect_round_trip(std::map<std::string, std::vector<int>>{{"k", {1}}, {"j", {}}});
+  expect_round_trip(std::multimap<int, int>{{1, 2}, {1, 3}});
+  expect_round_trip(std::unordered_map<int, std::string>{{1, "one"}, {2, "two"}});
+  expect_round_trip(std::set<std::string>{"b", "a"});
+  expect_round_trip(std::multiset<int>{1, 1, 2});
+  expect_round_trip(std::unordered_set<int>{5, 6});
+  expect_round_trip(std::pair<int, std::string>{1, "p"});
+  expect_round_trip(std::tuple<int, std::optional<std::string>, bool>{1, std::nullopt, false});
+  expect_round_trip(std::optional<std::vector<int>>{{4, 5}});
+  expect_round_trip(std::optional<int>{});
+  expect_round_trip(std::vector<std::vector<std::string>>{{}, {"deep"}});
+}
+
+TEST(Codec, UserTypesJoinThroughTheCustomizationPoint) {
+  expect_round_trip(Point{1.0, 2.0, "origin-ish"});
+  expect_round_trip(std::vector<Point>{{0, 0, "a"}, {1, 1, "b"}});
+}
+
+TEST(Codec, MalformedInputIsRefused) {
+  EXPECT_EQ(decode_error("", tag<int>{}), EBADMSG);                     // too short
+  EXPECT_EQ(decode_error("12345", tag<int>{}), EBADMSG);                // trailing bytes
+  EXPECT_EQ(decode_error("\x02", tag<bool>{}), EBADMSG);                // not a bool
+  EXPECT_EQ(decode_error("\x07", tag<std::optional<int>>{}), EBADMSG);  // bad flag
+  EXPECT_EQ(decode_error(std::string("\xff\xff\xff\xff\xff\xff\xff\x7f", 8), tag<std::string>{}),
+            EBADMSG);  // a count far past the message: refused before any allocation
+  EXPECT_EQ(decode_error(std::string("\x03\0\0\0\0\0\0\0\x01\0\0\0", 12), tag<std::vector<int>>{}),
+            EBADMSG);  // three ints claimed, one sent
+  EXPECT_EQ(decode_error(std::string("\x01\0\0\0\0\0\0\0", 8), tag<std::vector<std::string>>{}),
+            EBADMSG);  // one string claimed, none sent
+}
+
+}  // namespace
