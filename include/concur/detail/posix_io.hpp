@@ -1,0 +1,188 @@
+// concur/detail/posix_io.hpp
+//
+// The POSIX seam for processes and pipes: file descriptors owned by RAII, and reads, writes and
+// waits that retry on EINTR (with an absolute deadline, so a retry never extends a timed wait),
+// report errors as std::system_error, and never let SIGPIPE kill the process.
+//
+// POSIX only; concur/process.hpp and concur/connection.hpp say so at compile time elsewhere.
+
+#ifndef CONCUR_DETAIL_POSIX_IO_HPP
+#define CONCUR_DETAIL_POSIX_IO_HPP
+
+#include "concur/detail/config.hpp"
+
+#if !CONCUR_POSIX
+#error "concur's processes and pipes need a POSIX system"
+#endif
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <utility>
+
+#include "concur/detail/deadline.hpp"
+#include "concur/errors.hpp"
+
+namespace concur::detail {
+
+// UniqueFd
+//
+// Owns a file descriptor and closes it once.
+class UniqueFd {
+ public:
+  UniqueFd() noexcept = default;
+  explicit UniqueFd(int fd) noexcept : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) reset(std::exchange(other.fd_, -1));
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+
+  int get() const noexcept { return fd_; }
+  explicit operator bool() const noexcept { return fd_ >= 0; }
+  int release() noexcept { return std::exchange(fd_, -1); }
+
+  // Closes the descriptor now. close() is not retried on EINTR: on Linux the descriptor is
+  // released either way, and a retry could close a descriptor another thread just opened.
+  void reset(int fd = -1) noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// Milliseconds until `deadline` for poll(2): -1 for never, 0 once passed, rounded up.
+inline int poll_timeout(steady_time deadline) noexcept {
+  if (deadline == never) return -1;
+  const auto left = deadline - steady_clock::now();
+  if (left <= steady_clock::duration::zero()) return 0;
+  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+  return ms > 1'000'000'000 ? 1'000'000'000 : static_cast<int>(ms);
+}
+
+// Waits until `fd` is ready for `events` or `deadline` passes; true when ready (or in error or
+// hung up: the following read or write reports that).
+inline bool wait_ready(int fd, short events, steady_time deadline) {
+  for (;;) {
+    pollfd entry{fd, events, 0};
+    const int rc = ::poll(&entry, 1, poll_timeout(deadline));
+    if (rc > 0) return true;
+    if (rc == 0) {
+      if (deadline == never || expired(deadline)) return false;
+      continue;  // woke a little early (millisecond rounding): wait for the rest
+    }
+    if (errno != EINTR) throw_errno("poll");
+  }
+}
+
+// read(2), retried on EINTR; returns 0 at end of file.
+inline std::size_t read_some(int fd, void* data, std::size_t size) {
+  for (;;) {
+    const ssize_t n = ::read(fd, data, size);
+    if (n >= 0) return static_cast<std::size_t>(n);
+    if (errno != EINTR) throw_errno("read");
+  }
+}
+
+// Blocks SIGPIPE on the calling thread while alive, so that a write to a closed pipe reports
+// EPIPE instead of killing the process; the SIGPIPE the kernel raised meanwhile is consumed
+// before the old mask returns. (Sockets use MSG_NOSIGNAL instead.) Costs one system call, two
+// when the mask has to be restored; nothing changes for a thread that already blocks SIGPIPE.
+class SigpipeGuard {
+ public:
+  SigpipeGuard() noexcept {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    ::pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+    // With SIGPIPE unblocked until now, none can be pending for this thread: any SIGPIPE
+    // pending after the write is the write's own.
+    was_blocked_ = sigismember(&old_, SIGPIPE) == 1;
+  }
+  ~SigpipeGuard() {
+    if (was_blocked_) return;  // the caller's own mask: leave it, and its signals, alone
+    if (got_epipe_) {
+      const timespec zero{0, 0};
+      while (::sigtimedwait(&pipe_, nullptr, &zero) == -1 && errno == EINTR) {
+      }
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SigpipeGuard(const SigpipeGuard&) = delete;
+  SigpipeGuard& operator=(const SigpipeGuard&) = delete;
+
+  void saw_epipe() noexcept { got_epipe_ = true; }
+
+ private:
+  sigset_t pipe_{};
+  sigset_t old_{};
+  bool was_blocked_ = false;
+  bool got_epipe_ = false;
+};
+
+// The loop behind write_all(): writes every byte of `parts` (a writev(2) vector, modified in
+// place) in as few system calls as the kernel allows and retries on EINTR. A socket is written
+// with sendmsg(MSG_NOSIGNAL); a pipe with writev, and an EPIPE is reported to `guard` so that it
+// consumes the SIGPIPE the kernel raised.
+inline void write_all_to(int fd, iovec* parts, int count, bool is_socket, SigpipeGuard* guard) {
+  while (count > 0) {
+    ssize_t n;
+    if (is_socket) {
+      msghdr message{};
+      message.msg_iov = parts;
+      message.msg_iovlen = static_cast<decltype(message.msg_iovlen)>(count);
+      n = ::sendmsg(fd, &message, MSG_NOSIGNAL);
+    } else {
+      n = ::writev(fd, parts, count);
+    }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EPIPE && guard != nullptr) guard->saw_epipe();
+      throw_errno(is_socket ? "sendmsg" : "writev");
+    }
+    auto done = static_cast<std::size_t>(n);
+    while (count > 0 && done >= parts->iov_len) {
+      done -= parts->iov_len;
+      ++parts;
+      --count;
+    }
+    if (count > 0) {
+      parts->iov_base = static_cast<char*>(parts->iov_base) + done;
+      parts->iov_len -= done;
+    }
+  }
+}
+
+// Writes all of `parts` to `fd`; throws std::system_error (EPIPE when the reader is gone) and
+// never lets a SIGPIPE reach the process.
+inline void write_all(int fd, iovec* parts, int count, bool is_socket) {
+  if (is_socket) {
+    write_all_to(fd, parts, count, true, nullptr);  // MSG_NOSIGNAL: no signal to block
+  } else {
+    SigpipeGuard guard;
+    write_all_to(fd, parts, count, false, &guard);
+  }
+}
+
+// Whether `fd` is a socket (a duplex Pipe) rather than a pipe.
+inline bool is_socket(int fd) noexcept {
+  int type = 0;
+  socklen_t length = sizeof type;
+  return ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) == 0;
+}
+
+}  // namespace concur::detail
+
+#endif  // CONCUR_DETAIL_POSIX_IO_HPP

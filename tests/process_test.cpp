@@ -1,0 +1,365 @@
+// Tests of concur/process.hpp: fork and ids, cpu counts, and Process with Python's semantics:
+// exit codes, join with timeout, signals, misuse, daemons, and no zombies or leaked
+// descriptors.
+
+#include "concur/process.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "concur/connection.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using concur::Process;
+using concur::UsageError;
+using concur_test::eventually;
+
+// Runs `body` in a forked child and returns the child's raw wait status.
+template <class Body>
+int in_child(Body body) {
+  const pid_t pid = concur::fork();
+  if (pid == 0) {
+    int code = 0;
+    try {
+      code = body();
+    } catch (...) {
+      code = 99;
+    }
+    std::fflush(nullptr);
+    ::_exit(code);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return status;
+}
+
+// The children of this process that are zombies (from /proc).
+std::vector<pid_t> zombie_children() {
+  std::vector<pid_t> zombies;
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return zombies;
+  const pid_t me = ::getpid();
+  while (dirent* entry = ::readdir(proc)) {
+    const pid_t pid = static_cast<pid_t>(std::atoi(entry->d_name));
+    if (pid <= 0) continue;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    // pid (comm) state ppid ...; comm may hold spaces, so read after the last ')'.
+    std::istringstream fields(line.substr(line.rfind(')') + 2));
+    char state = 0;
+    pid_t ppid = 0;
+    fields >> state >> ppid;
+    if (ppid == me && state == 'Z') zombies.push_back(pid);
+  }
+  ::closedir(proc);
+  return zombies;
+}
+
+// Whether `pid` has ended: gone, or a zombie that its (new) parent has not reaped yet.
+bool is_dead(pid_t pid) {
+  if (::kill(pid, 0) == -1 && errno == ESRCH) return true;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return true;
+  return line.substr(line.rfind(')') + 2, 1) == "Z";
+}
+
+int open_descriptors() {
+  int count = 0;
+  DIR* fds = ::opendir("/proc/self/fd");
+  if (fds == nullptr) return -1;
+  while (::readdir(fds) != nullptr) ++count;
+  ::closedir(fds);
+  return count;
+}
+
+// ---- fork and ids -------------------------------------------------------------------------------
+
+TEST(Fork, ChildSeesItsParentAndReturnsZero) {
+  const pid_t parent = concur::getpid();
+  const int status = in_child([&] { return concur::getppid() == parent ? 7 : 1; });
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 7);
+  EXPECT_EQ(concur::getpid(), ::getpid());
+}
+
+TEST(Fork, FlushesBufferedOutputFirst) {
+  // Buffered output written before fork() must not come out twice.
+  auto [reader, writer] = concur::Pipe(false);
+  const int saved = ::dup(STDOUT_FILENO);
+  std::fflush(stdout);
+  ::dup2(writer.fileno(), STDOUT_FILENO);
+  std::printf("once\n");  // buffered: stdout is not a terminal here
+  const pid_t pid = concur::fork();
+  if (pid == 0) {
+    std::fflush(stdout);
+    ::_exit(0);
+  }
+  ::waitpid(pid, nullptr, 0);
+  std::fflush(stdout);
+  ::dup2(saved, STDOUT_FILENO);
+  ::close(saved);
+  writer.close();
+  std::string all;
+  char chunk[64];
+  for (ssize_t n; (n = ::read(reader.fileno(), chunk, sizeof chunk)) > 0;) all.append(chunk, n);
+  EXPECT_EQ(all, "once\n");
+}
+
+TEST(CpuCount, IsPositiveAndAffinityFitsInIt) {
+  EXPECT_GE(concur::cpu_count(), 1);
+  EXPECT_GE(concur::process_cpu_count(), 1);
+  EXPECT_LE(concur::process_cpu_count(), concur::cpu_count());
+}
+
+// ---- exit codes
+// -----------------------------------------------------------------------------------
+
+TEST(Process, ExitCodeIsTheTargetsReturnOrZero) {
+  Process returns([](int n) { return n * 2; }, 21);
+  Process nothing([] {});
+  EXPECT_FALSE(returns.exitcode().has_value());
+  returns.start();
+  nothing.start();
+  returns.join();
+  nothing.join();
+  EXPECT_EQ(returns.exitcode(), 42);
+  EXPECT_EQ(nothing.exitcode(), 0);
+}
+
+TEST(Process, ExitProcessAndStdExitGiveTheirCode) {
+  Process python_style([] { concur::exit_process(4); });
+  Process c_style([] { std::exit(3); });
+  python_style.start();
+  c_style.start();
+  python_style.join();
+  c_style.join();
+  EXPECT_EQ(python_style.exitcode(), 4);
+  EXPECT_EQ(c_style.exitcode(), 3);
+}
+
+TEST(Process, AnUncaughtExceptionExitsWithOneAndReportsIt) {
+  auto [reader, writer] = concur::Pipe(false);
+  Process failing({.name = "failing"}, [&] {
+    ::dup2(writer.fileno(), STDERR_FILENO);  // the child's stderr, for this test to read
+    throw std::runtime_error("it broke");
+  });
+  failing.start();
+  failing.join();
+  writer.close();
+  EXPECT_EQ(failing.exitcode(), 1);
+  std::string printed;
+  char chunk[256];
+  for (ssize_t n; (n = ::read(reader.fileno(), chunk, sizeof chunk)) > 0;) printed.append(chunk, n);
+  EXPECT_NE(printed.find("Process failing:"), std::string::npos) << printed;
+  EXPECT_NE(printed.find("std::runtime_error: it broke"), std::string::npos) << printed;
+}
+
+TEST(Process, SignalsGiveMinusTheSignalNumber) {
+  Process sleeper_term([] { std::this_thread::sleep_for(60s); });
+  Process sleeper_kill([] { std::this_thread::sleep_for(60s); });
+  Process segfault([] {
+    std::signal(SIGSEGV, SIG_DFL);  // a sanitizer's own handler would turn the crash into an exit
+    std::raise(SIGSEGV);
+  });
+  sleeper_term.start();
+  sleeper_kill.start();
+  segfault.start();
+  std::this_thread::sleep_for(20ms);
+  sleeper_term.terminate();
+  sleeper_kill.kill();
+  sleeper_term.join();
+  sleeper_kill.join();
+  segfault.join();
+  EXPECT_EQ(sleeper_term.exitcode(), -SIGTERM);
+  EXPECT_EQ(sleeper_kill.exitcode(), -SIGKILL);
+  EXPECT_EQ(segfault.exitcode(), -SIGSEGV);
+  sleeper_term.terminate();  // after the end: nothing happens
+}
+
+// ---- join, state, misuse
+// --------------------------------------------------------------------------
+
+TEST(Process, TimedJoinOnASleepingChild) {
+  Process sleeper([] { std::this_thread::sleep_for(60s); });
+  sleeper.start();
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(sleeper.join(50ms));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 50ms);
+  EXPECT_TRUE(sleeper.is_alive());
+  EXPECT_FALSE(sleeper.exitcode().has_value());
+  EXPECT_FALSE(sleeper.join(-1s));  // negative: zero
+  sleeper.terminate();
+  EXPECT_TRUE(sleeper.join(concur_test::generous));
+  EXPECT_FALSE(sleeper.is_alive());
+}
+
+TEST(Process, PidAndNameAndOptions) {
+  Process first([] {});
+  Process second([] {});
+  ASSERT_EQ(first.name().rfind("Process-", 0), 0u);
+  EXPECT_EQ(std::stoul(second.name().substr(8)), std::stoul(first.name().substr(8)) + 1);
+  Process named({.name = "worker", .daemon = true}, [] {});
+  EXPECT_EQ(named.name(), "worker");
+  EXPECT_TRUE(named.daemon());
+  named.set_name("renamed");
+  EXPECT_EQ(named.name(), "renamed");
+  EXPECT_FALSE(first.pid().has_value());
+  first.start();
+  ASSERT_TRUE(first.pid().has_value());
+  EXPECT_GT(*first.pid(), 0);
+  first.join();
+  EXPECT_TRUE(first.pid().has_value());  // kept after the end
+}
+
+TEST(Process, MisuseThrowsUsageError) {
+  Process p([] { std::this_thread::sleep_for(60s); });
+  EXPECT_THROW(p.join(), UsageError);
+  EXPECT_THROW((void)p.join(1ms), UsageError);
+  EXPECT_THROW(p.terminate(), UsageError);
+  p.start();
+  EXPECT_THROW(p.start(), UsageError);
+  EXPECT_THROW(p.set_daemon(true), UsageError);
+  EXPECT_THROW(p.close(), UsageError);  // still running
+  p.kill();
+  p.join();
+  p.close();
+  p.close();  // twice: nothing
+  EXPECT_THROW((void)p.is_alive(), UsageError);
+  EXPECT_THROW((void)p.exitcode(), UsageError);
+  EXPECT_THROW((void)p.pid(), UsageError);
+  EXPECT_THROW(p.join(), UsageError);
+  EXPECT_THROW((void)p.name(), UsageError);
+  EXPECT_THROW(p.terminate(), UsageError);
+  EXPECT_THROW(p.start(), UsageError);
+}
+
+class Squarer : public Process {
+ public:
+  explicit Squarer(int n) : Process({.name = "squarer"}), n_(n) {}
+  void run() override { concur::exit_process(n_ * n_); }
+
+ private:
+  int n_;
+};
+
+TEST(Process, ADerivedClassOverridesRun) {
+  Squarer s(7);
+  s.start();
+  s.join();
+  EXPECT_EQ(s.exitcode(), 49);
+}
+
+TEST(Process, TheChildGetsACopyOfTheParentsMemory) {
+  int value = 1;
+  Process child([&] { return value == 1 ? 10 : 20; });
+  value = 1;
+  child.start();
+  value = 2;  // after fork: the child does not see it
+  child.join();
+  EXPECT_EQ(child.exitcode(), 10);
+}
+
+// ---- no zombies, no leaks, daemons
+// ------------------------------------------------------------------
+
+TEST(Process, AHundredChildrenStartedAndTerminatedLeaveNoZombie) {
+  std::vector<std::unique_ptr<Process>> children;
+  for (int i = 0; i < 100; ++i) {
+    children.push_back(std::make_unique<Process>([] { std::this_thread::sleep_for(60s); }));
+    children.back()->start();
+  }
+  for (auto& c : children) c->terminate();
+  for (auto& c : children) c->join();
+  for (auto& c : children) EXPECT_EQ(c->exitcode(), -SIGTERM);
+  EXPECT_TRUE(zombie_children().empty());
+}
+
+TEST(Process, DestructorsReapWhatTheyStarted) {
+  {
+    Process quick([] {});
+    quick.start();
+    Process daemon({.daemon = true}, [] {});
+    daemon.start();
+  }  // the non-daemon is joined here; the daemon is adopted and reaped later
+  Process next([] {});
+  next.start();  // reaps adopted children that have ended
+  next.join();
+  EXPECT_TRUE(eventually([] {
+    Process poke([] {});
+    poke.start();
+    poke.join();
+    return zombie_children().empty();
+  }));
+}
+
+TEST(Process, NoDescriptorIsLeakedAndEveryOneIsCloseOnExec) {
+  const int before = open_descriptors();
+  for (int i = 0; i < 20; ++i) {
+    auto [a, b] = concur::Pipe();
+    Process child([&] { b.send_bytes("x"); });
+    child.start();
+    EXPECT_EQ(a.recv_bytes(), "x");
+    child.join();
+    EXPECT_NE(::fcntl(a.fileno(), F_GETFD) & FD_CLOEXEC, 0);
+  }
+  auto [r, w] = concur::Pipe(false);
+  EXPECT_NE(::fcntl(r.fileno(), F_GETFD) & FD_CLOEXEC, 0);
+  EXPECT_NE(::fcntl(w.fileno(), F_GETFD) & FD_CLOEXEC, 0);
+  r.close();
+  w.close();
+  EXPECT_EQ(open_descriptors(), before);
+}
+
+TEST(Process, DaemonChildrenAreTerminatedWhenTheParentExits) {
+  auto [reader, writer] = concur::Pipe(false);
+  const int status = in_child([&] {
+    // The "parent": starts a long-sleeping daemon, reports its pid, and exits normally.
+    Process daemon({.daemon = true}, [] { std::this_thread::sleep_for(60s); });
+    daemon.start();
+    writer.send(*daemon.pid());
+    std::exit(0);  // a normal exit: atexit handlers run
+    return 0;
+  });
+  EXPECT_TRUE(WIFEXITED(status));
+  const pid_t daemon_pid = reader.recv<pid_t>();
+  // The daemon was terminated and reaped by its parent before that exited.
+  EXPECT_TRUE(eventually([&] { return is_dead(daemon_pid); }));
+}
+
+TEST(Process, DieWithParentKillsTheChildWhenItsParentDies) {
+  auto [reader, writer] = concur::Pipe(false);
+  const int status = in_child([&] {
+    Process child({.die_with_parent = true}, [] { std::this_thread::sleep_for(60s); });
+    child.start();
+    writer.send(*child.pid());
+    ::_exit(0);  // dies without any cleanup
+    return 0;
+  });
+  EXPECT_TRUE(WIFEXITED(status));
+  const pid_t orphan = reader.recv<pid_t>();
+  // Killed by the kernel, then reaped by whichever process adopted it.
+  EXPECT_TRUE(eventually([&] { return is_dead(orphan); }));
+}
+
+}  // namespace
