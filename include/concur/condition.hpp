@@ -71,19 +71,21 @@ struct ConditionLockOps<Lock> {
   using Saved = bool;
   // A Lock has no owner; as Python does, a held Lock counts as held by the caller.
   static bool owned(const Lock& lock) noexcept { return lock.locked(); }
-  static Saved release_all(Lock& lock) {
+  static Saved release_all(Lock& lock) CONCUR_RELEASE(lock) {
     lock.release();
     return true;
   }
-  static void restore(Lock& lock, Saved) noexcept { lock.acquire(); }
+  static void restore(Lock& lock, Saved) noexcept CONCUR_ACQUIRE(lock) { lock.acquire(); }
 };
 
 template <>
 struct ConditionLockOps<RLock> {
   using Saved = std::uint32_t;
   static bool owned(const RLock& lock) noexcept { return lock.is_owned(); }
-  static Saved release_all(RLock& lock) { return lock.release_all(); }
-  static void restore(RLock& lock, Saved levels) noexcept { lock.acquire_restore(levels); }
+  static Saved release_all(RLock& lock) CONCUR_RELEASE(lock) { return lock.release_all(); }
+  static void restore(RLock& lock, Saved levels) noexcept CONCUR_ACQUIRE(lock) {
+    lock.acquire_restore(levels);
+  }
 };
 
 }  // namespace detail
@@ -166,9 +168,11 @@ class CONCUR_CAPABILITY("mutex") Condition {
   // Condition::wait_for(predicate)
   //
   // Waits until `predicate()` is true (checked first, and after every wake-up, with the lock
-  // held); returns true.
+  // held); returns true. (The predicate runs with the lock held, which Clang's analysis cannot
+  // see through the Condition; its check is off here, and a predicate may be annotated as
+  // requiring the lock.)
   template <class Predicate>
-  bool wait_for(Predicate predicate) {
+  bool wait_for(Predicate predicate) CONCUR_NO_THREAD_SAFETY_ANALYSIS {
     while (!predicate()) wait();
     return true;
   }
@@ -178,7 +182,8 @@ class CONCUR_CAPABILITY("mutex") Condition {
   // As wait_for(predicate), giving up when `timeout` has passed; returns the predicate's last
   // value.
   template <class Predicate, class Rep, class Period>
-  [[nodiscard]] bool wait_for(Predicate predicate, std::chrono::duration<Rep, Period> timeout) {
+  [[nodiscard]] bool wait_for(Predicate predicate, std::chrono::duration<Rep, Period> timeout)
+      CONCUR_NO_THREAD_SAFETY_ANALYSIS {
     const detail::steady_time deadline = detail::deadline_after(timeout);
     bool result = predicate();
     while (!result) {
@@ -233,7 +238,9 @@ class CONCUR_CAPABILITY("mutex") Condition {
     }
   }
 
-  bool wait_deadline(detail::steady_time deadline) {
+  // Releases the caller's hold on the lock and takes it back before returning: the caller holds
+  // it on entry and on exit, which the run-time check enforces and the analysis cannot follow.
+  bool wait_deadline(detail::steady_time deadline) CONCUR_NO_THREAD_SAFETY_ANALYSIS {
     require_owned("cannot wait on un-acquired lock");
     if (deadline != detail::never && detail::expired(deadline)) {
       // Python's wait(0): release and re-take the lock, without queueing.
