@@ -280,6 +280,18 @@ TEST(Process, TheChildGetsACopyOfTheParentsMemory) {
   EXPECT_EQ(child.exitcode(), 10);
 }
 
+TEST(Process, StartDropsTheParentsCopyOfTheArguments) {
+  // A Connection moved into the Process belongs to the child: once the child has ended, the
+  // parent's end reads end of file without the parent closing anything by hand.
+  auto [parent_end, child_end] = concur::Pipe();
+  Process child([](concur::Connection& end) { end.send(41); }, std::move(child_end));
+  child.start();
+  EXPECT_EQ(parent_end.recv<int>(), 41);
+  child.join();
+  ASSERT_TRUE(parent_end.poll(10s)) << "the parent still holds the child's end";
+  EXPECT_THROW((void)parent_end.recv<int>(), concur::EOFError);
+}
+
 // ---- no zombies, no leaks, daemons
 // ------------------------------------------------------------------
 

@@ -283,8 +283,11 @@ class Process {
 
   // Process::start()
   //
-  // Forks the child, which runs run() and exits. Throws UsageError when called twice or after
-  // close(), std::system_error when the system cannot fork.
+  // Forks the child, which runs run() and exits. The parent then destroys its copy of the
+  // callable and arguments, which only the child needs: a Connection moved into the Process is
+  // closed on the parent's side, so the parent sees end of file once the child is done with it.
+  // Throws UsageError when called twice or after close(), std::system_error when the system
+  // cannot fork.
   void start() {
     {
       std::lock_guard<std::mutex> hold(mutex_);
@@ -303,10 +306,15 @@ class Process {
       throw;
     }
     if (pid == 0) run_child(parent);  // never returns
-    std::lock_guard<std::mutex> hold(mutex_);
-    pid_ = pid;
-    pidfd_ = detail::open_pidfd(pid);
-    if (options_.daemon) detail::ProcessRegistry::instance().add_daemon(pid);
+    std::unique_ptr<detail::ProcessTarget> spent;
+    {
+      std::lock_guard<std::mutex> hold(mutex_);
+      pid_ = pid;
+      pidfd_ = detail::open_pidfd(pid);
+      if (options_.daemon) detail::ProcessRegistry::instance().add_daemon(pid);
+      spent = std::move(target_);
+    }
+    // `spent` goes here, outside the lock: the child has its own copy of the target now.
   }
 
   // Process::join()
