@@ -105,12 +105,15 @@ class RecordingReporter : public benchmark::ConsoleReporter {
                 summary.metric == Metric::time ? "time per operation (lower is better)"
                                                : "throughput (higher is better)");
     const int first = static_cast<int>(std::max<std::size_t>(24, longest(contenders) + 2));
+    std::size_t widest_label = 16;
+    for (const Cell& c : columns) widest_label = std::max(widest_label, label(c).size());
+    const int cell = static_cast<int>(widest_label);
     std::printf("%-*s", first, "");
-    for (const Cell& c : columns) std::printf(" %16s", label(c).substr(0, 16).c_str());
+    for (const Cell& c : columns) std::printf(" %*s", cell, label(c).c_str());
     std::printf("\n");
     for (const std::string& contender : contenders) {
       std::printf("%-*s", first, contender.c_str());
-      for (const Cell& c : columns) print_ratio(c, contender, summary);
+      for (const Cell& c : columns) print_ratio(c, contender, summary, cell);
       std::printf("\n");
     }
     std::printf("%-*s", first,
@@ -123,23 +126,24 @@ class RecordingReporter : public benchmark::ConsoleReporter {
       } else {
         std::snprintf(text, sizeof text, "%.3g/s", value);
       }
-      std::printf(" %16s", text);
+      std::printf(" %*s", cell, text);
     }
     std::printf("\n");
     std::fflush(stdout);
   }
 
  private:
-  void print_ratio(const Cell& c, const std::string& contender, const Summary& summary) const {
+  void print_ratio(const Cell& c, const std::string& contender, const Summary& summary,
+                   int cell) const {
     const Measurement m = measurement(c, contender);
     if (m.median == 0) {
-      std::printf(" %16s", "-");
+      std::printf(" %*s", cell, "-");
       return;
     }
     const double ratio = m.median / measurement(c, summary.reference).median;
     char text[64];
     std::snprintf(text, sizeof text, "%.2fx (%.0f%%)", ratio, 100 * m.cv);
-    std::printf(" %16s", text);
+    std::printf(" %*s", cell, text);
   }
 
   static Measurement summarize(std::vector<double> values) {
