@@ -10,6 +10,10 @@
 //   8B-pipe           write() and read() calls.
 //   rtt-64B-socket    the parent sends 64 bytes, a child echoes them back.
 //
+// Rows: raw; concur recv_bytes and recv_bytes_into (the parent's two ways to receive);
+// "concur, ignore_sigpipe()" (one-way pipes only: the sending child has called
+// concur::ignore_sigpipe(), so its sends skip the SIGPIPE guard); send/recv<u64> (typed).
+//
 // Targets (issue: processes and pipes): Process start+join at most 1.15x raw and at least 10x
 // faster than Python's; 64 KiB messages at least 0.9x raw (both kinds of Pipe); 8-byte
 // messages at least 0.8x raw's rate; the 64-byte round trip at most 1.1x raw.
@@ -130,10 +134,14 @@ void stream_raw(benchmark::State& state, bool socket, std::size_t size) {
 
 enum class Receive { bytes, into };
 
-void stream_concur(benchmark::State& state, bool duplex, Receive how, std::size_t size) {
+// `sender_ignores_sigpipe`: the writing child calls concur::ignore_sigpipe() first, which spares
+// a one-way pipe's sends their SIGPIPE guard.
+void stream_concur(benchmark::State& state, bool duplex, Receive how, std::size_t size,
+                   bool sender_ignores_sigpipe = false) {
   auto [reader, writer] = concur::Pipe(duplex);
-  const pid_t child = spawn([&reader = reader, &writer = writer, size] {
+  const pid_t child = spawn([&reader = reader, &writer = writer, size, sender_ignores_sigpipe] {
     reader.close();
+    if (sender_ignores_sigpipe) concur::ignore_sigpipe();
     const std::string message(size, 'x');
     for (;;) writer.send_bytes(message);  // ends with EPIPE once the parent closes
   });
@@ -280,6 +288,11 @@ void register_all() {
     us(RegisterBenchmark((scenario + "/concur recv_bytes_into").c_str(), [s](benchmark::State& st) {
       stream_concur(st, s.socket, Receive::into, s.size);
     }));
+    if (!s.socket) {
+      us(RegisterBenchmark(
+          (scenario + "/concur, ignore_sigpipe()").c_str(),
+          [s](benchmark::State& st) { stream_concur(st, false, Receive::bytes, s.size, true); }));
+    }
     if (s.size == 8) {
       us(RegisterBenchmark((scenario + "/concur send/recv<u64>").c_str(),
                            [s](benchmark::State& st) { stream_typed(st, s.socket); }));

@@ -188,6 +188,27 @@ TEST(Connection, WritingToAPipeLeavesTheSignalMaskAsItWas) {
   }).join();
 }
 
+TEST(Connection, IgnoreSigpipeIgnoresItProcessWideAndSendsStillReportEpipe) {
+  // In a child process: ignore_sigpipe() changes the whole process, and this one runs the
+  // other tests. The child reports which check failed through its exit code.
+  concur::Process child([]() -> int {
+    concur::ignore_sigpipe();
+    struct sigaction now {};
+    if (sigaction(SIGPIPE, nullptr, &now) != 0 || now.sa_handler != SIG_IGN) return 10;
+    for (bool duplex : {false, true}) {
+      auto [reader, writer] = Pipe(duplex);
+      writer.send_bytes("fine");
+      if (reader.recv_bytes() != "fine") return 11;
+      reader.close();
+      if (error_of([&] { writer.send_bytes("gone"); }) != EPIPE) return 12;
+    }
+    return 0;
+  });
+  child.start();
+  child.join();
+  EXPECT_EQ(child.exitcode(), 0);
+}
+
 TEST(Connection, EndOfFileInsideAMessageThrows) {
   auto [reader, writer] = Pipe(false);
   raw_write(writer.fileno(), std::string("\0\0\0\x0a"

@@ -32,7 +32,8 @@
 // of them, while most of a large payload is read straight into its destination. A socket is
 // written with MSG_NOSIGNAL at no extra cost; a one-way Pipe(false) has no such flag, so each
 // send blocks SIGPIPE around its write (two more system calls): for high rates of small
-// messages prefer the duplex Pipe().
+// messages prefer the duplex Pipe(), or call ignore_sigpipe() once, as Python's interpreter
+// does at start-up.
 //
 // A Connection is not thread-safe: give each direction one user at a time (Python's is not
 // either). Descriptors are created close-on-exec.
@@ -375,6 +376,23 @@ inline std::pair<Connection, Connection> Pipe(bool duplex = true) {
   ::fcntl(fds[1], F_SETFD, FD_CLOEXEC);
 #endif
   return {Connection(fds[0], true, false), Connection(fds[1], false, true)};
+}
+
+// ignore_sigpipe()
+//
+// Sets SIGPIPE's action to "ignore" for the whole process, as Python's interpreter does when it
+// starts, and tells concur so: sends on a one-way Pipe(false) then skip the two system calls
+// that otherwise keep SIGPIPE away from the process (see Connection). Afterwards every write to
+// a closed pipe or socket in the process, concur's or not, fails with EPIPE instead of killing
+// it; children started by fork() or Process inherit this. Do not give SIGPIPE another action
+// later in a process that has called this: one-way sends would no longer be protected. Throws
+// std::system_error if sigaction fails.
+inline void ignore_sigpipe() {
+  struct sigaction action {};
+  action.sa_handler = SIG_IGN;
+  sigemptyset(&action.sa_mask);
+  if (::sigaction(SIGPIPE, &action, nullptr) != 0) detail::throw_errno("sigaction");
+  detail::sigpipe_ignored().store(true, std::memory_order_relaxed);
 }
 
 }  // namespace concur

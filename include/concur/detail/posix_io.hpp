@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
@@ -165,11 +166,21 @@ inline void write_all_to(int fd, iovec* parts, int count, bool is_socket, Sigpip
   }
 }
 
+// Set by concur::ignore_sigpipe(): SIGPIPE is ignored process-wide, and a pipe write needs no
+// guard. Relaxed is enough: the flag only ever goes from false to true, after the sigaction
+// that makes it true, and a writer that reads a stale false merely guards once more.
+inline std::atomic<bool>& sigpipe_ignored() noexcept {
+  static std::atomic<bool> ignored{false};
+  return ignored;
+}
+
 // Writes all of `parts` to `fd`; throws std::system_error (EPIPE when the reader is gone) and
 // never lets a SIGPIPE reach the process.
 inline void write_all(int fd, iovec* parts, int count, bool is_socket) {
   if (is_socket) {
     write_all_to(fd, parts, count, true, nullptr);  // MSG_NOSIGNAL: no signal to block
+  } else if (sigpipe_ignored().load(std::memory_order_relaxed)) {
+    write_all_to(fd, parts, count, false, nullptr);  // the kernel raises nothing to catch
   } else {
     SigpipeGuard guard;
     write_all_to(fd, parts, count, false, &guard);
