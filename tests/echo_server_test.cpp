@@ -7,7 +7,6 @@
 // it, and the server is asked to die with the test (PR_SET_PDEATHSIG) should the test crash.
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -35,6 +34,7 @@
 #include <vector>
 
 #include "concur/detail/posix_io.hpp"
+#include "proc_children.hpp"
 #include "test_support.hpp"
 
 #ifndef CONCUR_ECHO_SERVER_PATH
@@ -46,6 +46,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using concur::detail::UniqueFd;
+using concur_test::children_of;
 using concur_test::eventually;
 using concur_test::scaled;
 
@@ -180,29 +181,6 @@ std::string echo_once(int port, std::size_t size = 1000) {
   if (error.empty() && back != message) error = "the echo differs from the message";
   if (error.empty()) error = client.hang_up(deadline);
   return error;
-}
-
-// The children of `parent` and their states ('Z' for a zombie), from /proc/PID/stat.
-std::vector<std::pair<pid_t, char>> children_of(pid_t parent) {
-  std::vector<std::pair<pid_t, char>> children;
-  DIR* proc = ::opendir("/proc");
-  if (proc == nullptr) return children;
-  while (const dirent* entry = ::readdir(proc)) {
-    if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
-    std::ifstream file(std::string("/proc/") + entry->d_name + "/stat");
-    std::string stat;
-    if (!std::getline(file, stat)) continue;       // gone meanwhile
-    const std::size_t name_end = stat.rfind(')');  // the name may hold spaces and parentheses
-    if (name_end == std::string::npos) continue;
-    std::istringstream fields(stat.substr(name_end + 1));
-    char state = '?';
-    pid_t ppid = 0;
-    if (fields >> state >> ppid && ppid == parent) {
-      children.emplace_back(std::atoi(entry->d_name), state);
-    }
-  }
-  ::closedir(proc);
-  return children;
 }
 
 std::string describe(const std::vector<std::pair<pid_t, char>>& children) {

@@ -17,13 +17,13 @@
 #include <cstdlib>
 #include <fstream>
 #include <memory>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "concur/connection.hpp"
+#include "proc_children.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -55,23 +55,9 @@ int in_child(Body body) {
 // The children of this process that are zombies (from /proc).
 std::vector<pid_t> zombie_children() {
   std::vector<pid_t> zombies;
-  DIR* proc = ::opendir("/proc");
-  if (proc == nullptr) return zombies;
-  const pid_t me = ::getpid();
-  while (dirent* entry = ::readdir(proc)) {
-    const pid_t pid = static_cast<pid_t>(std::atoi(entry->d_name));
-    if (pid <= 0) continue;
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string line;
-    if (!std::getline(stat, line)) continue;
-    // pid (comm) state ppid ...; comm may hold spaces, so read after the last ')'.
-    std::istringstream fields(line.substr(line.rfind(')') + 2));
-    char state = 0;
-    pid_t ppid = 0;
-    fields >> state >> ppid;
-    if (ppid == me && state == 'Z') zombies.push_back(pid);
+  for (const auto& [pid, state] : concur_test::children_of(::getpid())) {
+    if (state == 'Z') zombies.push_back(pid);
   }
-  ::closedir(proc);
   return zombies;
 }
 
