@@ -293,6 +293,16 @@ struct ThreadOptions {
   std::optional<bool> daemon = std::nullopt;
 };
 
+namespace detail {
+
+// What Thread(f, args...) takes: a thread target whose first part is not a ThreadOptions
+// (that one is Thread(options), or Thread(options, f, args...)).
+template <class F, class... Args>
+concept target_without_options =
+    !std::same_as<std::remove_cvref_t<F>, ThreadOptions> && thread_target<F, Args...>;
+
+}  // namespace detail
+
 // Thread
 //
 // Python's threading.Thread. Not copyable or movable: the running thread may refer to it (a
@@ -320,9 +330,7 @@ class Thread : public detail::ThreadAccess {
   // A thread that runs `f(args...)`. `f` and the arguments are copied or moved into the thread
   // now, as std::thread does (use std::ref to pass a reference), and given to `f` as rvalues.
   template <class F, class... Args>
-  requires(!std::same_as<std::remove_cvref_t<F>, ThreadOptions> &&
-           std::invocable<std::decay_t<F>, std::decay_t<Args>...>) explicit Thread(F&& f,
-                                                                                   Args&&... args)
+  explicit Thread(F&& f, Args&&... args) requires detail::target_without_options<F, Args...>
       : Thread(ThreadOptions{}, std::forward<F>(f), std::forward<Args>(args)...) {}
 
   // Thread::Thread(options, f, args...)
@@ -330,10 +338,9 @@ class Thread : public detail::ThreadAccess {
   // As Thread(f, args...), with a name and daemon status:
   //   concur::Thread t({.name = "saver", .daemon = true}, save, std::move(data));
   template <class F, class... Args>
-  requires std::invocable<std::decay_t<F>, std::decay_t<Args>...> Thread(ThreadOptions options,
-                                                                         F&& f, Args&&... args)
-      : ThreadAccess(
-            make_state(std::move(options), std::forward<F>(f), std::forward<Args>(args)...)) {}
+  Thread(ThreadOptions options, F&& f, Args&&... args) requires detail::thread_target<F, Args...>
+      : ThreadAccess(make_state(std::move(options), std::forward<F>(f),
+                                std::forward<Args>(args)...)) {}
 
   Thread(const Thread&) = delete;
   Thread& operator=(const Thread&) = delete;
@@ -500,8 +507,7 @@ class Thread : public detail::ThreadAccess {
 // exception escaping `f` goes to excepthook; exit_thread() ends it quietly. Throws
 // std::system_error when the OS cannot create another thread.
 template <class F, class... Args>
-requires std::invocable<std::decay_t<F>, std::decay_t<Args>...> std::uint64_t start_new_thread(
-    F&& f, Args&&... args) {
+std::uint64_t start_new_thread(F&& f, Args&&... args) requires detail::thread_target<F, Args...> {
   auto target = detail::bind_target(std::forward<F>(f), std::forward<Args>(args)...);
   std::uint64_t ident = 0;
   if (int rc = detail::os_start_thread(&detail::bare_thread_entry, target.get(),

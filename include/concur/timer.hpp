@@ -61,16 +61,16 @@ class Timer : public Thread {
   // A timer that, once started, calls `f(args...)` after `interval` (arguments copied or moved,
   // as Thread does).
   template <class Rep, class Period, class F, class... Args>
-  requires std::invocable<std::decay_t<F>, std::decay_t<Args>...> Timer(
-      std::chrono::duration<Rep, Period> interval, F&& f, Args&&... args)
+  Timer(std::chrono::duration<Rep, Period> interval, F&& f,
+        Args&&... args) requires detail::thread_target<F, Args...>
       : Timer(ThreadOptions{}, interval, std::forward<F>(f), std::forward<Args>(args)...) {}
 
   // Timer::Timer(options, interval, f, args...)
   //
   // As above, with a name and daemon status.
   template <class Rep, class Period, class F, class... Args>
-  requires std::invocable<std::decay_t<F>, std::decay_t<Args>...> Timer(
-      ThreadOptions options, std::chrono::duration<Rep, Period> interval, F&& f, Args&&... args)
+  Timer(ThreadOptions options, std::chrono::duration<Rep, Period> interval, F&& f,
+        Args&&... args) requires detail::thread_target<F, Args...>
       : Timer(std::move(options),
               std::make_shared<detail::TimerState>(
                   std::chrono::ceil<std::chrono::nanoseconds>(interval),

@@ -23,6 +23,7 @@
 #define CONCUR_DETAIL_THREAD_STATE_HPP
 
 #include <atomic>
+#include <concepts>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -70,6 +71,11 @@ class BoundTarget final : public ThreadTarget {
  private:
   std::tuple<F, Args...> parts_;
 };
+
+// What Thread(f, args...), Timer and start_new_thread accept: `f` callable with its stored,
+// decayed arguments, as std::thread requires.
+template <class F, class... Args>
+concept thread_target = std::invocable<std::decay_t<F>, std::decay_t<Args>...>;
 
 template <class F, class... Args>
 std::unique_ptr<ThreadTarget> bind_target(F&& callable, Args&&... arguments) {
