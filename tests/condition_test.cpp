@@ -184,19 +184,29 @@ TEST(Condition, NotificationsAreNotRemembered) {
 
 TEST(Condition, NotifyGoesToTheNextWaiterWhenOneTimedOut) {
   // A waiter that gave up must not swallow a notification: notify(1) still wakes the other.
+  // Each waiter counts itself with the lock held and then waits, which releases the lock; once
+  // this thread takes the lock after the count, that waiter is queued.
   Lock lock;
   Condition cond(lock);
+  std::atomic<int> queued{0};
   std::atomic<bool> patient_woken{false};
+  const auto wait_until_queued = [&](int count) {
+    EXPECT_TRUE(eventually([&] { return queued.load() == count; }));
+    concur::Guard hold(lock);
+  };
   std::thread impatient([&] {
     concur::Guard hold(lock);
-    (void)cond.wait(1ms);
+    ++queued;
+    (void)cond.wait(100ms);
   });
+  wait_until_queued(1);
   std::thread patient([&] {
     concur::Guard hold(lock);
+    ++queued;
     if (cond.wait(concur_test::generous)) patient_woken = true;
   });
-  impatient.join();
-  std::this_thread::sleep_for(10ms);
+  wait_until_queued(2);
+  impatient.join();  // queued first, timed out while the patient one waits
   {
     concur::Guard hold(lock);
     cond.notify(1);

@@ -8,8 +8,10 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -46,6 +48,25 @@ inline bool eventually(const std::function<bool()>& predicate,
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return true;
+}
+
+// Whether the thread with kernel id `native_id` (concur::get_native_id() on that thread) of
+// this process is asleep in the kernel: state 'S' in /proc/self/task/ID/stat. A thread about to
+// wait is running or runnable; once it reads 'S' it sleeps in its wait, so a test can tell "is
+// waiting" from "is about to wait" without guessing with a sleep. Linux only; elsewhere it
+// answers true after a pause long enough for a thread that was about to wait on an idle machine.
+inline bool thread_asleep(std::uint64_t native_id) {
+#if defined(__linux__)
+  std::ifstream file("/proc/self/task/" + std::to_string(native_id) + "/stat");
+  std::string stat;
+  if (!std::getline(file, stat)) return false;
+  const std::size_t name_end = stat.rfind(')');  // the name may hold spaces and parentheses
+  return name_end != std::string::npos && stat.size() > name_end + 2 && stat[name_end + 2] == 'S';
+#else
+  (void)native_id;
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  return true;
+#endif
 }
 
 // Watchdog
