@@ -1,5 +1,5 @@
 // Tests of the detail layer: the wait/wake seam (both implementations, whichever the build
-// selects), deadline arithmetic and spin backoff.
+// selects), deadline arithmetic and time-bounded spinning.
 
 #include <gtest/gtest.h>
 
@@ -239,22 +239,66 @@ TEST(Deadline, RequireNonNegativeRefusesNegativeAndNan) {
                std::invalid_argument);
 }
 
-TEST(Backoff, ExhaustsAfterItsRoundsAndResets) {
-  concur::detail::Backoff backoff(3, 8);
-  EXPECT_FALSE(backoff.exhausted());
-  for (int i = 0; i < 3; ++i) backoff.pause();
-  EXPECT_TRUE(backoff.exhausted());
-  backoff.pause();  // yields; still exhausted
-  EXPECT_TRUE(backoff.exhausted());
-  backoff.reset();
-  EXPECT_FALSE(backoff.exhausted());
+// Defect 5 of the trust review: deadlines at the far end of a clock overflowed. A coarse
+// time_point's max() became an instant in the past (a try_lock_until that returned false at once,
+// a Condition::wait_until that returned after 3 ms), and its min() overflowed in the comparison.
+TEST(Deadline, FarEndsOfACoarseSteadyClockSaturate) {
+  using namespace std::chrono;
+  EXPECT_EQ(concur::detail::to_steady_deadline(time_point<steady_clock, hours>::max()),
+            concur::detail::never);
+  EXPECT_EQ(concur::detail::to_steady_deadline(time_point<steady_clock, seconds>::max()),
+            concur::detail::never);
+  EXPECT_TRUE(concur::detail::expired(
+      concur::detail::to_steady_deadline(time_point<steady_clock, hours>::min())));
+  EXPECT_TRUE(concur::detail::reached(time_point<steady_clock, hours>::min()));
+  EXPECT_FALSE(concur::detail::reached(time_point<steady_clock, hours>::max()));
 }
 
-TEST(Backoff, SpinUntilReportsWhetherTheConditionCameTrue) {
+TEST(Deadline, FarEndsOfAForeignClockSaturate) {
+  using namespace std::chrono;
+  using std::chrono::steady_clock;
+  EXPECT_EQ(concur::detail::to_steady_deadline(time_point<system_clock, seconds>::max()),
+            concur::detail::never);
+  // A far but representable instant stays in the far future (some two centuries away).
+  EXPECT_GT(concur::detail::to_steady_deadline(system_clock::time_point::max()),
+            steady_clock::now() + hours(24 * 365 * 100));
+  EXPECT_TRUE(concur::detail::expired(
+      concur::detail::to_steady_deadline(time_point<system_clock, hours>::min())));
+  EXPECT_TRUE(concur::detail::reached(time_point<system_clock, hours>::min()));
+}
+
+// SpinWait: the budget is a time, and the deadline cuts it short.
+TEST(SpinWait, StopsWhenItsBudgetIsSpent) {
+  const auto start = steady_clock::now();
+  concur::detail::SpinWait spin(concur::detail::never, 200us);
+  while (spin.pause()) {
+  }
+  const auto spent = steady_clock::now() - start;
+  EXPECT_GE(spent, 200us);
+  EXPECT_LT(spent, concur_test::generous);
+  EXPECT_GT(spin.rounds(), concur::detail::SpinWait::rounds_before_clock);
+}
+
+TEST(SpinWait, NeverSpinsPastTheDeadline) {
+  concur::detail::SpinWait past(steady_clock::now() - 1ms, 1s);
+  std::uint32_t rounds = 0;
+  while (past.pause()) ++rounds;
+  // Only the first few rounds, which do not read the clock (a few microseconds at most).
+  EXPECT_LE(rounds, concur::detail::SpinWait::rounds_before_clock);
+
+  const auto deadline = steady_clock::now() + 2ms;
+  concur::detail::SpinWait soon(deadline, std::chrono::hours(1));
+  while (soon.pause()) {
+  }
+  EXPECT_GE(steady_clock::now(), deadline);
+  EXPECT_LT(steady_clock::now() - deadline, concur_test::generous);
+}
+
+TEST(SpinWait, SpinForReportsWhetherTheConditionCameTrue) {
   int calls = 0;
-  EXPECT_TRUE(concur::detail::spin_until([&] { return ++calls == 3; }));
+  EXPECT_TRUE(concur::detail::spin_for([&] { return ++calls == 3; }, concur::detail::never, 1s));
   EXPECT_EQ(calls, 3);
-  EXPECT_FALSE(concur::detail::spin_until([] { return false; }, 4));
+  EXPECT_FALSE(concur::detail::spin_for([] { return false; }, concur::detail::never, 50us));
 }
 
 }  // namespace

@@ -126,7 +126,7 @@ class CONCUR_CAPABILITY("mutex") Lock {
       CONCUR_TRY_ACQUIRE(true) {
     for (;;) {
       if (word_.acquire(detail::to_steady_deadline(when))) return true;
-      if (Clock::now() >= when) return false;
+      if (detail::reached(when)) return false;
     }
   }
 

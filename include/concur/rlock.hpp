@@ -114,7 +114,7 @@ class CONCUR_CAPABILITY("mutex") CONCUR_REENTRANT_CAPABILITY RLock {
       CONCUR_TRY_ACQUIRE(true) {
     for (;;) {
       if (acquire_until(detail::to_steady_deadline(when), false)) return true;
-      if (Clock::now() >= when) return false;
+      if (detail::reached(when)) return false;
     }
   }
 

@@ -178,7 +178,7 @@ class BasicSemaphore {
   [[nodiscard]] bool try_acquire_until(std::chrono::time_point<Clock, Duration> when) noexcept {
     for (;;) {
       if (word_.acquire(to_steady_deadline(when))) return true;
-      if (Clock::now() >= when) return false;
+      if (reached(when)) return false;
     }
   }
 

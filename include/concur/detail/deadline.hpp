@@ -47,14 +47,31 @@ steady_time deadline_after(std::chrono::duration<Rep, Period> timeout) noexcept 
 
 // The steady_clock instant matching `when` on another clock, measured once now. Callers that
 // take a foreign clock's time point re-check that clock after a timed-out wait, as the standard
-// asks of try_lock_until.
+// asks of try_lock_until. Instants beyond steady_clock's range saturate: a time point at the far
+// end of a coarse clock (time_point<steady_clock, hours>::max()) means `never`, not an overflow
+// into the past.
 template <class Clock, class Duration>
 steady_time to_steady_deadline(std::chrono::time_point<Clock, Duration> when) noexcept {
   if constexpr (std::is_same_v<Clock, steady_clock>) {
-    return std::chrono::time_point_cast<steady_clock::duration>(when);
+    const steady_clock::duration since_epoch = to_steady_duration(when.time_since_epoch());
+    return steady_time(since_epoch);
   } else {
-    return deadline_after(when - Clock::now());
+    // The difference in a floating type, which neither end of either clock can overflow.
+    using wide = std::chrono::duration<long double, std::nano>;
+    const wide left = std::chrono::duration_cast<wide>(when.time_since_epoch()) -
+                      std::chrono::duration_cast<wide>(Clock::now().time_since_epoch());
+    return deadline_after(left);
   }
+}
+
+// True once `Clock` has reached `when`. The comparison is made in a floating type: the
+// standard's operator>= converts both sides to the finer duration, which overflows for a time
+// point at either end of a coarse clock (time_point<Clock, hours>::min(), for one).
+template <class Clock, class Duration>
+bool reached(std::chrono::time_point<Clock, Duration> when) noexcept {
+  using wide = std::chrono::duration<long double, std::nano>;
+  return std::chrono::duration_cast<wide>(Clock::now().time_since_epoch()) >=
+         std::chrono::duration_cast<wide>(when.time_since_epoch());
 }
 
 // True once `deadline` has passed.
