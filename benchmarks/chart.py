@@ -34,6 +34,8 @@ def parse_tables(lines):
         for row in lines[i + 2:]:
             if not row.strip() or row.startswith("("):
                 break
+            if row.startswith("  "):  # a contender's CPU/op or fences row, under its ratios
+                continue
             matches = list(cell.finditer(row))
             rows[row[:matches[0].start()].strip()] = [
                 None if m.group(1) == "-" else float(m.group(1).split("x")[0]) for m in matches]

@@ -6,6 +6,8 @@
 // wake, no spinning). Barrier: one round of a two-thread barrier against std::barrier (and
 // boost::barrier when found).
 //
+// Every row also reports the process's CPU time per operation (bench_support.hpp).
+//
 // Targets (issue: events; ratios within one run): is_set() and wait() on a set event <= 2x the
 // atomic load; round trip <= 0.5x the classic event's and <= 1.0x the bare futex flag's; a
 // two-thread barrier round <= 0.7x std::barrier's.
@@ -98,6 +100,7 @@ template <class E>
 void is_set_on_set_event(benchmark::State& state) {
   E event;
   event.set();
+  concur_bench::FenceScope fences(state);
   for (auto _ : state) {
     benchmark::DoNotOptimize(event.is_set());
     benchmark::ClobberMemory();
@@ -108,6 +111,7 @@ template <class E>
 void wait_on_set_event(benchmark::State& state) {
   E event;
   event.set();
+  concur_bench::FenceScope fences(state);
   for (auto _ : state) {
     benchmark::DoNotOptimize(event.wait());
     benchmark::ClobberMemory();
@@ -117,7 +121,7 @@ void wait_on_set_event(benchmark::State& state) {
 // Two threads hand a turn back and forth through two events; the time is per round trip.
 template <class E>
 void ping_pong(benchmark::State& state) {
-  constexpr int trips = 20000;
+  const int trips = static_cast<int>(concur_bench::scaled(20000));
   for (auto _ : state) {
     E ping;
     E pong;
@@ -128,6 +132,7 @@ void ping_pong(benchmark::State& state) {
         pong.set();
       }
     });
+    const concur_bench::Cost before = concur_bench::Cost::now();
     const auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < trips; ++i) {
       ping.set();
@@ -137,6 +142,8 @@ void ping_pong(benchmark::State& state) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     other.join();
+    const concur_bench::Cost after = concur_bench::Cost::now();
+    concur_bench::set_cost(state, before, after, trips);
     state.SetIterationTime(seconds / trips);
   }
 }
@@ -144,17 +151,20 @@ void ping_pong(benchmark::State& state) {
 // Two threads meet at a barrier, round after round; the time is per round.
 template <class Meet>
 void barrier_rounds(benchmark::State& state, Meet meet) {
-  constexpr int rounds = 20000;
+  const int rounds = static_cast<int>(concur_bench::scaled(20000));
   for (auto _ : state) {
     auto b = meet();
     std::thread other([&] {
       for (int i = 0; i < rounds; ++i) b->arrive_and_wait();
     });
+    const concur_bench::Cost before = concur_bench::Cost::now();
     const auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < rounds; ++i) b->arrive_and_wait();
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     other.join();
+    const concur_bench::Cost after = concur_bench::Cost::now();
+    concur_bench::set_cost(state, before, after, rounds);
     state.SetIterationTime(seconds / rounds);
   }
 }
@@ -181,7 +191,7 @@ auto make_barrier() {
 
 void register_all() {
   auto fast = [](const char* name, void (*fn)(benchmark::State&)) {
-    benchmark::RegisterBenchmark(name, fn)->MinTime(0.1);
+    concur_bench::process_cpu(benchmark::RegisterBenchmark(name, fn))->MinTime(0.1);
   };
   fast("is_set/concur::Event", &is_set_on_set_event<concur::Event>);
   fast("is_set/std::atomic<bool>", &is_set_on_set_event<AtomicFlag>);
