@@ -7,8 +7,11 @@
 //   1p1c, 2p2c, 4p4c  P producers and C consumers move a fixed number of items; the rate is
 //                     items per second, each item counted once
 //   roundtrip         two threads bounce one item through two queues (time per round trip)
+//   NpNc              oversubscribed: N = 2x the cores producers and as many consumers (4x
+//                     the cores in all; 4p4c on 2 cores, the row above), in its own table
 // and, after the summaries, the CPU time a consumer uses while blocked for one second on an
-// empty queue.
+// empty queue. Every row also reports the process's CPU time per item (per round trip), which
+// shows what a contender that spins to wait costs (bench_support.hpp).
 //
 // Targets (issue: queues; ratios within one run): 1p1c at 1024 >= 5x naive and >= 1.0x the best
 // peer; 1p1c at 8 >= 5x naive; 2p2c and 4p4c >= 3x naive and >= 1.0x the best peer; round trip
@@ -17,6 +20,7 @@
 #include <time.h>
 #include <concur/queue.hpp>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -123,10 +127,21 @@ struct TbbQueue {
 };
 #endif
 
+// The most producer threads of any scenario: 4, or the oversubscribed shape's 2x the cores.
+int max_producers() {
+  return std::max(4, 2 * static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+}
+
 #if CONCUR_BENCH_HAVE_MOODYCAMEL
+// moodycamel's queue keeps a sub-queue per producer thread, in blocks of 32 items; try_enqueue
+// never allocates, so the blocks must be there for every producer from the start: sized with
+// only `capacity`, a producer that holds the one block (half used) when it finishes leaves the
+// others unable ever to enqueue, and they yield forever. So the bound here is per producer and
+// rounded up to a block, looser than the others' `capacity`.
 template <class T>
 struct MoodycamelQueue {
-  explicit MoodycamelQueue(std::size_t capacity) : q(capacity) {}
+  explicit MoodycamelQueue(std::size_t capacity)
+      : q(capacity, 0, static_cast<std::size_t>(max_producers())) {}
   void push(T item) {
     while (!q.try_enqueue(item)) std::this_thread::yield();  // bounded: no allocation
   }
@@ -150,7 +165,9 @@ struct AtomicQueue {
 // item taken; every item is counted once.
 template <class Q, class T>
 void produce_consume(benchmark::State& state, int producers, int consumers, std::size_t capacity) {
-  const long items = 240000;  // divisible by 1, 2, 3, 4
+  // Every consumer takes the same share: a multiple of the consumers (240000 is one of 1 to 6).
+  const long base = concur_bench::scaled(240000);
+  const long items = base - base % consumers;
   for (auto _ : state) {
     Q q(capacity);
     std::atomic<int> ready{0};
@@ -178,15 +195,18 @@ void produce_consume(benchmark::State& state, int producers, int consumers, std:
       });
     }
     while (ready.load() < producers + consumers) std::this_thread::yield();
+    const concur_bench::Cost before = concur_bench::Cost::now();
     const auto start = std::chrono::steady_clock::now();
     go.store(true, std::memory_order_release);
     for (auto& t : threads) t.join();
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const concur_bench::Cost after = concur_bench::Cost::now();
     if (checksum.load() != static_cast<std::uint64_t>(items) * (items - 1) / 2) {
       state.SkipWithError("items lost or duplicated");
       return;
     }
+    concur_bench::set_cost(state, before, after, static_cast<double>(items));
     state.SetIterationTime(seconds);
     state.counters["items_per_second"] = benchmark::Counter(static_cast<double>(items) / seconds);
   }
@@ -195,7 +215,7 @@ void produce_consume(benchmark::State& state, int producers, int consumers, std:
 // Two threads bounce one item through two queues; the time is per round trip.
 template <class Q>
 void round_trip(benchmark::State& state, std::size_t capacity) {
-  constexpr int trips = 20000;
+  const int trips = static_cast<int>(concur_bench::scaled(20000));
   for (auto _ : state) {
     Q there(capacity);
     Q back(capacity);
@@ -206,6 +226,7 @@ void round_trip(benchmark::State& state, std::size_t capacity) {
         back.push(item + 1);
       }
     });
+    const concur_bench::Cost before = concur_bench::Cost::now();
     const auto start = std::chrono::steady_clock::now();
     int item = 0;
     for (int i = 0; i < trips; ++i) {
@@ -215,11 +236,14 @@ void round_trip(benchmark::State& state, std::size_t capacity) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     echo.join();
+    const concur_bench::Cost after = concur_bench::Cost::now();
+    concur_bench::set_cost(state, before, after, trips);
     state.SetIterationTime(seconds / trips);
   }
 }
 
-// The CPU time a consumer uses while it waits one second on an empty queue.
+// The CPU time a consumer uses while it waits one second on an empty queue (a tenth of a
+// second in a short run, the figure scaled to a second).
 template <class Q>
 double idle_cpu_ms() {
   Q q(8);
@@ -234,10 +258,11 @@ double idle_cpu_ms() {
     cpu = static_cast<double>(after.tv_sec - before.tv_sec) * 1e3 +
           static_cast<double>(after.tv_nsec - before.tv_nsec) * 1e-6;
   });
-  std::this_thread::sleep_for(std::chrono::seconds(1));
+  const long idle_ms = concur_bench::scaled(1000);  // 100 ms in a short run, scaled up below
+  std::this_thread::sleep_for(std::chrono::milliseconds(idle_ms));
   q.push(1);
   consumer.join();
-  return cpu.load();
+  return cpu.load() * 1000.0 / static_cast<double>(idle_ms);
 }
 
 struct Contender {
@@ -272,15 +297,28 @@ std::vector<Contender> contenders() {
   return all;
 }
 
+// Producers (and as many consumers) of the oversubscribed shape: 4x the cores in all.
+int oversubscribed_pairs() {
+  return 2 * static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+std::string shape_name(int producers, int consumers) {
+  return std::to_string(producers) + "p" + std::to_string(consumers) + "c";
+}
+
 void register_all(const std::vector<Contender>& all) {
-  const std::vector<std::pair<int, int>> shapes = {{1, 1}, {2, 2}, {4, 4}};
+  std::vector<std::pair<int, int>> shapes = {{1, 1}, {2, 2}, {4, 4}};
+  const int n = oversubscribed_pairs();
+  if (std::find(shapes.begin(), shapes.end(), std::pair{n, n}) == shapes.end()) {
+    shapes.emplace_back(n, n);
+  }
   for (const Contender& c : all) {
     for (const auto& [scenario, fn] : {std::pair{std::string("int"), c.int_items},
                                        std::pair{std::string("64B"), c.payload_items}}) {
       for (const auto& [p, cons] : shapes) {
         for (int capacity : {1024, 8}) {
-          const std::string name = std::to_string(p) + "p" + std::to_string(cons) + "c-" +
-                                   scenario + "-cap" + std::to_string(capacity) + "/" + c.name;
+          const std::string name = shape_name(p, cons) + "-" + scenario + "-cap" +
+                                   std::to_string(capacity) + "/" + c.name;
           benchmark::RegisterBenchmark(name.c_str(), fn, p, cons,
                                        static_cast<std::size_t>(capacity))
               ->Iterations(1)
@@ -313,7 +351,8 @@ int main(int argc, char** argv) {
   const std::vector<Contender> all = contenders();
   register_all(all);
   using concur_bench::Metric;
-  const int rc = concur_bench::run(
+  const std::string over = shape_name(oversubscribed_pairs(), oversubscribed_pairs());
+  return concur_bench::run(
       argc, argv,
       {{"Throughput, int items (targets: concur::Queue >= 5x naive at 1p1c, >= 3x at 2p2c/4p4c, "
         ">= 1.0x the best peer at capacity 1024 and at 2p2c/4p4c)",
@@ -326,11 +365,14 @@ int main(int argc, char** argv) {
         Metric::throughput,
         {"1p1c-64B-cap1024", "1p1c-64B-cap8", "2p2c-64B-cap1024", "2p2c-64B-cap8",
          "4p4c-64B-cap1024", "4p4c-64B-cap8"}},
+       {"Oversubscribed: " + over +
+            " (4x the cores in threads), int and 64-byte items (see CPU/op)",
+        "naive",
+        Metric::throughput,
+        {over + "-int-cap1024", over + "-int-cap8", over + "-64B-cap1024", over + "-64B-cap8"}},
        {"Round trip through two queues (target: concur::Queue <= 0.5x naive)",
         "naive",
         Metric::time,
         {"roundtrip-cap1024", "roundtrip-cap8"}}},
-      /*default_repetitions=*/5);
-  if (rc == 0 && !concur_bench::listing_only(argc, argv)) print_idle(all);
-  return rc;
+      /*default_repetitions=*/5, [&] { print_idle(all); });
 }
