@@ -8,24 +8,25 @@
 //
 // CPU per operation ("CPU/op", a Google Benchmark counter in seconds, and the "CPU/op" rows of
 // the summaries) is the user + system time of the whole process, every thread of it, as
-// getrusage(RUSAGE_SELF) counts it, over the timed region, divided by the operations done in
-// it. Wall time alone flatters a contender that spins where others sleep: on a loaded machine
-// its spinning takes CPU from other work, which only the CPU figure shows. How each kind of
-// benchmark gets it:
+// getrusage(RUSAGE_SELF) counts it (threads that ended in between included), over the timed
+// region, divided by the operations done in it. Wall time alone flatters a contender that
+// spins where others sleep: on a loaded machine its spinning takes CPU from other work, which
+// only the CPU figure shows. How each kind of benchmark gets it:
 //   - a benchmark that times its own region (threads it starts itself, UseManualTime) takes a
 //     Cost::now() before the region and one after, and calls set_cost(state, before, after,
-//     ops): the CPU of every thread of the process between the two, threads that ended in
-//     between included;
-//   - a loop that Google Benchmark times (`for (auto _ : state)`) is registered through
-//     process_cpu(), which sets MeasureProcessCPUTime() and UseRealTime(). Google Benchmark then
-//     reads the process's CPU clock (CLOCK_PROCESS_CPUTIME_ID: the same user + system total of
-//     every thread that getrusage(RUSAGE_SELF) adds up, in nanoseconds rather than its
-//     microseconds) when each benchmark thread passes the start line and the finish line, both
-//     behind its own barrier of all the benchmark's threads. With ->Threads(n), each of the n
-//     threads reads that one clock over the same window and Google Benchmark divides the sum of
-//     their n readings by n, so the figure is the process's CPU over the run counted once (not
-//     n times), and dividing by the iterations of all threads gives CPU per operation. The
-//     reporter turns that into the same "CPU/op" counter.
+//     ops);
+//   - a loop that Google Benchmark times (`for (auto _ : state)`) declares
+//     `concur_bench::LoopCost cost(state);` just before the loop. With ->Threads(n), Google
+//     Benchmark runs the function in n threads at once, and each of them reading the process's
+//     CPU over its own loop would count the process n times over. So the n threads first meet
+//     at a start line of their own (a barrier for state.threads() threads); the last to arrive
+//     reads the process's CPU once, for all of them. Each then passes Google Benchmark's own
+//     start barrier into its loop. Google Benchmark ends every thread's loop at its finish
+//     barrier, so when thread 0 leaves its loop every thread has done its iterations: thread 0
+//     reads the process's CPU again and reports the difference over the iterations of all n
+//     threads (n times its own; every thread runs the same count). Only thread 0 sets the
+//     counter; Google Benchmark adds the threads' counters up, the others adding nothing. The
+//     two barrier waits sleep, so they add almost nothing to the figure.
 // A benchmark that does neither shows "-" in the CPU rows. CPU spent in child processes (the
 // other end of process_bench's pipes) is not the process's own and is not counted.
 //
@@ -57,6 +58,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -64,6 +66,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -202,31 +205,59 @@ inline void set_cost(benchmark::State& state, const Cost& before, const Cost& af
   }
 }
 
-// For a loop that Google Benchmark times: put `concur_bench::FenceScope fences(state);` before
-// the loop. With fences countable, thread 0 reports the ones made from there to the end of the
-// function ("fences"; the other threads' counters are 0, and Google Benchmark adds them up).
-class FenceScope {
+// Where the threads of a multi-threaded Google Benchmark run meet before their loops (one
+// benchmark runs at a time, so one start line serves all); the last to arrive reads the
+// process's cost, which thread 0 takes as the start of the timed region.
+class StartLine {
  public:
-  explicit FenceScope(benchmark::State& state)
-      : state_(state), start_(state.thread_index() == 0 ? fence_count() : -1) {}
-  FenceScope(const FenceScope&) = delete;
-  FenceScope& operator=(const FenceScope&) = delete;
-  ~FenceScope() {
-    if (start_ < 0) return;
-    const long long end = fence_count();
-    if (end >= 0) state_.counters["fences"] = benchmark::Counter(static_cast<double>(end - start_));
+  static StartLine& instance() {
+    static StartLine line;
+    return line;
+  }
+
+  // Blocks until `parties` threads have arrived; returns the cost read by the last of them.
+  Cost arrive(int parties) {
+    std::unique_lock<std::mutex> hold(mutex_);
+    const unsigned long generation = generation_;
+    if (++arrived_ >= parties) {
+      start_ = Cost::now();
+      arrived_ = 0;
+      ++generation_;
+      all_here_.notify_all();
+      return start_;
+    }
+    all_here_.wait(hold, [&] { return generation_ != generation; });
+    return start_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable all_here_;
+  int arrived_ = 0;
+  unsigned long generation_ = 0;
+  Cost start_;
+};
+
+// The cost of a loop that Google Benchmark times, in every thread of the run: declare it just
+// before `for (auto _ : state)` (see the top of this file for why it is correct with
+// ->Threads(n)). Thread 0 sets "CPU/op" and, when fences can be counted, "fences".
+class LoopCost {
+ public:
+  explicit LoopCost(benchmark::State& state)
+      : state_(state), start_(StartLine::instance().arrive(state.threads())) {}
+  LoopCost(const LoopCost&) = delete;
+  LoopCost& operator=(const LoopCost&) = delete;
+  ~LoopCost() {
+    if (state_.thread_index() != 0) return;
+    const Cost end = Cost::now();
+    set_cost(state_, start_, end,
+             static_cast<double>(state_.iterations()) * static_cast<double>(state_.threads()));
   }
 
  private:
   benchmark::State& state_;
-  long long start_;
+  Cost start_;
 };
-
-// Registration of a loop that Google Benchmark times: the process's CPU (see the top of this
-// file), wall time for the iteration count and the "Time" column.
-inline benchmark::internal::Benchmark* process_cpu(benchmark::internal::Benchmark* b) {
-  return b->MeasureProcessCPUTime()->UseRealTime();
-}
 
 // ---- work of a known length -----------------------------------------------------------------
 
@@ -314,8 +345,7 @@ class RecordingReporter : public benchmark::ConsoleReporter {
 
   void ReportRuns(const std::vector<Run>& runs) override {
     std::vector<Run> shown;
-    for (Run run : runs) {
-      add_process_cpu(run);
+    for (const Run& run : runs) {
       const bool repetition = run.run_type == Run::RT_Iteration;
       if (repetition) record(run);
       // With repetitions, the table shows their aggregates, not each repetition.
@@ -477,19 +507,6 @@ class RecordingReporter : public benchmark::ConsoleReporter {
 
   static std::string label(const Cell& c) {
     return c.variant.empty() ? c.scenario : c.scenario + " " + c.variant;
-  }
-
-  // A loop timed by Google Benchmark with MeasureProcessCPUTime() (its name says
-  // "process_time"): its CPU time per iteration is the process's CPU per operation.
-  static void add_process_cpu(Run& run) {
-    if (run.counters.count("CPU/op") || run.error_occurred) return;
-    if (run.run_name.time_type.find("process_time") == std::string::npos) return;
-    if (run.run_type == Run::RT_Aggregate && run.aggregate_unit == benchmark::kPercentage) {
-      run.counters["CPU/op"] = benchmark::Counter(run.GetAdjustedCPUTime());  // the cv, a fraction
-      return;
-    }
-    run.counters["CPU/op"] =
-        benchmark::Counter(run.GetAdjustedCPUTime() / multiplier(run.time_unit));
   }
 
   void record(const Run& run) {

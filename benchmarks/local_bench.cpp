@@ -24,7 +24,7 @@ namespace {
 thread_local long native_value = 0;
 
 void native(benchmark::State& state) {
-  concur_bench::FenceScope fences(state);
+  concur_bench::LoopCost cost(state);
   for (auto _ : state) {
     ++native_value;
     benchmark::ClobberMemory();
@@ -33,7 +33,7 @@ void native(benchmark::State& state) {
 
 void concur_local(benchmark::State& state) {
   concur::local<long> value;
-  concur_bench::FenceScope fences(state);
+  concur_bench::LoopCost cost(state);
   for (auto _ : state) {
     ++value.get();
     benchmark::ClobberMemory();
@@ -44,7 +44,7 @@ void concur_local(benchmark::State& state) {
 void boost_tss(benchmark::State& state) {
   boost::thread_specific_ptr<long> value;
   value.reset(new long(0));
-  concur_bench::FenceScope fences(state);
+  concur_bench::LoopCost cost(state);
   for (auto _ : state) {
     ++*value.get();
     benchmark::ClobberMemory();
@@ -55,7 +55,7 @@ void boost_tss(benchmark::State& state) {
 #if CONCUR_BENCH_HAVE_TBB
 void tbb_ets(benchmark::State& state) {
   tbb::enumerable_thread_specific<long> value(0);
-  concur_bench::FenceScope fences(state);
+  concur_bench::LoopCost cost(state);
   for (auto _ : state) {
     ++value.local();
     benchmark::ClobberMemory();
@@ -66,19 +66,13 @@ void tbb_ets(benchmark::State& state) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  concur_bench::process_cpu(benchmark::RegisterBenchmark("get/thread_local", &native))
-      ->MinTime(0.1);
-  concur_bench::process_cpu(benchmark::RegisterBenchmark("get/concur::local", &concur_local))
-      ->MinTime(0.1);
+  benchmark::RegisterBenchmark("get/thread_local", &native)->MinTime(0.1);
+  benchmark::RegisterBenchmark("get/concur::local", &concur_local)->MinTime(0.1);
 #if CONCUR_BENCH_HAVE_BOOST
-  concur_bench::process_cpu(
-      benchmark::RegisterBenchmark("get/boost::thread_specific_ptr", &boost_tss))
-      ->MinTime(0.1);
+  benchmark::RegisterBenchmark("get/boost::thread_specific_ptr", &boost_tss)->MinTime(0.1);
 #endif
 #if CONCUR_BENCH_HAVE_TBB
-  concur_bench::process_cpu(
-      benchmark::RegisterBenchmark("get/tbb::enumerable_thread_specific", &tbb_ets))
-      ->MinTime(0.1);
+  benchmark::RegisterBenchmark("get/tbb::enumerable_thread_specific", &tbb_ets)->MinTime(0.1);
 #endif
   return concur_bench::run(
       argc, argv,

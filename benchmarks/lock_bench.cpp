@@ -123,7 +123,7 @@ long shared_counter = 0;  // touched only inside critical sections
 template <class M>
 void uncontended(benchmark::State& state) {
   M& m = shared_lock<M>();
-  concur_bench::FenceScope fences(state);
+  concur_bench::LoopCost cost(state);
   for (auto _ : state) with_lock(m, [] { benchmark::ClobberMemory(); });
 }
 
@@ -202,7 +202,7 @@ void oversubscribed(benchmark::State& state) {
 template <class S>
 void semaphore_pair(benchmark::State& state) {
   static S semaphore(1);
-  concur_bench::FenceScope fences(state);
+  concur_bench::LoopCost cost(state);
   for (auto _ : state) {
     semaphore.acquire();
     semaphore.release();
@@ -450,10 +450,8 @@ std::vector<Contender> contenders() {
 }
 
 void register_all(const std::vector<Contender>& all) {
-  using concur_bench::process_cpu;
   for (const Contender& c : all) {
-    process_cpu(benchmark::RegisterBenchmark(("uncontended/" + c.name).c_str(), c.uncontended))
-        ->MinTime(0.2);
+    benchmark::RegisterBenchmark(("uncontended/" + c.name).c_str(), c.uncontended)->MinTime(0.2);
     benchmark::RegisterBenchmark(("tiny/" + c.name).c_str(), c.tiny)
         ->ArgName("threads")
         ->Arg(1)
@@ -484,14 +482,13 @@ void register_all(const std::vector<Contender>& all) {
 #if CONCUR_BENCH_HAVE_ABSL
   buffer("condbuf-4p4c-cap5/absl::CondVar", &condition_buffer<AbslConditionBuffer>);
 #endif
-  process_cpu(benchmark::RegisterBenchmark("semaphore/concur::Semaphore",
-                                           &semaphore_pair<concur::Semaphore>))
+  benchmark::RegisterBenchmark("semaphore/concur::Semaphore", &semaphore_pair<concur::Semaphore>)
       ->MinTime(0.2);
-  process_cpu(benchmark::RegisterBenchmark("semaphore/concur::BoundedSemaphore",
-                                           &semaphore_pair<concur::BoundedSemaphore>))
+  benchmark::RegisterBenchmark("semaphore/concur::BoundedSemaphore",
+                               &semaphore_pair<concur::BoundedSemaphore>)
       ->MinTime(0.2);
-  process_cpu(benchmark::RegisterBenchmark("semaphore/std::counting_semaphore",
-                                           &semaphore_pair<std::counting_semaphore<>>))
+  benchmark::RegisterBenchmark("semaphore/std::counting_semaphore",
+                               &semaphore_pair<std::counting_semaphore<>>)
       ->MinTime(0.2);
 }
 

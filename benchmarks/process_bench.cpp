@@ -123,7 +123,7 @@ void stream_raw(benchmark::State& state, bool socket, std::size_t size) {
   });
   ::close(channel.write_end);
   std::string buffer(size, '\0');
-  concur_bench::FenceScope fences(state);
+  concur_bench::LoopCost cost(state);
   for (auto _ : state) {
     if (!read_fully(channel.read_end, buffer.data(), size)) state.SkipWithError("short read");
     benchmark::DoNotOptimize(buffer.data());
@@ -152,7 +152,7 @@ void stream_concur(benchmark::State& state, bool duplex, Receive how, std::size_
   });
   writer.close();
   std::string buffer(size, '\0');
-  concur_bench::FenceScope fences(state);
+  concur_bench::LoopCost cost(state);
   for (auto _ : state) {
     if (how == Receive::bytes) {
       std::string message = reader.recv_bytes();
@@ -175,7 +175,7 @@ void stream_typed(benchmark::State& state, bool duplex) {
     for (std::uint64_t i = 0;; ++i) writer.send(i);
   });
   writer.close();
-  concur_bench::FenceScope fences(state);
+  concur_bench::LoopCost cost(state);
   for (auto _ : state) benchmark::DoNotOptimize(reader.recv<std::uint64_t>());
   reader.close();
   reap(child);
@@ -198,7 +198,7 @@ void round_trip_raw(benchmark::State& state) {
   });
   ::close(fds[1]);
   char message[round_trip_size] = {};
-  concur_bench::FenceScope fences(state);
+  concur_bench::LoopCost cost(state);
   for (auto _ : state) {
     if (!write_fully(fds[0], message, sizeof message) ||
         !read_fully(fds[0], message, sizeof message)) {
@@ -217,7 +217,7 @@ void round_trip_concur(benchmark::State& state) {
   });
   there.close();
   std::string message(round_trip_size, 'x');
-  concur_bench::FenceScope fences(state);
+  concur_bench::LoopCost cost(state);
   for (auto _ : state) {
     here.send_bytes(message);
     message = here.recv_bytes();
@@ -230,7 +230,7 @@ void round_trip_concur(benchmark::State& state) {
 // Starting and joining a process.
 
 void start_join_concur(benchmark::State& state) {
-  concur_bench::FenceScope fences(state);
+  concur_bench::LoopCost cost(state);
   for (auto _ : state) {
     concur::Process process([] {});
     process.start();
@@ -239,7 +239,7 @@ void start_join_concur(benchmark::State& state) {
 }
 
 void start_join_raw(benchmark::State& state) {
-  concur_bench::FenceScope fences(state);
+  concur_bench::LoopCost cost(state);
   for (auto _ : state) {
     const pid_t pid = ::fork();
     if (pid == 0) ::_exit(0);
@@ -271,7 +271,7 @@ void start_join_python(benchmark::State& state) {
 void register_all() {
   using benchmark::RegisterBenchmark;
   auto us = [](benchmark::internal::Benchmark* b) {
-    concur_bench::process_cpu(b)->Unit(benchmark::kMicrosecond);
+    b->UseRealTime()->Unit(benchmark::kMicrosecond);
   };
   us(RegisterBenchmark("start_join/raw fork", start_join_raw));
   us(RegisterBenchmark("start_join/concur::Process", start_join_concur));

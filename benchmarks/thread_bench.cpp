@@ -18,7 +18,7 @@
 namespace {
 
 void start_join_concur(benchmark::State& state) {
-  concur_bench::FenceScope fences(state);
+  concur_bench::LoopCost cost(state);
   for (auto _ : state) {
     concur::Thread thread([] {});
     thread.start();
@@ -27,7 +27,7 @@ void start_join_concur(benchmark::State& state) {
 }
 
 void start_join_std(benchmark::State& state) {
-  concur_bench::FenceScope fences(state);
+  concur_bench::LoopCost cost(state);
   for (auto _ : state) {
     std::thread thread([] {});
     thread.join();
@@ -36,7 +36,7 @@ void start_join_std(benchmark::State& state) {
 
 #if CONCUR_BENCH_HAVE_BOOST
 void start_join_boost(benchmark::State& state) {
-  concur_bench::FenceScope fences(state);
+  concur_bench::LoopCost cost(state);
   for (auto _ : state) {
     boost::thread thread([] {});
     thread.join();
@@ -46,8 +46,7 @@ void start_join_boost(benchmark::State& state) {
 
 void register_all() {
   auto add = [](const char* name, void (*fn)(benchmark::State&)) {
-    concur_bench::process_cpu(benchmark::RegisterBenchmark(name, fn))
-        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(name, fn)->UseRealTime()->Unit(benchmark::kMicrosecond);
   };
   add("start_join/concur::Thread", start_join_concur);
   add("start_join/std::thread", start_join_std);
