@@ -5,13 +5,18 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "concur/lock.hpp"
+#include "concur/thread.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -147,6 +152,66 @@ TEST(BoundedSemaphore, WorksWithGuard) {
   }
   EXPECT_TRUE(semaphore.acquire(false));
   semaphore.release();
+}
+
+// Defect 1 of issue 11: two threads sleep in acquire(); two release() calls come back to back,
+// before the first woken thread has run. Each release must wake a sleeper: with a single
+// "sleepers" bit, the first release cleared it and woke one thread, the second saw no bit and
+// woke nobody, the woken thread took one unit, and the other slept on with a unit available.
+// The test waits until both waiters sleep in the kernel, so the two releases meet two real
+// sleepers in every round, and the window (the woken thread's trip back onto a CPU, some
+// microseconds) is far wider than the time between the two releases.
+template <class S>
+void two_releases_wake_two_sleepers(S& semaphore, int rounds) {
+  concur_test::Watchdog watchdog("two releases, two sleepers", std::chrono::seconds(300));
+  int stuck_rounds = 0;
+  for (int round = 0; round < rounds; ++round) {
+    std::array<std::atomic<std::uint64_t>, 2> ids{};
+    std::atomic<int> through{0};
+    std::vector<std::thread> waiters;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      waiters.emplace_back([&, i] {
+        ids[i] = concur::get_native_id();
+        if (round % 2 == 0) {
+          semaphore.acquire();
+        } else {
+          while (!semaphore.acquire(concur_test::generous)) {
+          }
+        }
+        ++through;
+      });
+    }
+    EXPECT_TRUE(concur_test::eventually([&] {
+      return std::all_of(ids.begin(), ids.end(), [](const std::atomic<std::uint64_t>& id) {
+        return id.load() != 0 && concur_test::thread_asleep(id.load());
+      });
+    })) << "round "
+        << round;
+    semaphore.release();
+    semaphore.release();
+    if (!concur_test::eventually([&] { return through.load() == 2; }, std::chrono::seconds(5))) {
+      ++stuck_rounds;
+      semaphore.release();  // frees the stranded waiter, so that the test can go on
+    }
+    for (auto& w : waiters) w.join();
+    while (semaphore.acquire(false)) {  // what a stuck round left over
+    }
+  }
+  EXPECT_EQ(stuck_rounds, 0) << "rounds in which a waiter slept on with a unit available";
+}
+
+TEST(Semaphore, TwoReleasesBackToBackWakeTwoSleepers) {
+  Semaphore semaphore(0);
+  two_releases_wake_two_sleepers(semaphore, static_cast<int>(scaled(40, 4)));
+  EXPECT_FALSE(semaphore.acquire(false));
+}
+
+TEST(BoundedSemaphore, TwoReleasesBackToBackWakeTwoSleepers) {
+  BoundedSemaphore semaphore(2);
+  semaphore.acquire();
+  semaphore.acquire();
+  two_releases_wake_two_sleepers(semaphore, static_cast<int>(scaled(40, 4)));
+  EXPECT_FALSE(semaphore.acquire(false));
 }
 
 // Producers release units, consumers take them, with every kind of acquire: every unit is
