@@ -14,8 +14,26 @@
 //
 // One 32-bit word: the flag, a "somebody sleeps" bit, and a generation that every set() bumps.
 // is_set() and wait() on a set event are one atomic load; set() on an event nobody waits for is
-// one compare-and-swap and no system call. A waiter spins briefly (pauses, then yields) before
-// it sleeps, so a hand-off between running threads costs no system call either.
+// one compare-and-swap and no system call. A waiter spins for a few microseconds before it
+// sleeps (detail::SpinWait: bounded in time and by the wait's deadline, and never yielding, so
+// a timed wait returns on time however busy the machine), so a hand-off between running
+// threads costs no system call either.
+//
+// Why no wake-up is lost. A waiter that is about to sleep sets the sleepers bit with a
+// compare-and-swap and sleeps on the word's value with the bit; set() replaces the word (flag,
+// new generation, bit cleared) with a compare-and-swap and wakes every sleeper if the value it
+// replaced had the bit:
+//
+//   waiter                                   set()
+//   CAS word: w -> w | sleepers              CAS word: w' -> (w' + generation) | set
+//   futex_wait(word, w | sleepers)           if (w' & sleepers) futex_wake(word, all)
+//
+// The compare-and-swaps on the one word are ordered. If the waiter's comes first, set()
+// replaces a value with the bit and wakes; the futex wait, atomic against the wake, either
+// finds the word changed or is woken. If set()'s comes first, the waiter's fails or sees the
+// flag (or the new generation) and returns without sleeping. Clearing the bit in set() is safe
+// because set() wakes every sleeper at once, and each woken waiter either returns (any set()
+// since its wait began ends it) or, woken spuriously, sets the bit again before it sleeps again.
 //
 // Memory ordering: set() is a release and a wait() that returns true an acquire, so everything
 // the setting thread did before set() is visible after wait() returns true.
@@ -26,10 +44,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <thread>
 
 #include "concur/detail/config.hpp"
 #include "concur/detail/deadline.hpp"
+#include "concur/detail/schedule.hpp"
 #include "concur/detail/spin.hpp"
 #include "concur/detail/wait.hpp"
 
@@ -62,16 +80,23 @@ class Event {
     std::uint32_t state = word_.load(std::memory_order_relaxed);
     do {
       if (state & set_bit) return;
+      CONCUR_SCHEDULE_POINT("event.set.before_cas");
     } while (!word_.compare_exchange_weak(state,
                                           ((state + one_generation) | set_bit) & ~sleepers_bit,
                                           std::memory_order_release, std::memory_order_relaxed));
-    if (state & sleepers_bit) detail::wake_all(word_);
+    if (state & sleepers_bit) {
+      CONCUR_SCHEDULE_POINT("event.set.before_wake");
+      detail::wake_all(word_);
+    }
   }
 
   // Event::clear()
   //
   // Resets the flag; later wait() calls block until the next set().
-  void clear() noexcept { word_.fetch_and(~set_bit, std::memory_order_relaxed); }
+  void clear() noexcept {
+    CONCUR_SCHEDULE_POINT("event.clear");
+    word_.fetch_and(~set_bit, std::memory_order_relaxed);
+  }
 
   // Event::wait()
   //
@@ -91,8 +116,8 @@ class Event {
   static constexpr std::uint32_t set_bit = 1;
   static constexpr std::uint32_t sleepers_bit = 2;
   static constexpr std::uint32_t one_generation = 4;
-  static constexpr int pause_rounds = 8;
-  static constexpr int yield_rounds = 8;
+  // How long a waiter spins before it sleeps.
+  static constexpr std::chrono::nanoseconds spin_budget = std::chrono::microseconds(20);
 
   bool wait_until(detail::steady_time deadline) noexcept {
     std::uint32_t state = word_.load(std::memory_order_acquire);
@@ -108,31 +133,26 @@ class Event {
 
   CONCUR_NOINLINE bool wait_slow(std::uint32_t start, detail::steady_time deadline) noexcept {
     if (deadline != detail::never && detail::expired(deadline)) return false;
-    if (spin(start)) return true;
+    CONCUR_SCHEDULE_POINT("event.wait.before_spin");
+    if (detail::spin_for([&] { return signalled(word_.load(std::memory_order_acquire), start); },
+                         deadline, spin_budget)) {
+      return true;
+    }
     for (;;) {
       std::uint32_t state = word_.load(std::memory_order_acquire);
       if (signalled(state, start)) return true;
-      if (!(state & sleepers_bit) &&
-          !word_.compare_exchange_weak(state, state | sleepers_bit, std::memory_order_acquire)) {
-        continue;
+      if (!(state & sleepers_bit)) {
+        CONCUR_SCHEDULE_POINT("event.wait.before_sleepers_cas");
+        if (!word_.compare_exchange_weak(state, state | sleepers_bit, std::memory_order_acquire,
+                                         std::memory_order_acquire)) {
+          continue;
+        }
       }
-      if (!detail::wait_on_until(word_, state | sleepers_bit, deadline)) {
-        return signalled(word_.load(std::memory_order_acquire), start);
-      }
+      CONCUR_SCHEDULE_POINT("event.wait.before_sleep");
+      const bool woken = detail::wait_on_until(word_, state | sleepers_bit, deadline);
+      CONCUR_SCHEDULE_POINT("event.wait.after_wake");
+      if (!woken) return signalled(word_.load(std::memory_order_acquire), start);
     }
-  }
-
-  // Pauses, then yields, watching for a set(); true once seen.
-  bool spin(std::uint32_t start) const noexcept {
-    for (int round = 0; round < pause_rounds + yield_rounds; ++round) {
-      if (round < pause_rounds) {
-        for (int i = 1 << round; i > 0; --i) detail::cpu_relax();
-      } else {
-        std::this_thread::yield();
-      }
-      if (signalled(word_.load(std::memory_order_acquire), start)) return true;
-    }
-    return false;
   }
 
   detail::wait_word word_{0};
