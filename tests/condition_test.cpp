@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -13,11 +14,13 @@
 #include <cstdio>
 #include <deque>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <type_traits>
 #include <vector>
 
 #include "concur/detail/schedule.hpp"
+#include "concur/thread.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -160,6 +163,93 @@ TEST(Condition, WaitingOrNotifyingWithoutTheLockThrows) {
   std::this_thread::sleep_for(5ms);
   EXPECT_THROW(owned.notify(), UsageError);
   other.join();
+}
+
+// Defect 4 of issue 11. A Condition over a plain Lock cannot tell who holds it (a Lock has no
+// owner, as in Python), so wait() by a thread that does not hold it passes the check while
+// another thread does, and then races that thread's release. When the release came first,
+// wait() threw from releasing the lock after it had linked its node (on its stack) into the
+// waiter list, and the node stayed there after the stack unwound: a later notify() wrote to
+// dead stack memory (stack-use-after-return under ASan) and could spend a notification on it.
+// Here a "holder" takes and releases the lock in a loop while a "misuser" that never takes it
+// calls wait() for three seconds (two of each) (on the old code the race came within half a second,
+// every run). Every misuse must throw the Condition's own UsageError (the old code let the lock's
+// "release unlocked lock" out, after the node was linked: the misuser stops there), and
+// afterwards the Condition must work for proper users: each notify(1) wakes one of two
+// sleeping waiters (the old code crashed here, or spent a notification on the dead node).
+TEST(Condition, WaitByANonHolderThatLosesARaceThrowsAndLeavesTheConditionIntact) {
+  Lock lock;
+  Condition cond(lock);
+  concur_test::Watchdog watchdog("condition misuse", std::chrono::seconds(120));
+  std::atomic<bool> stop{false};
+  std::atomic<long> misuses{0};
+  std::atomic<long> other_errors{0};
+  std::atomic<int> misusers_left{2};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 2; ++i) {
+    threads.emplace_back([&] {  // a holder
+      while (!stop.load()) {
+        lock.acquire();
+        try {
+          lock.release();  // may fail: a misuser's wait() may have released it
+        } catch (const UsageError&) {
+        }
+      }
+    });
+  }
+  const auto give_up = steady::now() + std::chrono::seconds(3);
+  for (int i = 0; i < 2; ++i) {
+    threads.emplace_back([&] {  // a misuser
+      while (!stop.load() && steady::now() < give_up) {
+        try {
+          (void)cond.wait_until(steady::now() + std::chrono::microseconds(1));
+          // It released a holder's lock and took it back: give it back.
+          try {
+            lock.release();
+          } catch (const UsageError&) {
+          }
+        } catch (const UsageError& error) {
+          ++misuses;
+          if (std::string(error.what()) != "cannot wait on un-acquired lock") {
+            ++other_errors;  // thrown from the lock's release, after the node was linked
+            break;
+          }
+        }
+      }
+      if (--misusers_left == 0) stop = true;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_GT(misuses.load(), 0);
+  EXPECT_EQ(other_errors.load(), 0) << "wait() failed after queueing its node";
+  // Proper use still works: two waiters sleep; each notify(1) must wake exactly one of them.
+  std::atomic<int> queued{0};
+  std::atomic<int> woken{0};
+  std::array<std::atomic<std::uint64_t>, 2> ids{};
+  std::vector<std::thread> waiters;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    waiters.emplace_back([&, i] {
+      concur::Guard hold(lock);
+      ids[i] = concur::get_native_id();
+      ++queued;
+      if (cond.wait(concur_test::generous)) ++woken;
+    });
+  }
+  EXPECT_TRUE(eventually([&] {
+    return queued.load() == 2 && std::all_of(ids.begin(), ids.end(), [](const auto& id) {
+             return concur_test::thread_asleep(id.load());
+           });
+  }));
+  for (int notified = 1; notified <= 2; ++notified) {
+    {
+      concur::Guard hold(lock);
+      cond.notify(1);
+    }
+    EXPECT_TRUE(eventually([&] { return woken.load() == notified; }, std::chrono::seconds(5)))
+        << "notify " << notified << " woke nobody";
+  }
+  for (auto& w : waiters) w.join();
+  EXPECT_EQ(woken.load(), 2);
 }
 
 TEST(Condition, TimedWaitTimesOutNeverEarlyWithTheLockHeldAgain) {
