@@ -14,10 +14,11 @@
 //
 // One 32-bit word: the flag, a "somebody sleeps" bit, and a generation that every set() bumps.
 // is_set() and wait() on a set event are one atomic load; set() on an event nobody waits for is
-// one compare-and-swap and no system call. A waiter spins for a few microseconds before it
+// one compare-and-swap and no system call. A waiter spins for up to 20 microseconds before it
 // sleeps (detail::SpinWait: bounded in time and by the wait's deadline, and never yielding, so
 // a timed wait returns on time however busy the machine), so a hand-off between running
-// threads costs no system call either.
+// threads costs no system call either; each thread shortens its spins while they do not pay
+// (when the setting thread waits for this very core) and lengthens them again when they do.
 //
 // Why no wake-up is lost. A waiter that is about to sleep sets the sleepers bit with a
 // compare-and-swap and sleeps on the word's value with the bit; set() replaces the word (flag,
@@ -116,8 +117,35 @@ class Event {
   static constexpr std::uint32_t set_bit = 1;
   static constexpr std::uint32_t sleepers_bit = 2;
   static constexpr std::uint32_t one_generation = 4;
-  // How long a waiter spins before it sleeps.
-  static constexpr std::chrono::nanoseconds spin_budget = std::chrono::microseconds(20);
+  // How long a waiter spins before it sleeps, at most.
+  static constexpr std::uint32_t max_spin_ns = 20000;
+
+  // The calling thread's spin budget, in nanoseconds, adapted to how its recent spins went:
+  // doubled (plus a microsecond) after a spin that saw the event set, up to max_spin_ns, and
+  // halved after one that ran out. Spinning pays when the setting thread runs on another core
+  // and costs the whole budget when it waits for this one (an oversubscribed machine), so each
+  // thread learns which case it is in, as glibc's adaptive mutex does per mutex (an Event has
+  // no room for it: it is four bytes). The budget bounds the time spin; SpinWait always spins
+  // its first few rounds (some 31 pauses) before it reads the clock.
+  static std::uint32_t& spin_ns() noexcept {
+    static thread_local std::uint32_t budget = max_spin_ns;
+    return budget;
+  }
+
+  // Spins while the event stays unsignalled since `start`, within the thread's budget and the
+  // deadline; true once signalled.
+  bool spin(std::uint32_t start, detail::steady_time deadline) const noexcept {
+    std::uint32_t& budget = spin_ns();
+    const bool seen =
+        detail::spin_for([&] { return signalled(word_.load(std::memory_order_acquire), start); },
+                         deadline, std::chrono::nanoseconds(budget));
+    if (seen) {
+      budget = budget >= max_spin_ns / 2 ? max_spin_ns : budget * 2 + 1000;
+    } else if (deadline == detail::never || !detail::expired(deadline)) {
+      budget /= 2;  // ran out of budget, not of time: spinning did not pay
+    }
+    return seen;
+  }
 
   bool wait_until(detail::steady_time deadline) noexcept {
     std::uint32_t state = word_.load(std::memory_order_acquire);
@@ -134,10 +162,7 @@ class Event {
   CONCUR_NOINLINE bool wait_slow(std::uint32_t start, detail::steady_time deadline) noexcept {
     if (deadline != detail::never && detail::expired(deadline)) return false;
     CONCUR_SCHEDULE_POINT("event.wait.before_spin");
-    if (detail::spin_for([&] { return signalled(word_.load(std::memory_order_acquire), start); },
-                         deadline, spin_budget)) {
-      return true;
-    }
+    if (spin(start, deadline)) return true;
     for (;;) {
       std::uint32_t state = word_.load(std::memory_order_acquire);
       if (signalled(state, start)) return true;
