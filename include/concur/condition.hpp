@@ -143,7 +143,10 @@ class CONCUR_CAPABILITY("mutex") Condition {
   // Condition::wait()
   //
   // Releases the lock, sleeps until notified, and takes the lock back; returns true. Throws
-  // UsageError when the calling thread does not hold the lock. Spurious wake-ups do not reach
+  // UsageError when the calling thread does not hold the lock, and then leaves the Condition as
+  // it was. A plain Lock has no owner, so over one "holds" means "the lock is held", as in
+  // Python: a wait() while another thread holds it releases that thread's hold, and throws only
+  // when the lock is, or becomes, free before it is released. Spurious wake-ups do not reach
   // the caller: only a notification (or, for wait(timeout), the timeout) ends the wait.
   bool wait() { return wait_deadline(detail::never); }
 
