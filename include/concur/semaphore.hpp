@@ -13,8 +13,8 @@
 // The count lives in one 32-bit word, the futex word that sleepers wait on; a second word counts
 // the threads that are about to sleep or sleep on it. acquire() is one compare-and-swap while
 // the count is positive; release(n) is one compare-and-swap and one load, plus a wake-up system
-// call only when somebody sleeps: it wakes min(n, sleepers) threads. (The same split of a count
-// and a waiter count as the semaphores of glibc's nptl and of Linux's kernel.)
+// call only when somebody sleeps: it wakes min(n, sleepers) threads. (glibc's sem_t, too, keeps
+// a count of waiters beside the value and wakes only when it is not zero.)
 //
 // Why no wake-up is lost. A single "somebody sleeps" bit in the count word, cleared by a
 // release and set again by each thread that wakes, suffices for a lock, whose one unit goes to
