@@ -18,8 +18,21 @@
 // thread puts a node on its own stack in the round's list and waits on the node's word; the
 // last arrival (or whoever breaks the barrier) gives every node its outcome and wakes it, then
 // starts a fresh round at once. So an outcome can never be confused with a later round's, and
-// the barrier is reusable immediately. A waiter spins briefly (pauses, then yields) before it
-// sleeps, so a round between running threads costs no system call.
+// the barrier is reusable immediately. A waiter spins for a few microseconds before it sleeps
+// (detail::SpinWait: bounded in time and by the wait's deadline, never yielding, so a timed
+// wait returns on time however busy the machine), so a round between running threads costs no
+// system call.
+//
+// Why no wake-up is lost. The waiter and whoever ends the round meet on the waiter's word with
+// one read-modify-write each:
+//
+//   waiter                                    last arrival (lock held)
+//   CAS outcome: waiting -> sleeping          old = exchange(outcome, released)
+//   futex_wait(outcome, sleeping)             if (old & sleeping) futex_wake(outcome)
+//
+// If the waiter's compare-and-swap comes first, the exchange sees `sleeping` and wakes; the
+// futex wait, atomic against the wake, finds the word changed or is woken. If the exchange comes
+// first, the compare-and-swap fails and the waiter reads its outcome without sleeping.
 //
 // Memory ordering: everything every party did before wait() is visible to every party after
 // its wait() returns (the lock and the release of each node order them).
@@ -34,10 +47,10 @@
 #include <functional>
 #include <optional>
 #include <stdexcept>
-#include <thread>
 
 #include "concur/detail/config.hpp"
 #include "concur/detail/deadline.hpp"
+#include "concur/detail/schedule.hpp"
 #include "concur/detail/spin.hpp"
 #include "concur/detail/wait.hpp"
 #include "concur/errors.hpp"
@@ -177,7 +190,9 @@ class Barrier {
     arrived_ = 0;
     while (waiter != nullptr) {
       Waiter* next = waiter->next;
+      CONCUR_SCHEDULE_POINT("barrier.round.before_handoff");
       if (waiter->outcome.exchange(outcome, std::memory_order_release) & Waiter::sleeping) {
+        CONCUR_SCHEDULE_POINT("barrier.round.before_wake");
         detail::wake_all(waiter->outcome);
       }
       waiter = next;
@@ -202,24 +217,25 @@ class Barrier {
   }
 
   static std::uint32_t await_unlocked(Waiter& me, detail::steady_time deadline) noexcept {
-    for (int round = 0; round < 16; ++round) {
-      const std::uint32_t outcome = me.outcome.load(std::memory_order_acquire);
-      if (outcome != Waiter::waiting) return outcome;
-      if (round < 8) {
-        for (int i = 1 << round; i > 0; --i) detail::cpu_relax();
-      } else {
-        std::this_thread::yield();
-      }
+    CONCUR_SCHEDULE_POINT("barrier.wait.before_spin");
+    if (detail::spin_for(
+            [&] { return me.outcome.load(std::memory_order_acquire) != Waiter::waiting; }, deadline,
+            spin_budget)) {
+      return me.outcome.load(std::memory_order_acquire);
     }
     for (;;) {
       std::uint32_t outcome = Waiter::waiting;
+      CONCUR_SCHEDULE_POINT("barrier.wait.before_sleeping_cas");
       if (!me.outcome.compare_exchange_strong(outcome, Waiter::sleeping,
                                               std::memory_order_acquire) &&
           outcome != Waiter::sleeping) {
         return outcome;
       }
       me.slept = true;
-      if (!detail::wait_on_until(me.outcome, Waiter::sleeping, deadline)) {
+      CONCUR_SCHEDULE_POINT("barrier.wait.before_sleep");
+      const bool woken = detail::wait_on_until(me.outcome, Waiter::sleeping, deadline);
+      CONCUR_SCHEDULE_POINT("barrier.wait.after_wake");
+      if (!woken) {
         const std::uint32_t now = me.outcome.load(std::memory_order_acquire);
         return now == Waiter::sleeping ? Waiter::waiting : now;
       }
@@ -234,6 +250,9 @@ class Barrier {
     break_barrier();  // gives `me` its outcome too
     return Waiter::broken;
   }
+
+  // How long a waiter spins before it sleeps.
+  static constexpr std::chrono::nanoseconds spin_budget = std::chrono::microseconds(20);
 
   const std::size_t parties_;
   const std::function<void()> action_;

@@ -40,6 +40,7 @@
 
 #include "concur/detail/config.hpp"
 #include "concur/detail/deadline.hpp"
+#include "concur/detail/schedule.hpp"
 #include "concur/detail/wait.hpp"
 #include "concur/errors.hpp"
 #include "concur/lock.hpp"
@@ -142,7 +143,10 @@ class CONCUR_CAPABILITY("mutex") Condition {
   // Condition::wait()
   //
   // Releases the lock, sleeps until notified, and takes the lock back; returns true. Throws
-  // UsageError when the calling thread does not hold the lock. Spurious wake-ups do not reach
+  // UsageError when the calling thread does not hold the lock, and then leaves the Condition as
+  // it was. A plain Lock has no owner, so over one "holds" means "the lock is held", as in
+  // Python: a wait() while another thread holds it releases that thread's hold, and throws only
+  // when the lock is, or becomes, free before it is released. Spurious wake-ups do not reach
   // the caller: only a notification (or, for wait(timeout), the timeout) ends the wait.
   bool wait() { return wait_deadline(detail::never); }
 
@@ -228,37 +232,74 @@ class CONCUR_CAPABILITY("mutex") Condition {
       detail::ConditionWaiter* waiter = head_;
       unlink(*waiter);
       std::uint32_t expected = detail::ConditionWaiter::waiting;
+      CONCUR_SCHEDULE_POINT("condition.notify.before_cas");
       if (waiter->state.compare_exchange_strong(expected, detail::ConditionWaiter::notified,
                                                 std::memory_order_release,
                                                 std::memory_order_relaxed)) {
         // Still under list_lock_: the waiter cannot leave (and free its node) before this.
+        CONCUR_SCHEDULE_POINT("condition.notify.before_wake");
         detail::wake_one(waiter->state);
         if (n > 0) --n;
       }
     }
   }
 
+  // Releases every level of the lock, converting the lock's own complaint (a Lock released
+  // while nobody holds it, an RLock the caller does not hold) into the Condition's.
+  typename Ops::Saved release_all_or_throw() CONCUR_NO_THREAD_SAFETY_ANALYSIS {
+    try {
+      return Ops::release_all(*lock_);
+    } catch (const UsageError&) {
+      throw UsageError("cannot wait on un-acquired lock");
+    }
+  }
+
   // Releases the caller's hold on the lock and takes it back before returning: the caller holds
   // it on entry and on exit, which the run-time check enforces and the analysis cannot follow.
+  //
+  // The node is linked and the lock released within one hold of list_lock_. Linking first is
+  // what makes a notify() that follows the release find this waiter; doing both under
+  // list_lock_ is what makes a failed release harmless. A Condition over a plain Lock cannot
+  // tell who holds it, so a caller that does not hold it passes require_owned() while another
+  // thread does, and its release fails if that thread releases first:
+  //
+  //   misuser                                 holder
+  //   require_owned(): lock held -> pass
+  //                                           release()
+  //   link node; release_all() throws
+  //
+  // Because no notifier can reach the list while list_lock_ is held, the node is unlinked
+  // before anyone saw it, and the UsageError leaves the Condition as it was (no notification
+  // spent on the node, no pointer to a stack frame that is about to unwind).
   bool wait_deadline(detail::steady_time deadline) CONCUR_NO_THREAD_SAFETY_ANALYSIS {
     require_owned("cannot wait on un-acquired lock");
     if (deadline != detail::never && detail::expired(deadline)) {
       // Python's wait(0): release and re-take the lock, without queueing.
-      const typename Ops::Saved saved = Ops::release_all(*lock_);
+      const typename Ops::Saved saved = release_all_or_throw();
       Ops::restore(*lock_, saved);
       return false;
     }
     detail::ConditionWaiter me;
+    CONCUR_SCHEDULE_POINT("condition.wait.before_link");
+    typename Ops::Saved saved{};
     {
       Guard hold(list_lock_);
       link_tail(me);
+      CONCUR_SCHEDULE_POINT("condition.wait.linked");
+      try {
+        saved = release_all_or_throw();
+      } catch (...) {
+        unlink(me);
+        throw;
+      }
     }
-    const typename Ops::Saved saved = Ops::release_all(*lock_);
     const bool notified = sleep(me, deadline);
+    CONCUR_SCHEDULE_POINT("condition.wait.before_unlink");
     {
       Guard hold(list_lock_);
       if (me.linked) unlink(me);  // gave up before any notifier reached it
     }
+    CONCUR_SCHEDULE_POINT("condition.wait.before_restore");
     Ops::restore(*lock_, saved);
     return notified;
   }
@@ -269,7 +310,11 @@ class CONCUR_CAPABILITY("mutex") Condition {
       if (me.state.load(std::memory_order_acquire) != detail::ConditionWaiter::waiting) {
         return true;
       }
-      if (!detail::wait_on_until(me.state, detail::ConditionWaiter::waiting, deadline)) {
+      CONCUR_SCHEDULE_POINT("condition.wait.before_sleep");
+      const bool woken =
+          detail::wait_on_until(me.state, detail::ConditionWaiter::waiting, deadline);
+      CONCUR_SCHEDULE_POINT("condition.wait.after_wake");
+      if (!woken) {
         std::uint32_t expected = detail::ConditionWaiter::waiting;
         // Lose the race to a notifier gracefully: if it got here first, the wait succeeded.
         return !me.state.compare_exchange_strong(expected, detail::ConditionWaiter::gave_up,

@@ -10,11 +10,39 @@
 //     fetch(url);
 //   }
 //
-// The count lives in one 32-bit word, with its top bit saying that a thread may sleep on the
-// word. acquire() is one compare-and-swap while the count is positive; release() is one
-// compare-and-swap, plus a wake-up system call only when somebody sleeps. A thread that has
-// slept sets the sleeper bit again when it takes a unit, because it cannot know whether others
-// still sleep: the same rule as concur::Lock's, and the reason no wake-up is ever lost.
+// The count lives in one 32-bit word, the futex word that sleepers wait on; a second word counts
+// the threads that are about to sleep or sleep on it. acquire() is one compare-and-swap while
+// the count is positive; release(n) is one compare-and-swap and one load, plus a wake-up system
+// call only when somebody sleeps: it wakes min(n, sleepers) threads. (glibc's sem_t, too, keeps
+// a count of waiters beside the value and wakes only when it is not zero.)
+//
+// Why no wake-up is lost. A single "somebody sleeps" bit in the count word, cleared by a
+// release and set again by each thread that wakes, suffices for a lock, whose one unit goes to
+// the one woken thread; it does not for a counter. Two sleepers, two releases back to back:
+// the first clears the bit and wakes one thread, the second sees no bit and wakes nobody, the
+// woken thread takes one unit and the other sleeps on beside a unit. Counting the sleepers
+// instead, each release wakes as many sleepers as it adds units (at most), whatever the others
+// did. The waiter and the releaser form a Dekker pair, both sides sequentially consistent:
+//
+//   waiter                                  releaser
+//   sleepers += 1            (seq_cst RMW)  count += n         (seq_cst RMW)
+//   c = count                (seq_cst load) s = sleepers       (seq_cst load)
+//   if c == 0: futex_wait(count, 0)         if s > 0: futex_wake(count, min(n, s))
+//   sleepers -= 1
+//
+// In the single total order of these operations, either the waiter's increment comes before
+// the releaser's load, which then sees the sleeper and wakes (the futex wait, atomic against
+// the wake, either sees the new count or is woken), or the releaser's load comes first, and
+// then its count update comes before the waiter's load of the count, which sees the unit and
+// does not sleep. A futex wake only reaches threads queued in the kernel, each of which counted
+// itself first, so min(n, s) wakes at least min(n, threads queued); a woken thread always tries
+// to take a unit before it sleeps again or gives up on its deadline, so a wake-up is never
+// spent on a thread that then leaves a unit behind. (A thread that takes a unit without
+// sleeping may take the one a woken thread was sent for: the unit is used, not lost, and the
+// woken thread sleeps again.)
+//
+// Before sleeping, a waiter spins for a few microseconds (detail::SpinWait: bounded in time and
+// by its deadline, never yielding), so a hand-off between running threads costs no system call.
 //
 // Memory ordering: release() is a release operation and a successful acquire() an acquire
 // operation on the count, so what a thread did before release() happens-before what the thread
@@ -31,6 +59,7 @@
 
 #include "concur/detail/config.hpp"
 #include "concur/detail/deadline.hpp"
+#include "concur/detail/schedule.hpp"
 #include "concur/detail/spin.hpp"
 #include "concur/detail/wait.hpp"
 #include "concur/errors.hpp"
@@ -39,80 +68,88 @@ namespace concur {
 
 namespace detail {
 
+// SemaphoreWord
+//
+// The count and the number of sleepers; see the comment at the top of this file.
 class SemaphoreWord {
  public:
-  static constexpr std::uint32_t sleepers_bit = 1u << 31;
-  static constexpr std::uint32_t count_mask = sleepers_bit - 1;
   // The largest count a semaphore holds.
+  static constexpr std::uint32_t count_mask = (1u << 31) - 1;
   static constexpr std::int64_t max_value = count_mask;
+  // How long acquire() spins before it sleeps.
+  static constexpr std::chrono::nanoseconds spin_budget = std::chrono::microseconds(10);
 
-  explicit constexpr SemaphoreWord(std::uint32_t value) noexcept : word_(value) {}
+  explicit constexpr SemaphoreWord(std::uint32_t value) noexcept : count_(value) {}
 
+  // SemaphoreWord::try_acquire()
+  //
+  // Takes a unit if the count is positive; never blocks.
   bool try_acquire() noexcept {
-    std::uint32_t state = word_.load(std::memory_order_relaxed);
-    while (state & count_mask) {
-      if (word_.compare_exchange_weak(state, state - 1, std::memory_order_acquire,
-                                      std::memory_order_relaxed)) {
+    std::uint32_t count = count_.load(std::memory_order_relaxed);
+    while (count != 0) {
+      CONCUR_SCHEDULE_POINT("semaphore.acquire.before_cas");
+      if (count_.compare_exchange_weak(count, count - 1, std::memory_order_acquire,
+                                       std::memory_order_relaxed)) {
+        CONCUR_SCHEDULE_POINT("semaphore.acquire.after_cas");
         return true;
       }
     }
     return false;
   }
 
+  // SemaphoreWord::acquire(deadline)
+  //
+  // Takes a unit, blocking until one is there or `deadline` passes; false on timeout.
   bool acquire(steady_time deadline) noexcept {
     if (CONCUR_LIKELY(try_acquire())) return true;
     return acquire_slow(deadline);
   }
 
+  // SemaphoreWord::release(n, limit)
+  //
   // Adds `n` unless the count would pass `limit`; returns false (and changes nothing) then.
+  // Wakes up to `n` sleepers.
   bool release(std::uint32_t n, std::uint32_t limit) noexcept {
-    std::uint32_t state = word_.load(std::memory_order_relaxed);
-    std::uint32_t next;
+    std::uint32_t count = count_.load(std::memory_order_relaxed);
     do {
-      const std::uint32_t count = state & count_mask;
       if (n > limit || count > limit - n) return false;
-      next = count + n;  // clears the sleepers bit: the threads woken set it again if need be
-    } while (!word_.compare_exchange_weak(state, next, std::memory_order_release,
-                                          std::memory_order_relaxed));
-    if (CONCUR_UNLIKELY(state & sleepers_bit)) wake(word_, n > INT_MAX ? INT_MAX : int(n));
+      CONCUR_SCHEDULE_POINT("semaphore.release.before_cas");
+    } while (!count_.compare_exchange_weak(count, count + n, std::memory_order_seq_cst,
+                                           std::memory_order_relaxed));
+    CONCUR_SCHEDULE_POINT("semaphore.release.after_cas");
+    // The releaser's half of the Dekker pair: the count is updated (seq_cst) before this load.
+    const std::uint32_t sleeping = sleepers_.load(std::memory_order_seq_cst);
+    if (CONCUR_UNLIKELY(sleeping != 0)) {
+      CONCUR_SCHEDULE_POINT("semaphore.release.before_wake");
+      const std::uint32_t wakes = n < sleeping ? n : sleeping;
+      wake(count_, wakes > INT_MAX ? INT_MAX : static_cast<int>(wakes));
+    }
     return true;
   }
 
  private:
   CONCUR_NOINLINE bool acquire_slow(steady_time deadline) noexcept {
-    if (spin_until([this] { return try_acquire(); }, /*spin_rounds=*/6)) return true;
-    bool slept = false;
+    if (spin_for([this] { return try_acquire(); }, deadline, spin_budget)) return true;
     for (;;) {
-      std::uint32_t state = word_.load(std::memory_order_relaxed);
-      if (state & count_mask) {
-        const std::uint32_t next = (state - 1) | (slept ? sleepers_bit : 0);
-        if (word_.compare_exchange_weak(state, next, std::memory_order_acquire,
-                                        std::memory_order_relaxed)) {
-          return true;
-        }
-        continue;
+      if (try_acquire()) return true;
+      if (deadline != never && expired(deadline)) return false;
+      // The waiter's half of the Dekker pair: count ourselves, then look at the count.
+      sleepers_.fetch_add(1, std::memory_order_seq_cst);
+      CONCUR_SCHEDULE_POINT("semaphore.acquire.counted_sleeper");
+      if (count_.load(std::memory_order_seq_cst) == 0) {
+        CONCUR_SCHEDULE_POINT("semaphore.acquire.before_sleep");
+        (void)wait_on_until(count_, 0, deadline);
+        CONCUR_SCHEDULE_POINT("semaphore.acquire.after_wake");
       }
-      if (deadline != never && expired(deadline)) {
-        // A sleeper that leaves may have consumed a wake-up meant for another: it keeps the
-        // sleepers bit set, so the next release wakes someone.
-        if (!slept || (state & sleepers_bit) ||
-            word_.compare_exchange_weak(state, state | sleepers_bit, std::memory_order_relaxed)) {
-          return false;
-        }
-        continue;
-      }
-      if (!(state & sleepers_bit)) {
-        if (!word_.compare_exchange_weak(state, state | sleepers_bit, std::memory_order_relaxed)) {
-          continue;
-        }
-        state |= sleepers_bit;
-      }
-      (void)wait_on_until(word_, state, deadline);
-      slept = true;
+      sleepers_.fetch_sub(1, std::memory_order_relaxed);
+      // Back to the top: a woken thread tries to take a unit before it gives up or sleeps.
     }
   }
 
-  wait_word word_;
+  // The count (the futex word) and the number of threads that sleep, or are about to, on it.
+  // Side by side, so that release() touches one cache line.
+  wait_word count_;
+  std::atomic<std::uint32_t> sleepers_{0};
 };
 
 // Python's checks on a semaphore's initial value.
