@@ -140,7 +140,8 @@ class RingCore {
   std::size_t capacity() const noexcept { return ring_.capacity(); }
 
   void task_done() {
-    const std::uint64_t done = done_.fetch_add(1, std::memory_order_acq_rel) + 1;
+    // seq_cst: the change that join_until()'s waiters check (see EventCount's contract).
+    const std::uint64_t done = done_.fetch_add(1, std::memory_order_seq_cst) + 1;
     const std::uint64_t puts = ring_.puts();
     if (done > puts) {
       done_.fetch_sub(1, std::memory_order_relaxed);
@@ -170,7 +171,7 @@ class RingCore {
   bool is_shutdown() const noexcept { return ring_.is_shut_down(); }
 
  private:
-  bool all_done() const noexcept { return done_.load(std::memory_order_acquire) >= ring_.puts(); }
+  bool all_done() const noexcept { return done_.load(std::memory_order_seq_cst) >= ring_.puts(); }
 
   // After a shutdown, gets drain what is left and then fail; a put claimed before the shutdown
   // may still be on its way, so "left" counts claims, not published items.
@@ -187,7 +188,7 @@ class RingCore {
       const std::size_t claimed = ring_.try_claim_gets(ticket, ring_.capacity());
       for (std::size_t i = 0; i < claimed; ++i) ring_.discard(ticket + i);
       if (claimed > 0) {
-        done_.fetch_add(claimed, std::memory_order_acq_rel);
+        done_.fetch_add(claimed, std::memory_order_seq_cst);
       } else {
         backoff.pause();  // a put claimed before the shutdown is still moving its item in
       }
@@ -207,12 +208,12 @@ class RingCore {
   bool wait_for(EventCount& events, steady_time deadline, Ready ready, bool spin = true) noexcept {
     if (is_past(deadline)) return false;
     if (spin && spin_until_ready(ready)) return true;
-    const std::uint32_t key = events.prepare_wait();
+    events.prepare_wait();
     if (ready()) {
       events.cancel_wait();
       return true;
     }
-    return events.wait(key, deadline);
+    return events.wait(deadline);
   }
 
   static constexpr int pause_first = 32;
