@@ -4,6 +4,8 @@
 
 #include "concur/queue.hpp"
 
+#include "concur/thread.hpp"
+
 #include <gtest/gtest.h>
 #include <time.h>
 
@@ -481,6 +483,197 @@ TEST(QueueStress, ShutdownRacingWithPutsAndGetsLosesNothing) {
       }
       EXPECT_EQ(q.qsize(), 0u);
     }
+  }
+}
+
+// ---- lost wake-ups in the ring (defect 2 of the "trust" issue) -----------------------------
+
+// The delay, in milliseconds, of every SlowMove move made on this thread: it holds a producer
+// between claiming its slot and filling it, or a consumer between claiming an item and freeing
+// its slot, for as long as a preempted thread would be, without relying on the scheduler.
+thread_local int slow_move_ms = 0;
+
+struct SlowMove {
+  long value = 0;
+  SlowMove() = default;
+  explicit SlowMove(long v) noexcept : value(v) {}
+  SlowMove(SlowMove&& other) noexcept : value(other.value) { stall(); }
+  SlowMove& operator=(SlowMove&& other) noexcept {
+    value = other.value;
+    stall();
+    return *this;
+  }
+  static void stall() noexcept {
+    if (slow_move_ms == 0) return;
+    timespec pause{0, slow_move_ms * 1000000L};
+    while (::nanosleep(&pause, &pause) != 0) {
+    }
+  }
+};
+
+// Waits until every thread of `ids` sleeps in the kernel (in its get or put).
+bool all_asleep(const std::vector<std::atomic<std::uint64_t>>& ids) {
+  return eventually([&] {
+    for (const auto& id : ids) {
+      if (id.load() == 0 || !concur_test::thread_asleep(id.load())) return false;
+    }
+    return true;
+  });
+}
+
+// Consumers C1 and C2 sleep in get() on an empty queue. Producer P1 claims slot t and stays
+// 20 ms in the move that fills it; P2 then claims t+1 and fills it at once, and its wake-up
+// reaches a consumer that cannot take t+1 before t (FIFO), so it sleeps again. When P1 fills t
+// its wake-up lets one consumer take t; t+1 must then reach the other consumer, which sleeps.
+// Each round waits (generously) for both items; an item left in the queue while a consumer
+// sleeps is a lost wake-up.
+TEST(QueueWakeups, AnItemFilledOutOfOrderStillWakesASleepingConsumer) {
+  Queue<SlowMove> q(16);
+  const int rounds = static_cast<int>(scaled(20, 4));
+  long put_sum = 0;
+  std::atomic<long> got_sum{0};
+  std::atomic<int> got{0};
+  int stranded = 0;
+  concur_test::Watchdog watchdog("slow-fill consumer rounds", std::chrono::seconds(120), [&] {
+    return "got=" + std::to_string(got.load()) + " qsize=" + std::to_string(q.qsize());
+  });
+  for (int round = 0; round < rounds; ++round) {
+    got = 0;
+    std::vector<std::atomic<std::uint64_t>> ids(2);
+    std::vector<std::thread> consumers;
+    for (auto& id : ids) {
+      consumers.emplace_back([&] {
+        id = concur::get_native_id();
+        got_sum += q.get().value;
+        ++got;
+      });
+    }
+    ASSERT_TRUE(all_asleep(ids));
+    const long slow_value = 2 * round + 1;
+    const long fast_value = 1000 * (round + 1);
+    put_sum += slow_value + fast_value;
+    std::thread slow_producer([&] {
+      slow_move_ms = 20;
+      q.put(SlowMove(slow_value));
+    });
+    ASSERT_TRUE(eventually([&] { return q.qsize() >= 1; }));  // P1 has claimed its slot
+    q.put(SlowMove(fast_value));
+    if (!eventually([&] { return got.load() == 2; }, std::chrono::seconds(3))) {
+      ++stranded;
+      while (got.load() < 2) {  // unstick the sleeping consumer, then count what it got
+        q.put(SlowMove(0));
+        std::this_thread::sleep_for(10ms);
+      }
+    }
+    slow_producer.join();
+    for (auto& c : consumers) c.join();
+    while (auto extra = q.try_get()) got_sum += extra->value;  // unsticking puts carry 0
+  }
+  EXPECT_EQ(stranded, 0) << "rounds in which an item stayed queued while a consumer slept";
+  EXPECT_EQ(got_sum.load(), put_sum) << "items lost or duplicated";
+}
+
+// The mirror image: producers PA and PB sleep in put() on a full queue of capacity 2. Consumer
+// C1 claims the item at ticket t and stays 20 ms in the move that empties its slot; C2 then
+// takes t+1 at once, and its wake-up reaches a producer that cannot use slot t+1 before slot t
+// (the put ticket is at t+2), so it sleeps again. When C1 frees t one producer puts into it;
+// the free slot of t+1 must then reach the other producer, which sleeps.
+TEST(QueueWakeups, ASlotFreedOutOfOrderStillWakesASleepingProducer) {
+  Queue<SlowMove> q(2);
+  const int rounds = static_cast<int>(scaled(20, 4));
+  std::atomic<long> put_sum{0};
+  long got_sum = 0;
+  std::atomic<int> put{0};
+  int stranded = 0;
+  concur_test::Watchdog watchdog("slow-free producer rounds", std::chrono::seconds(120), [&] {
+    return "put=" + std::to_string(put.load()) + " qsize=" + std::to_string(q.qsize());
+  });
+  for (int round = 0; round < rounds; ++round) {
+    put = 0;
+    q.put(SlowMove(1));
+    q.put(SlowMove(2));
+    put_sum += 3;
+    std::vector<std::atomic<std::uint64_t>> ids(2);
+    std::vector<std::thread> producers;
+    for (int p = 0; p < 2; ++p) {
+      producers.emplace_back([&, p] {
+        ids[static_cast<std::size_t>(p)] = concur::get_native_id();
+        const long value = 100 * (round + 1) + p;
+        q.put(SlowMove(value));
+        put_sum += value;
+        ++put;
+      });
+    }
+    ASSERT_TRUE(all_asleep(ids));
+    std::atomic<long> slow_got{0};
+    std::thread slow_consumer([&] {
+      slow_move_ms = 20;
+      slow_got = q.get().value;
+    });
+    ASSERT_TRUE(eventually([&] { return q.qsize() <= 1; }));  // C1 has claimed its item
+    got_sum += q.get().value;
+    if (!eventually([&] { return put.load() == 2; }, std::chrono::seconds(3))) {
+      ++stranded;
+      while (put.load() < 2) {  // unstick the sleeping producer
+        if (auto item = q.try_get()) got_sum += item->value;
+        std::this_thread::sleep_for(10ms);
+      }
+    }
+    slow_consumer.join();
+    got_sum += slow_got.load();
+    for (auto& p : producers) p.join();
+    while (auto item = q.try_get()) got_sum += item->value;
+  }
+  EXPECT_EQ(stranded, 0) << "rounds in which a slot stayed free while a producer slept";
+  EXPECT_EQ(got_sum, put_sum.load()) << "items lost or duplicated";
+}
+
+// Many producers and consumers, with one item in four filled or emptied slowly (2 ms) so that
+// claims and fills keep landing out of order, on a small and a larger ring. Every item must
+// arrive exactly once, and the last ones must not stay queued while consumers sleep: the
+// consumers must finish within a generous bound after the producers do.
+TEST(QueueWakeups, SlowFillsAndEmptiesWithManyThreadsLoseNoWakeUp) {
+  for (long maxsize : {2L, 8L}) {
+    Queue<SlowMove> q(maxsize);
+    const int producers = 3;
+    const int consumers = 3;
+    const long per_producer = scaled(120, 4);
+    std::atomic<long> got_sum{0};
+    std::atomic<long> got{0};
+    concur_test::Watchdog watchdog("slow items, many threads", std::chrono::seconds(120), [&] {
+      return "maxsize=" + std::to_string(maxsize) + " got=" + std::to_string(got.load()) +
+             " qsize=" + std::to_string(q.qsize());
+    });
+    std::vector<std::thread> threads;
+    for (int p = 0; p < producers; ++p) {
+      threads.emplace_back([&, p] {
+        for (long i = 1; i <= per_producer; ++i) {
+          slow_move_ms = (i + p) % 4 == 0 ? 2 : 0;
+          q.put(SlowMove(i));
+        }
+      });
+    }
+    for (int c = 0; c < consumers; ++c) {
+      threads.emplace_back([&, c] {
+        for (long i = 0;; ++i) {
+          slow_move_ms = (i + c) % 4 == 1 ? 2 : 0;
+          try {
+            got_sum += q.get().value;
+          } catch (const ShutDown&) {
+            return;
+          }
+          ++got;
+        }
+      });
+    }
+    for (int p = 0; p < producers; ++p) threads[static_cast<std::size_t>(p)].join();
+    const long total = producers * per_producer;
+    EXPECT_TRUE(eventually([&] { return got.load() == total; }, std::chrono::seconds(5)))
+        << "maxsize " << maxsize << ": " << total - got.load()
+        << " items stayed queued while consumers slept";
+    q.shutdown();
+    for (std::size_t t = producers; t < threads.size(); ++t) threads[t].join();
+    EXPECT_EQ(got_sum.load(), producers * per_producer * (per_producer + 1) / 2);
   }
 }
 

@@ -27,6 +27,7 @@
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/event_count.hpp"
 #include "concur/detail/mpmc_ring.hpp"
+#include "concur/detail/schedule.hpp"
 #include "concur/detail/spin.hpp"
 #include "concur/errors.hpp"
 #include "concur/lock.hpp"
@@ -42,43 +43,89 @@ inline bool is_past(steady_time deadline) noexcept {
 // RingCore
 //
 // Puts and gets claim ring tickets without locks. A thread that finds the ring full (empty)
-// spins briefly, then sleeps on the not_full_ (not_empty_) event count; every put (get) tells
-// the other side, which costs one load when nobody sleeps. Task accounting needs no counter on
-// the hot path: the ring's put ticket already counts every item ever put, so unfinished tasks
-// are puts minus task_done() calls.
+// spins briefly, then sleeps on the not_full_
+// (not_empty_) event count; every put (get) tells the other side, which costs one load when
+// nobody sleeps. Task accounting needs no counter on the hot path: the ring's put ticket already
+// counts every item ever put, so unfinished tasks are puts minus task_done() calls.
+//
+// Wake-ups ("passing the baton", as in Andrews' split binary semaphores). A get is possible when
+// the slot at the get ticket holds its item: call it can_get. Exactly two kinds of step make
+// can_get true:
+//   (a) a producer publishes the slot at the current get ticket;
+//   (b) a consumer advances the get ticket (claims) onto a slot that is already published.
+// A producer may fill slot t+1 before the producer that claimed t fills t (it was preempted, or
+// its move is slow): its wake-up then reaches a consumer that cannot take t+1 (FIFO), which
+// sleeps again, and when t is filled the one consumer woken takes t, making can_get true by (b)
+// while the others sleep. So every step of kind (a) or (b) is followed by a check: a producer
+// notifies not_empty_ after every publish, and a consumer, after every claim, notifies one more
+// consumer when consumers wait and can_get() still holds. The mirror image holds for can_put
+// (the slot at the put ticket is free): (a') a consumer frees the slot at the put ticket and
+// notifies not_full_ after every take, (b') a producer claims onto a free slot and, after every
+// claim, notifies one more producer when producers wait and can_put() still holds.
+//
+// Why no waiter sleeps while can_get holds (can_put is the mirror image). A consumer sleeps only
+// after registering with not_empty_ and then finding can_get false with seq_cst loads. Take the
+// last step S before the moment in question that made can_get true; its author, after S, loads
+// the waiter count (seq_cst; S itself is a seq_cst store or compare-and-swap). By the Dekker pair
+// of concur/detail/event_count.hpp, either the sleeper's check saw S (and so it did not sleep on
+// this state), or the author saw the sleeper registered and a registered consumer gets a wake-up
+// token that it takes after S and re-checks. The woken consumer then either claims the item, and as
+// a claimer it checks can_get again (b), or finds the item already claimed by another consumer,
+// which checks in its turn. Each item that makes can_get true thus leaves one live consumer
+// responsible for it until it is claimed.
+//   - "A thread stops for 10 ms between claim and fill": the fill of t is step (a); the claim of
+//     t by the consumer it wakes is step (b) when t+1 is already filled, and wakes the next.
+//   - "Two puts land before the woken thread runs": the first put hands a wake-up token to one
+//     sleeper; the second finds that sleeper already on its way and hands a token to another
+//     one if any has none coming (EventCount). If none is left without one, each token's taker
+//     re-checks after the second put (the Dekker pair) and, as a claimer, passes the baton.
+//   - A waiter that wakes and finds nothing (another thread took the item first) sleeps again
+//     only after re-registering and re-checking, so it cannot miss a later step. A timed-out
+//     waiter tries one last claim before it reports the timeout.
+// After a shutdown, "the ring is drained" (every claimed put has been taken) also ends a get's
+// wait; it becomes true by the shutdown itself, which notifies everybody, or by a consumer's
+// claim, which then notifies every waiting consumer.
 template <class T>
 class RingCore {
  public:
   explicit RingCore(std::size_t capacity) : ring_(capacity) {}
 
+  // RingCore::put(item, deadline)
+  //
+  // Puts `item`, waiting (until `deadline`) while the ring is full.
   QueueStatus put(T&& item, steady_time deadline) noexcept {
     std::uint64_t ticket;
-    for (;;) {
+    for (bool last_try = false;;) {
       if (ring_.try_claim_put(ticket)) {
+        pass_on_put();
+        CONCUR_SCHEDULE_POINT("ring_core.put.between_claim_and_fill");
         ring_.publish(ticket, std::move(item));
         not_empty_.notify_one();
         return QueueStatus::ok;
       }
       if (ring_.is_shut_down()) return QueueStatus::shut_down;
-      if (!wait_for(not_full_, deadline, [this] { return ring_.can_put(); })) {
-        return QueueStatus::timed_out;
-      }
+      if (last_try) return QueueStatus::timed_out;
+      // At the deadline, one last try before reporting the timeout.
+      last_try = !wait_for(not_full_, deadline, [this] { return ring_.can_put(); });
     }
   }
 
+  // RingCore::get(out, deadline)
+  //
+  // Takes the next item into `out`, waiting (until `deadline`) while the ring is empty.
   QueueStatus get(std::optional<T>& out, steady_time deadline) noexcept {
     std::uint64_t ticket;
-    for (;;) {
+    for (bool last_try = false;;) {
       if (ring_.try_claim_get(ticket)) {
+        pass_on_get();
+        CONCUR_SCHEDULE_POINT("ring_core.get.between_claim_and_take");
         out.emplace(ring_.take(ticket));
         not_full_.notify_one();
         return QueueStatus::ok;
       }
       if (drained_after_shutdown()) return QueueStatus::shut_down;
-      if (!wait_for(not_empty_, deadline,
-                    [this] { return ring_.can_get() || ring_.is_shut_down(); })) {
-        return QueueStatus::timed_out;
-      }
+      if (last_try) return QueueStatus::timed_out;
+      last_try = !wait_for(not_empty_, deadline, [this] { return can_get_or_drained(); });
     }
   }
 
@@ -87,12 +134,15 @@ class RingCore {
   template <class It>
   It put_many(It first, It last, steady_time deadline, QueueStatus& status) {
     status = QueueStatus::ok;
+    bool last_try = false;
     while (first != last) {
       std::uint64_t ticket;
       const std::size_t claimed =
           ring_.try_claim_puts(ticket, static_cast<std::size_t>(std::distance(first, last)));
       if (claimed > 0) {
+        pass_on_put();
         for (std::size_t i = 0; i < claimed; ++i, ++first) {
+          CONCUR_SCHEDULE_POINT("ring_core.put_many.between_claim_and_fill");
           T item(std::move(*first));
           ring_.publish(ticket + i, std::move(item));
         }
@@ -103,10 +153,11 @@ class RingCore {
         status = QueueStatus::shut_down;
         break;
       }
-      if (!wait_for(not_full_, deadline, [this] { return ring_.can_put(); })) {
+      if (last_try) {
         status = QueueStatus::timed_out;
         break;
       }
+      last_try = !wait_for(not_full_, deadline, [this] { return ring_.can_put(); });
     }
     return first;
   }
@@ -116,11 +167,15 @@ class RingCore {
   std::size_t get_many(Out& out, std::size_t max, steady_time deadline, QueueStatus& status) {
     status = QueueStatus::ok;
     if (max == 0) return 0;
-    for (;;) {
+    for (bool last_try = false;;) {
       std::uint64_t ticket;
       const std::size_t claimed = ring_.try_claim_gets(ticket, max);
       if (claimed > 0) {
-        for (std::size_t i = 0; i < claimed; ++i) *out++ = ring_.take(ticket + i);
+        pass_on_get();
+        for (std::size_t i = 0; i < claimed; ++i) {
+          CONCUR_SCHEDULE_POINT("ring_core.get_many.between_claim_and_take");
+          *out++ = ring_.take(ticket + i);
+        }
         not_full_.notify(static_cast<int>(claimed));
         return claimed;
       }
@@ -128,11 +183,11 @@ class RingCore {
         status = QueueStatus::shut_down;
         return 0;
       }
-      if (!wait_for(not_empty_, deadline,
-                    [this] { return ring_.can_get() || ring_.is_shut_down(); })) {
+      if (last_try) {
         status = QueueStatus::timed_out;
         return 0;
       }
+      last_try = !wait_for(not_empty_, deadline, [this] { return can_get_or_drained(); });
     }
   }
 
@@ -194,6 +249,30 @@ class RingCore {
       }
     }
   }
+
+  // The baton of "Wake-ups" above, step (b): after a claim of gets, wakes one more consumer if
+  // consumers wait and the next item is ready; after a shutdown, wakes every waiting consumer,
+  // since this claim may have drained the ring. Costs one load of a line nobody writes while
+  // nobody sleeps.
+  void pass_on_get() noexcept {
+    CONCUR_SCHEDULE_POINT("ring_core.pass_on_get");
+    if (CONCUR_LIKELY(!not_empty_.has_waiters())) return;
+    if (ring_.can_get()) {
+      not_empty_.notify_one();
+    } else if (ring_.is_shut_down()) {
+      not_empty_.notify_all();
+    }
+  }
+
+  // Step (b'): after a claim of puts, wakes one more producer if producers wait and the next
+  // slot is free.
+  void pass_on_put() noexcept {
+    CONCUR_SCHEDULE_POINT("ring_core.pass_on_put");
+    if (CONCUR_LIKELY(!not_full_.has_waiters())) return;
+    if (ring_.can_put()) not_full_.notify_one();
+  }
+
+  bool can_get_or_drained() const noexcept { return ring_.can_get() || drained_after_shutdown(); }
 
   // Waits until `ready()` may have become true or `deadline` passes; false on timeout.
   //
