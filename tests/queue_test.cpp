@@ -12,8 +12,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -674,6 +676,91 @@ TEST(QueueWakeups, SlowFillsAndEmptiesWithManyThreadsLoseNoWakeUp) {
     q.shutdown();
     for (std::size_t t = producers; t < threads.size(); ++t) threads[t].join();
     EXPECT_EQ(got_sum.load(), producers * per_producer * (per_producer + 1) / 2);
+  }
+}
+
+// ---- timed waits under CPU load (defect 3 of the "trust" issue) ----------------------------
+
+// Busy threads, twice as many as the hardware runs at once, for as long as it lives.
+class CpuHogs {
+ public:
+  CpuHogs() {
+    const unsigned n = 2 * std::max(1u, std::thread::hardware_concurrency());
+    for (unsigned i = 0; i < n; ++i) {
+      threads_.emplace_back([this] {
+        while (!stop_.load(std::memory_order_relaxed)) {
+        }
+      });
+    }
+  }
+  ~CpuHogs() {
+    stop_ = true;
+    for (auto& t : threads_) t.join();
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> threads_;
+};
+
+double p90(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() * 9 / 10];
+}
+
+// How late (ms) `wait()`, a wait of `timeout` that must time out, returns.
+template <class Wait>
+double lateness_ms(std::chrono::microseconds timeout, Wait wait) {
+  const auto start = steady::now();
+  wait();
+  const auto late = steady::now() - start - timeout;
+  return std::chrono::duration<double, std::milli>(late).count();
+}
+
+// With CPU-bound threads on every core, a 1 ms timed get on an empty queue (and put on a full
+// one) returns about as late as std::condition_variable::wait_for does, measured the same way
+// in the same test: a spin must stop at the deadline and never hand the core to a busy thread
+// with sched_yield().
+TEST(QueueTimedWaits, ReturnOnTimeUnderCpuLoad) {
+  const auto timeout = 1000us;
+  const int trials = 25;
+  Queue<int> ring(4);
+  Queue<int> full_ring(2);
+  full_ring.put(1);
+  full_ring.put(2);
+  Queue<int> unbounded;
+  LifoQueue<int> lifo(4);
+  PriorityQueue<int> priority(4);
+  std::mutex mutex;
+  std::condition_variable cv;
+  const std::vector<std::pair<std::string, std::function<void()>>> waits = {
+      {"std::condition_variable::wait_for",
+       [&] {
+         std::unique_lock<std::mutex> hold(mutex);
+         (void)cv.wait_for(hold, timeout);
+       }},
+      {"Queue(4).try_get(1ms)", [&] { EXPECT_FALSE(ring.try_get(timeout)); }},
+      {"Queue(4).get(1ms)", [&] { EXPECT_THROW(ring.get(timeout), Empty); }},
+      {"Queue(2) full: put(x, 1ms)", [&] { EXPECT_THROW(full_ring.put(3, timeout), Full); }},
+      {"Queue().try_get(1ms)", [&] { EXPECT_FALSE(unbounded.try_get(timeout)); }},
+      {"LifoQueue.try_get(1ms)", [&] { EXPECT_FALSE(lifo.try_get(timeout)); }},
+      {"PriorityQueue.try_get(1ms)", [&] { EXPECT_FALSE(priority.try_get(timeout)); }},
+  };
+  std::vector<std::vector<double>> late(waits.size());
+  {
+    CpuHogs hogs;
+    for (int trial = 0; trial < trials; ++trial) {
+      for (std::size_t w = 0; w < waits.size(); ++w) {
+        late[w].push_back(lateness_ms(timeout, waits[w].second));
+      }
+    }
+  }
+  const double reference = p90(late[0]);
+  for (std::size_t w = 1; w < waits.size(); ++w) {
+    const double mine = p90(late[w]);
+    EXPECT_LE(mine, 2 * reference + 5.0)
+        << waits[w].first << " returned " << mine << " ms late (p90) under CPU load; "
+        << waits[0].first << " " << reference << " ms";
   }
 }
 

@@ -17,10 +17,10 @@
 #define CONCUR_DETAIL_QUEUE_CORE_HPP
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
-#include <thread>
 #include <utility>
 
 #include "concur/condition.hpp"
@@ -43,7 +43,7 @@ inline bool is_past(steady_time deadline) noexcept {
 // RingCore
 //
 // Puts and gets claim ring tickets without locks. A thread that finds the ring full (empty)
-// spins briefly, then sleeps on the not_full_
+// spins briefly, bounded in time and by its deadline (SpinWait), then sleeps on the not_full_
 // (not_empty_) event count; every put (get) tells the other side, which costs one load when
 // nobody sleeps. Task accounting needs no counter on the hot path: the ring's put ticket already
 // counts every item ever put, so unfinished tasks are puts minus task_done() calls.
@@ -274,43 +274,33 @@ class RingCore {
 
   bool can_get_or_drained() const noexcept { return ring_.can_get() || drained_after_shutdown(); }
 
+  // RingCore::wait_for(events, deadline, ready, spin)
+  //
   // Waits until `ready()` may have become true or `deadline` passes; false on timeout.
   //
-  // It spins before it sleeps, in two stages. First rounds of doubling pauses that start long
-  // enough (pause_first) to let the other side get a few items ahead: a consumer that re-checks
-  // at once keeps pulling the cache line the producer is writing, and the two then move one item
-  // per cache-line transfer instead of a line's worth at a time. Then rounds of yielding the
-  // processor: with more threads than cores, the thread that will make `ready()` true may need
-  // this very core. Only then does it sleep on the event count, which an idle queue's waiters
-  // do at no CPU cost.
+  // It first spins, for at most spin_budget and never past `deadline`: a hand-off that arrives
+  // within microseconds is far cheaper than a futex round trip, and the first rounds of pauses
+  // let the other side get a few items ahead instead of pulling the cache line it writes after
+  // every item. It never yields (each sched_yield() can hand the core to a CPU-bound thread for
+  // a whole time slice, which is how a 1 ms timeout returned 55 ms late). Then it registers
+  // with the event count, re-checks `ready()` (seq_cst loads, see EventCount) and sleeps until
+  // notified or the deadline, which an idle queue's waiters do at no CPU cost.
   template <class Ready>
   bool wait_for(EventCount& events, steady_time deadline, Ready ready, bool spin = true) noexcept {
     if (is_past(deadline)) return false;
-    if (spin && spin_until_ready(ready)) return true;
+    if (spin && spin_for(ready, deadline, spin_budget)) return true;
     events.prepare_wait();
     if (ready()) {
       events.cancel_wait();
       return true;
     }
-    return events.wait(deadline);
+    CONCUR_SCHEDULE_POINT("ring_core.wait.before_sleep");
+    const bool notified = events.wait(deadline);
+    CONCUR_SCHEDULE_POINT("ring_core.wait.after_wake");
+    return notified;
   }
 
-  static constexpr int pause_first = 32;
-  static constexpr int pause_rounds = 6;  // 32, 64, ... 1024: some 2,000 pauses
-  static constexpr int yield_rounds = 10;
-
-  template <class Ready>
-  static bool spin_until_ready(Ready& ready) noexcept {
-    for (int round = 0; round < pause_rounds; ++round) {
-      for (int i = pause_first << round; i > 0; --i) cpu_relax();
-      if (ready()) return true;
-    }
-    for (int round = 0; round < yield_rounds; ++round) {
-      std::this_thread::yield();
-      if (ready()) return true;
-    }
-    return false;
-  }
+  static constexpr std::chrono::nanoseconds spin_budget = std::chrono::microseconds(20);
 
   MpmcRing<T> ring_;
   EventCount not_empty_;
