@@ -679,6 +679,27 @@ TEST(QueueWakeups, SlowFillsAndEmptiesWithManyThreadsLoseNoWakeUp) {
   }
 }
 
+// shutdown(immediate=True) waits for a put that was claimed before it and is still filling its
+// slot (here for 200 ms); it must sleep meanwhile, not spin or yield.
+TEST(QueueWakeups, ImmediateShutdownSleepsWhileAClaimedPutFills) {
+  for (int round = 0; round < 3; ++round) {
+    Queue<SlowMove> q(4);
+    std::thread producer([&] {
+      slow_move_ms = 200;
+      q.put(SlowMove(1));
+    });
+    ASSERT_TRUE(eventually([&] { return q.qsize() >= 1; }));  // claimed, now filling
+    const auto start = steady::now();
+    const double cpu_before = thread_cpu_seconds();
+    q.shutdown(true);
+    const double cpu = thread_cpu_seconds() - cpu_before;
+    producer.join();
+    EXPECT_EQ(q.qsize(), 0u) << "the late put arrived after the immediate shutdown";
+    EXPECT_GE(steady::now() - start, 100ms) << "shutdown did not wait for the claimed put";
+    EXPECT_LT(cpu, 0.02) << "shutdown burned " << cpu * 1000 << " ms of CPU waiting for a put";
+  }
+}
+
 // ---- timed waits under CPU load (defect 3 of the "trust" issue) ----------------------------
 
 // Busy threads, twice as many as the hardware runs at once, for as long as it lives.

@@ -235,18 +235,18 @@ class RingCore {
   }
 
   // shutdown(immediate=True): drops every item, each counting as done, as Python does. Puts
-  // claimed before the shutdown are waited for, so nothing arrives after it.
+  // claimed before the shutdown are waited for, so nothing arrives after it: such a put is
+  // between its claim and its publish, and its publish notifies not_empty_, so the wait spins
+  // briefly and then sleeps on not_empty_ like a get (a consumer that drains the last claim
+  // instead wakes every waiting consumer, see pass_on_get()). No yields, no polling.
   void drop_everything() noexcept {
-    Backoff backoff;
-    while (ring_.gets() < ring_.puts()) {
+    for (;;) {
       std::uint64_t ticket;
       const std::size_t claimed = ring_.try_claim_gets(ticket, ring_.capacity());
       for (std::size_t i = 0; i < claimed; ++i) ring_.discard(ticket + i);
-      if (claimed > 0) {
-        done_.fetch_add(claimed, std::memory_order_seq_cst);
-      } else {
-        backoff.pause();  // a put claimed before the shutdown is still moving its item in
-      }
+      if (claimed > 0) done_.fetch_add(claimed, std::memory_order_seq_cst);
+      if (drained_after_shutdown()) return;
+      if (claimed == 0) (void)wait_for(not_empty_, never, [this] { return can_get_or_drained(); });
     }
   }
 
