@@ -776,6 +776,11 @@ TEST(QueueTimedWaits, ReturnOnTimeUnderCpuLoad) {
       }
     }
   }
+  if (CONCUR_SCHEDULE_EXPLORING) {
+    // Schedule exploration sleeps threads (up to 10 ms) at the queue's own schedule points, on
+    // purpose; the waits above still ran, but their timing says nothing here.
+    GTEST_SKIP() << "timing is not measured under schedule exploration";
+  }
   const double reference = p90(late[0]);
   for (std::size_t w = 1; w < waits.size(); ++w) {
     const double mine = p90(late[w]);

@@ -111,6 +111,10 @@ TEST(SimpleQueue, TimedGetReturnsOnTimeUnderCpuLoad) {
   }
   stop = true;
   for (auto& t : hogs) t.join();
+  if (CONCUR_SCHEDULE_EXPLORING) {
+    // Schedule exploration sleeps threads at the primitives' schedule points, on purpose.
+    GTEST_SKIP() << "timing is not measured under schedule exploration";
+  }
   std::sort(mine.begin(), mine.end());
   std::sort(reference.begin(), reference.end());
   const double mine_p90 = mine[mine.size() * 9 / 10];
