@@ -1,24 +1,47 @@
 // concur/detail/event_count.hpp
 //
-// An event count (Dmitry Vyukov's design, as in folly's EventCount): lets threads sleep until
-// some lock-free condition may have become true, while the threads that make it true pay
-// nothing unless somebody sleeps.
+// An event count (after Dmitry Vyukov's eventcount and folly's EventCount, with wake-ups kept as
+// tokens as a counting semaphore keeps its units): lets threads sleep until some lock-free
+// condition may have become true, while the threads that make it true pay one load unless
+// somebody sleeps.
 //
 //   Waiter                                   Notifier
-//   const auto key = events.prepare_wait();  make the condition true (a store)
-//   if (condition) { events.cancel_wait(); } events.notify_one();   // or notify_all()
-//   else events.wait(key, deadline);
+//   events.prepare_wait();                   make the condition true (a seq_cst store or RMW)
+//   if (condition) { events.cancel_wait(); } events.notify_one();   // or notify(n), notify_all()
+//   else events.wait(deadline);
 //
-// The waiter registers, then reads the epoch, then checks the condition; the notifier changes
-// the condition, then looks at the waiter count, and bumps the epoch and wakes sleepers only
-// if there are any. Between "change the condition" and "look at the count" the notifier needs a
-// store-load barrier, or the two sides could each miss the other. Where the asymmetric fence is
-// available (concur/detail/heavy_fence.hpp) the waiter, whose path costs a system call anyway,
-// pays for it with heavy_fence() and the notifier's check stays a plain load; elsewhere the
-// notifier's check is a read-modify-write.
+// State: one 32-bit word that threads sleep on (a futex), holding the number of registered
+// waiters and the number of wake-up tokens handed out and not yet taken (tokens <= waiters). A
+// notify hands out a token only when some registered waiter has none coming, and then wakes one
+// sleeper; a waiter leaves wait() by taking a token (or at its deadline). So a notifier that
+// finds every registered waiter already on its way (a woken thread not yet scheduled) costs one
+// load, not a system call: without this, a producer that keeps putting while a woken consumer
+// waits for a CPU would make one futex call per item. A token cannot be lost: it stays in the
+// word until a registered thread takes it, a waiter never sleeps while a token is there (the
+// word it sleeps on holds the count of tokens), and every thread that takes one re-checks the
+// condition afterwards (wait() returns true, or cancel_wait() follows a true check).
 //
-// Memory ordering: a waiter that returns from wait() (or sees the epoch change) sees everything
-// the notifier did before notify_*().
+// Contract: the notifier makes its change with a memory_order_seq_cst store or read-modify-write,
+// sequenced before notify_*(); the waiter's check after prepare_wait() reads the words notifiers
+// change with seq_cst loads. No asymmetric fence (membarrier) is used: it interrupts every CPU
+// running the process and takes a machine-wide lock, on a path whose rate grows with load.
+//
+// Memory ordering (the Dekker pair, in the C++ model). Let R be a waiter's registration (a
+// seq_cst fetch_add on the word), C its check, M the notifier's change and L the notifier's
+// seq_cst load of the word. R is sequenced before C and M before L, so all four lie in the single
+// total order S of seq_cst operations in those orders. If L does not see R, L is
+// coherence-ordered before R, so L precedes R in S; then M precedes C in S, and C, a seq_cst
+// load of the word M wrote, reads M's value or a later one: the waiter sees the change. If L
+// sees R, either some registered waiter has no token coming, and the notifier hands one out (a
+// seq_cst compare-and-swap) and wakes; or every registered waiter already has one coming. In
+// both cases the tokens present after L are taken by read-modify-writes that come after L in
+// the word's modification order (and in S), each followed by a re-check: M precedes that
+// re-check in S, so the re-check sees the change. Every modification of the word is a
+// read-modify-write, so a thread that takes a token also synchronizes with the notifier that
+// handed it out (a release sequence) and sees everything it did before notify_*().
+//
+// On x86 a seq_cst store is an exchange and a seq_cst load a plain load; on Arm they are stlr and
+// ldar, which are ordered with each other. At most 65,535 threads may wait on one event count.
 
 #ifndef CONCUR_DETAIL_EVENT_COUNT_HPP
 #define CONCUR_DETAIL_EVENT_COUNT_HPP
@@ -29,7 +52,7 @@
 
 #include "concur/detail/config.hpp"
 #include "concur/detail/deadline.hpp"
-#include "concur/detail/heavy_fence.hpp"
+#include "concur/detail/schedule.hpp"
 #include "concur/detail/wait.hpp"
 
 namespace concur::detail {
@@ -38,63 +61,117 @@ class EventCount {
  public:
   // EventCount::prepare_wait()
   //
-  // Registers the caller as a waiter and returns the key to wait() with. The caller must then
-  // check its condition and call either cancel_wait() or wait().
-  std::uint32_t prepare_wait() noexcept {
-    waiters_.fetch_add(1, std::memory_order_seq_cst);
-    if (heavy_fence_available) heavy_fence();
-    return epoch_.load(std::memory_order_acquire);
+  // Registers the caller as a waiter (a seq_cst read-modify-write). The caller must then check
+  // its condition with seq_cst loads and call either cancel_wait() or wait().
+  void prepare_wait() noexcept {
+    CONCUR_SCHEDULE_POINT("event_count.prepare.before_register");
+    word_.fetch_add(one_waiter, std::memory_order_seq_cst);
+    CONCUR_SCHEDULE_POINT("event_count.prepare.after_register");
   }
 
   // EventCount::cancel_wait()
   //
-  // Undoes prepare_wait() when the condition turned out true.
-  void cancel_wait() noexcept { waiters_.fetch_sub(1, std::memory_order_relaxed); }
-
-  // EventCount::wait(key, deadline)
-  //
-  // Sleeps until a notify after prepare_wait(), or the deadline; false when the deadline passed
-  // with no notify. May return true spuriously: the caller re-checks its condition.
-  bool wait(std::uint32_t key, steady_time deadline = never) noexcept {
-    bool notified = true;
-    while (epoch_.load(std::memory_order_acquire) == key) {
-      if (!wait_on_until(epoch_, key, deadline)) {
-        notified = epoch_.load(std::memory_order_acquire) != key;
-        break;
+  // Undoes prepare_wait() when the condition turned out true. If every registered waiter has a
+  // token coming, the caller takes one with it (it acts on the condition itself, which is what
+  // the token asks of its taker), so that tokens never outnumber waiters.
+  void cancel_wait() noexcept {
+    std::uint32_t word = word_.load(std::memory_order_relaxed);
+    for (;;) {
+      std::uint32_t next = word - one_waiter;
+      if (tokens(word) == waiters(word)) next -= one_token;
+      if (word_.compare_exchange_weak(word, next, std::memory_order_seq_cst,
+                                      std::memory_order_relaxed)) {
+        return;
       }
     }
-    waiters_.fetch_sub(1, std::memory_order_relaxed);
-    return notified;
+  }
+
+  // EventCount::wait(deadline)
+  //
+  // Sleeps until a token is there to take (a notify after prepare_wait()), or the deadline;
+  // false when the deadline passed with no token. The caller re-checks its condition either way.
+  bool wait(steady_time deadline = never) noexcept {
+    CONCUR_SCHEDULE_POINT("event_count.wait.before_sleep");
+    std::uint32_t word = word_.load(std::memory_order_seq_cst);
+    for (;;) {
+      if (tokens(word) > 0) {
+        // Take a token and leave (a seq_cst read-modify-write, before the caller's re-check).
+        if (word_.compare_exchange_weak(word, word - one_waiter - one_token,
+                                        std::memory_order_seq_cst, std::memory_order_seq_cst)) {
+          CONCUR_SCHEDULE_POINT("event_count.wait.took_token");
+          return true;
+        }
+        continue;
+      }
+      // No token: sleep while the word stays as it is (any notify changes it).
+      if (!wait_on_until(word_, word, deadline)) {
+        word = word_.load(std::memory_order_seq_cst);
+        if (tokens(word) > 0) continue;  // a notify came at the deadline: take its token
+        if (word_.compare_exchange_weak(word, word - one_waiter, std::memory_order_seq_cst,
+                                        std::memory_order_seq_cst)) {
+          return false;
+        }
+        continue;
+      }
+      CONCUR_SCHEDULE_POINT("event_count.wait.after_wake");
+      word = word_.load(std::memory_order_seq_cst);
+    }
   }
 
   // EventCount::notify_one(), notify_all()
   //
-  // Wakes one (or every) registered waiter, if any; otherwise costs one load.
+  // Wakes one (or every) registered waiter that has no token coming, if any; otherwise costs
+  // one load.
   void notify_one() noexcept { notify(1); }
   void notify_all() noexcept { notify(INT_MAX); }
 
   // EventCount::notify(n)
   //
-  // Wakes up to `n` registered waiters.
+  // Hands out up to `n` tokens, one to each registered waiter that has none coming, and wakes as
+  // many sleepers. The caller made its change with a seq_cst store or read-modify-write before
+  // calling (see the contract above).
   void notify(int n) noexcept {
-    // Without the waiter's heavy fence, a read-modify-write (a full barrier) stands in for the
-    // store-load barrier; a fence instruction would do too, but ThreadSanitizer cannot see one.
-    const std::uint32_t waiting = heavy_fence_available
-                                      ? waiters_.load(std::memory_order_relaxed)
-                                      : waiters_.fetch_add(0, std::memory_order_seq_cst);
-    if (CONCUR_LIKELY(waiting == 0)) return;
-    epoch_.fetch_add(1, std::memory_order_release);
-    wake(epoch_, n);
+    CONCUR_SCHEDULE_POINT("event_count.notify.before_check");
+    std::uint32_t word = word_.load(std::memory_order_seq_cst);
+    std::uint32_t handed = 0;
+    for (;;) {
+      const std::uint32_t without = waiters(word) - tokens(word);
+      if (CONCUR_LIKELY(without == 0)) return;
+      handed = n <= 0                                    ? 0
+               : static_cast<std::uint32_t>(n) < without ? static_cast<std::uint32_t>(n)
+                                                         : without;
+      if (handed == 0) return;
+      CONCUR_SCHEDULE_POINT("event_count.notify.before_token");
+      if (word_.compare_exchange_weak(word, word + handed * one_token, std::memory_order_seq_cst,
+                                      std::memory_order_seq_cst)) {
+        break;
+      }
+    }
+    CONCUR_SCHEDULE_POINT("event_count.notify.before_wake");
+    if (handed == 1) {
+      wake_one(word_);
+    } else {
+      wake(word_, handed > INT_MAX ? INT_MAX : static_cast<int>(handed));
+    }
   }
 
   // EventCount::has_waiters()
   //
-  // Whether any thread is registered right now (a snapshot).
-  bool has_waiters() const noexcept { return waiters_.load(std::memory_order_relaxed) != 0; }
+  // Whether some registered waiter has no token coming, right now: a seq_cst load, so that a
+  // thread that made a condition true with a seq_cst store or read-modify-write and then finds
+  // none knows that every waiter will see its change (the same pair as notify()).
+  bool has_waiters() const noexcept {
+    const std::uint32_t word = word_.load(std::memory_order_seq_cst);
+    return waiters(word) != tokens(word);
+  }
 
  private:
-  wait_word epoch_{0};
-  std::atomic<std::uint32_t> waiters_{0};
+  static constexpr std::uint32_t one_waiter = 1;
+  static constexpr std::uint32_t one_token = std::uint32_t{1} << 16;
+  static std::uint32_t waiters(std::uint32_t word) noexcept { return word & 0xffffu; }
+  static std::uint32_t tokens(std::uint32_t word) noexcept { return word >> 16; }
+
+  wait_word word_{0};  // tokens << 16 | waiters
 };
 
 }  // namespace concur::detail

@@ -15,9 +15,16 @@
 // The top bit of the put ticket marks the ring as shut down: once it is set, no put can be
 // claimed, so every item in the ring was put before the shutdown.
 //
-// Memory ordering: setting a slot's turn is a release and reading it an acquire, so the
-// consumer that takes an item sees it fully constructed, and the producer that reuses the slot
-// sees it fully destroyed.
+// Memory ordering: every access to a ticket or a turn is sequentially consistent. The turns
+// alone need only release (set) and acquire (read), so that the consumer that takes an item sees
+// it fully constructed and the producer that reuses a slot sees it fully destroyed. The rest is
+// for concur::Queue's sleepers, which pair each change that can make a put or a get possible
+// (setting a turn, claiming a ticket, shutting down) with a load of a waiter count, and each
+// re-check after waking with the change that woke them (the Dekker pair argued in
+// concur/detail/event_count.hpp): that argument needs seq_cst on both sides, including the
+// loads a woken thread's claim makes. On x86 it costs nothing on the loads and the claims (a
+// locked compare-and-swap is a full barrier already) and turns each turn store into an exchange
+// on a line the thread already owns; on Arm the loads become ldar.
 
 #ifndef CONCUR_DETAIL_MPMC_RING_HPP
 #define CONCUR_DETAIL_MPMC_RING_HPP
@@ -31,6 +38,7 @@
 #include <utility>
 
 #include "concur/detail/config.hpp"
+#include "concur/detail/schedule.hpp"
 
 namespace concur::detail {
 
@@ -66,29 +74,34 @@ class MpmcRing {
   // Claims up to `wanted` consecutive put tickets whose slots are free, in one
   // compare-and-swap; returns how many (0 when full or shut down) and the first in `first`.
   std::size_t try_claim_puts(std::uint64_t& first, std::size_t wanted) noexcept {
-    std::uint64_t head = head_.load(std::memory_order_relaxed);
+    std::uint64_t head = head_.load(std::memory_order_seq_cst);
     for (;;) {
       if (head & shut_down_bit) return 0;
       std::size_t ready = 0;
       while (ready < wanted && ready < capacity_ && put_ready(head + ready)) ++ready;
       if (ready == 0) {
-        const std::uint64_t again = head_.load(std::memory_order_relaxed);
+        const std::uint64_t again = head_.load(std::memory_order_seq_cst);
         if (again == head) return 0;  // the slot still holds last lap's item: full
         head = again;
         continue;
       }
-      if (head_.compare_exchange_weak(head, head + ready, std::memory_order_relaxed)) {
+      CONCUR_SCHEDULE_POINT("mpmc_ring.claim_puts.before_cas");
+      if (head_.compare_exchange_weak(head, head + ready, std::memory_order_seq_cst,
+                                      std::memory_order_seq_cst)) {
+        CONCUR_SCHEDULE_POINT("mpmc_ring.claim_puts.after_cas");
         first = head;
         return ready;
       }
     }
   }
 
-  // Moves `value` into the slot of a claimed put ticket and hands it to consumers.
+  // Moves `value` into the slot of a claimed put ticket and hands it to consumers (a
+  // sequentially consistent store: see "Memory ordering" above).
   void publish(std::uint64_t ticket, T&& value) noexcept {
     Slot& s = slot(ticket);
     ::new (s.item()) T(std::move(value));
-    s.turn.store(2 * lap(ticket) + 1, std::memory_order_release);
+    CONCUR_SCHEDULE_POINT("mpmc_ring.publish.before_turn");
+    s.turn.store(2 * lap(ticket) + 1, std::memory_order_seq_cst);
   }
 
   // Claims the next get ticket if its slot holds an item; false when the ring is empty.
@@ -96,17 +109,20 @@ class MpmcRing {
 
   // Claims up to `wanted` consecutive get tickets whose slots hold items.
   std::size_t try_claim_gets(std::uint64_t& first, std::size_t wanted) noexcept {
-    std::uint64_t tail = tail_.load(std::memory_order_relaxed);
+    std::uint64_t tail = tail_.load(std::memory_order_seq_cst);
     for (;;) {
       std::size_t ready = 0;
       while (ready < wanted && ready < capacity_ && get_ready(tail + ready)) ++ready;
       if (ready == 0) {
-        const std::uint64_t again = tail_.load(std::memory_order_relaxed);
+        const std::uint64_t again = tail_.load(std::memory_order_seq_cst);
         if (again == tail) return 0;  // empty
         tail = again;
         continue;
       }
-      if (tail_.compare_exchange_weak(tail, tail + ready, std::memory_order_relaxed)) {
+      CONCUR_SCHEDULE_POINT("mpmc_ring.claim_gets.before_cas");
+      if (tail_.compare_exchange_weak(tail, tail + ready, std::memory_order_seq_cst,
+                                      std::memory_order_seq_cst)) {
+        CONCUR_SCHEDULE_POINT("mpmc_ring.claim_gets.after_cas");
         first = tail;
         return ready;
       }
@@ -119,7 +135,8 @@ class MpmcRing {
     T* item = s.item();
     T value(std::move(*item));
     item->~T();
-    s.turn.store(2 * lap(ticket) + 2, std::memory_order_release);
+    CONCUR_SCHEDULE_POINT("mpmc_ring.take.before_turn");
+    s.turn.store(2 * lap(ticket) + 2, std::memory_order_seq_cst);
     return value;
   }
 
@@ -127,25 +144,25 @@ class MpmcRing {
   void discard(std::uint64_t ticket) noexcept {
     Slot& s = slot(ticket);
     s.item()->~T();
-    s.turn.store(2 * lap(ticket) + 2, std::memory_order_release);
+    s.turn.store(2 * lap(ticket) + 2, std::memory_order_seq_cst);
   }
 
   // Stops all further put claims; returns the put ticket count at that moment.
   std::uint64_t shut_down() noexcept {
-    return head_.fetch_or(shut_down_bit, std::memory_order_acq_rel) & ~shut_down_bit;
+    return head_.fetch_or(shut_down_bit, std::memory_order_seq_cst) & ~shut_down_bit;
   }
 
   bool is_shut_down() const noexcept {
-    return head_.load(std::memory_order_acquire) & shut_down_bit;
+    return head_.load(std::memory_order_seq_cst) & shut_down_bit;
   }
 
   // Put tickets claimed so far: every item ever put (a put claims only what it completes).
   std::uint64_t puts() const noexcept {
-    return head_.load(std::memory_order_acquire) & ~shut_down_bit;
+    return head_.load(std::memory_order_seq_cst) & ~shut_down_bit;
   }
 
   // Get tickets claimed so far.
-  std::uint64_t gets() const noexcept { return tail_.load(std::memory_order_acquire); }
+  std::uint64_t gets() const noexcept { return tail_.load(std::memory_order_seq_cst); }
 
   // The number of items, approximately while others put and get (as Python's qsize()).
   std::size_t size() const noexcept {
@@ -155,12 +172,17 @@ class MpmcRing {
     return head - tail > capacity_ ? capacity_ : static_cast<std::size_t>(head - tail);
   }
 
-  // Whether a put or a get could be claimed right now (for waiters re-checking).
+  // Whether a put (or a shutdown error) or a get could be claimed right now, for waiters
+  // re-checking: sequentially consistent loads of the ticket and then of its slot's turn.
   bool can_put() const noexcept {
-    const std::uint64_t head = head_.load(std::memory_order_acquire);
-    return (head & shut_down_bit) || put_ready(head);
+    const std::uint64_t head = head_.load(std::memory_order_seq_cst);
+    return (head & shut_down_bit) ||
+           slot(head).turn.load(std::memory_order_seq_cst) == 2 * lap(head);
   }
-  bool can_get() const noexcept { return get_ready(tail_.load(std::memory_order_acquire)); }
+  bool can_get() const noexcept {
+    const std::uint64_t tail = tail_.load(std::memory_order_seq_cst);
+    return slot(tail).turn.load(std::memory_order_seq_cst) == 2 * lap(tail) + 1;
+  }
 
  private:
   struct Slot {
@@ -179,10 +201,10 @@ class MpmcRing {
   Slot& slot(std::uint64_t ticket) const noexcept { return slots_[index(ticket)]; }
 
   bool put_ready(std::uint64_t ticket) const noexcept {
-    return slot(ticket).turn.load(std::memory_order_acquire) == 2 * lap(ticket);
+    return slot(ticket).turn.load(std::memory_order_seq_cst) == 2 * lap(ticket);
   }
   bool get_ready(std::uint64_t ticket) const noexcept {
-    return slot(ticket).turn.load(std::memory_order_acquire) == 2 * lap(ticket) + 1;
+    return slot(ticket).turn.load(std::memory_order_seq_cst) == 2 * lap(ticket) + 1;
   }
 
   const std::size_t capacity_;

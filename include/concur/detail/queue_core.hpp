@@ -17,16 +17,17 @@
 #define CONCUR_DETAIL_QUEUE_CORE_HPP
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
-#include <thread>
 #include <utility>
 
 #include "concur/condition.hpp"
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/event_count.hpp"
 #include "concur/detail/mpmc_ring.hpp"
+#include "concur/detail/schedule.hpp"
 #include "concur/detail/spin.hpp"
 #include "concur/errors.hpp"
 #include "concur/lock.hpp"
@@ -42,43 +43,89 @@ inline bool is_past(steady_time deadline) noexcept {
 // RingCore
 //
 // Puts and gets claim ring tickets without locks. A thread that finds the ring full (empty)
-// spins briefly, then sleeps on the not_full_ (not_empty_) event count; every put (get) tells
-// the other side, which costs one load when nobody sleeps. Task accounting needs no counter on
-// the hot path: the ring's put ticket already counts every item ever put, so unfinished tasks
-// are puts minus task_done() calls.
+// spins briefly, bounded in time and by its deadline (SpinWait), then sleeps on the not_full_
+// (not_empty_) event count; every put (get) tells the other side, which costs one load when
+// nobody sleeps. Task accounting needs no counter on the hot path: the ring's put ticket already
+// counts every item ever put, so unfinished tasks are puts minus task_done() calls.
+//
+// Wake-ups ("passing the baton", as in Andrews' split binary semaphores). A get is possible when
+// the slot at the get ticket holds its item: call it can_get. Exactly two kinds of step make
+// can_get true:
+//   (a) a producer publishes the slot at the current get ticket;
+//   (b) a consumer advances the get ticket (claims) onto a slot that is already published.
+// A producer may fill slot t+1 before the producer that claimed t fills t (it was preempted, or
+// its move is slow): its wake-up then reaches a consumer that cannot take t+1 (FIFO), which
+// sleeps again, and when t is filled the one consumer woken takes t, making can_get true by (b)
+// while the others sleep. So every step of kind (a) or (b) is followed by a check: a producer
+// notifies not_empty_ after every publish, and a consumer, after every claim, notifies one more
+// consumer when consumers wait and can_get() still holds. The mirror image holds for can_put
+// (the slot at the put ticket is free): (a') a consumer frees the slot at the put ticket and
+// notifies not_full_ after every take, (b') a producer claims onto a free slot and, after every
+// claim, notifies one more producer when producers wait and can_put() still holds.
+//
+// Why no waiter sleeps while can_get holds (can_put is the mirror image). A consumer sleeps only
+// after registering with not_empty_ and then finding can_get false with seq_cst loads. Take the
+// last step S before the moment in question that made can_get true; its author, after S, loads
+// the waiter count (seq_cst; S itself is a seq_cst store or compare-and-swap). By the Dekker pair
+// of concur/detail/event_count.hpp, either the sleeper's check saw S (and so it did not sleep on
+// this state), or the author saw the sleeper registered and a registered consumer gets a wake-up
+// token that it takes after S and re-checks. The woken consumer then either claims the item, and as
+// a claimer it checks can_get again (b), or finds the item already claimed by another consumer,
+// which checks in its turn. Each item that makes can_get true thus leaves one live consumer
+// responsible for it until it is claimed.
+//   - "A thread stops for 10 ms between claim and fill": the fill of t is step (a); the claim of
+//     t by the consumer it wakes is step (b) when t+1 is already filled, and wakes the next.
+//   - "Two puts land before the woken thread runs": the first put hands a wake-up token to one
+//     sleeper; the second finds that sleeper already on its way and hands a token to another
+//     one if any has none coming (EventCount). If none is left without one, each token's taker
+//     re-checks after the second put (the Dekker pair) and, as a claimer, passes the baton.
+//   - A waiter that wakes and finds nothing (another thread took the item first) sleeps again
+//     only after re-registering and re-checking, so it cannot miss a later step. A timed-out
+//     waiter tries one last claim before it reports the timeout.
+// After a shutdown, "the ring is drained" (every claimed put has been taken) also ends a get's
+// wait; it becomes true by the shutdown itself, which notifies everybody, or by a consumer's
+// claim, which then notifies every waiting consumer.
 template <class T>
 class RingCore {
  public:
   explicit RingCore(std::size_t capacity) : ring_(capacity) {}
 
+  // RingCore::put(item, deadline)
+  //
+  // Puts `item`, waiting (until `deadline`) while the ring is full.
   QueueStatus put(T&& item, steady_time deadline) noexcept {
     std::uint64_t ticket;
-    for (;;) {
+    for (bool last_try = false;;) {
       if (ring_.try_claim_put(ticket)) {
+        pass_on_put();
+        CONCUR_SCHEDULE_POINT("ring_core.put.between_claim_and_fill");
         ring_.publish(ticket, std::move(item));
         not_empty_.notify_one();
         return QueueStatus::ok;
       }
       if (ring_.is_shut_down()) return QueueStatus::shut_down;
-      if (!wait_for(not_full_, deadline, [this] { return ring_.can_put(); })) {
-        return QueueStatus::timed_out;
-      }
+      if (last_try) return QueueStatus::timed_out;
+      // At the deadline, one last try before reporting the timeout.
+      last_try = !wait_for(not_full_, deadline, [this] { return ring_.can_put(); });
     }
   }
 
+  // RingCore::get(out, deadline)
+  //
+  // Takes the next item into `out`, waiting (until `deadline`) while the ring is empty.
   QueueStatus get(std::optional<T>& out, steady_time deadline) noexcept {
     std::uint64_t ticket;
-    for (;;) {
+    for (bool last_try = false;;) {
       if (ring_.try_claim_get(ticket)) {
+        pass_on_get();
+        CONCUR_SCHEDULE_POINT("ring_core.get.between_claim_and_take");
         out.emplace(ring_.take(ticket));
         not_full_.notify_one();
         return QueueStatus::ok;
       }
       if (drained_after_shutdown()) return QueueStatus::shut_down;
-      if (!wait_for(not_empty_, deadline,
-                    [this] { return ring_.can_get() || ring_.is_shut_down(); })) {
-        return QueueStatus::timed_out;
-      }
+      if (last_try) return QueueStatus::timed_out;
+      last_try = !wait_for(not_empty_, deadline, [this] { return can_get_or_drained(); });
     }
   }
 
@@ -87,12 +134,15 @@ class RingCore {
   template <class It>
   It put_many(It first, It last, steady_time deadline, QueueStatus& status) {
     status = QueueStatus::ok;
+    bool last_try = false;
     while (first != last) {
       std::uint64_t ticket;
       const std::size_t claimed =
           ring_.try_claim_puts(ticket, static_cast<std::size_t>(std::distance(first, last)));
       if (claimed > 0) {
+        pass_on_put();
         for (std::size_t i = 0; i < claimed; ++i, ++first) {
+          CONCUR_SCHEDULE_POINT("ring_core.put_many.between_claim_and_fill");
           T item(std::move(*first));
           ring_.publish(ticket + i, std::move(item));
         }
@@ -103,10 +153,11 @@ class RingCore {
         status = QueueStatus::shut_down;
         break;
       }
-      if (!wait_for(not_full_, deadline, [this] { return ring_.can_put(); })) {
+      if (last_try) {
         status = QueueStatus::timed_out;
         break;
       }
+      last_try = !wait_for(not_full_, deadline, [this] { return ring_.can_put(); });
     }
     return first;
   }
@@ -116,11 +167,15 @@ class RingCore {
   std::size_t get_many(Out& out, std::size_t max, steady_time deadline, QueueStatus& status) {
     status = QueueStatus::ok;
     if (max == 0) return 0;
-    for (;;) {
+    for (bool last_try = false;;) {
       std::uint64_t ticket;
       const std::size_t claimed = ring_.try_claim_gets(ticket, max);
       if (claimed > 0) {
-        for (std::size_t i = 0; i < claimed; ++i) *out++ = ring_.take(ticket + i);
+        pass_on_get();
+        for (std::size_t i = 0; i < claimed; ++i) {
+          CONCUR_SCHEDULE_POINT("ring_core.get_many.between_claim_and_take");
+          *out++ = ring_.take(ticket + i);
+        }
         not_full_.notify(static_cast<int>(claimed));
         return claimed;
       }
@@ -128,11 +183,11 @@ class RingCore {
         status = QueueStatus::shut_down;
         return 0;
       }
-      if (!wait_for(not_empty_, deadline,
-                    [this] { return ring_.can_get() || ring_.is_shut_down(); })) {
+      if (last_try) {
         status = QueueStatus::timed_out;
         return 0;
       }
+      last_try = !wait_for(not_empty_, deadline, [this] { return can_get_or_drained(); });
     }
   }
 
@@ -140,7 +195,8 @@ class RingCore {
   std::size_t capacity() const noexcept { return ring_.capacity(); }
 
   void task_done() {
-    const std::uint64_t done = done_.fetch_add(1, std::memory_order_acq_rel) + 1;
+    // seq_cst: the change that join_until()'s waiters check (see EventCount's contract).
+    const std::uint64_t done = done_.fetch_add(1, std::memory_order_seq_cst) + 1;
     const std::uint64_t puts = ring_.puts();
     if (done > puts) {
       done_.fetch_sub(1, std::memory_order_relaxed);
@@ -170,7 +226,7 @@ class RingCore {
   bool is_shutdown() const noexcept { return ring_.is_shut_down(); }
 
  private:
-  bool all_done() const noexcept { return done_.load(std::memory_order_acquire) >= ring_.puts(); }
+  bool all_done() const noexcept { return done_.load(std::memory_order_seq_cst) >= ring_.puts(); }
 
   // After a shutdown, gets drain what is left and then fail; a put claimed before the shutdown
   // may still be on its way, so "left" counts claims, not published items.
@@ -179,58 +235,76 @@ class RingCore {
   }
 
   // shutdown(immediate=True): drops every item, each counting as done, as Python does. Puts
-  // claimed before the shutdown are waited for, so nothing arrives after it.
+  // claimed before the shutdown are waited for, so nothing arrives after it: such a put is
+  // between its claim and its publish, and its publish notifies not_empty_, so the wait spins
+  // briefly and then sleeps on not_empty_ like a get (a consumer that drains the last claim
+  // instead wakes every waiting consumer, see pass_on_get()). No yields, no polling.
   void drop_everything() noexcept {
-    Backoff backoff;
-    while (ring_.gets() < ring_.puts()) {
+    for (;;) {
       std::uint64_t ticket;
       const std::size_t claimed = ring_.try_claim_gets(ticket, ring_.capacity());
       for (std::size_t i = 0; i < claimed; ++i) ring_.discard(ticket + i);
-      if (claimed > 0) {
-        done_.fetch_add(claimed, std::memory_order_acq_rel);
-      } else {
-        backoff.pause();  // a put claimed before the shutdown is still moving its item in
-      }
+      if (claimed > 0) done_.fetch_add(claimed, std::memory_order_seq_cst);
+      if (drained_after_shutdown()) return;
+      if (claimed == 0) (void)wait_for(not_empty_, never, [this] { return can_get_or_drained(); });
     }
   }
 
+  // The baton of "Wake-ups" above, step (b): after a claim of gets, wakes one more consumer if
+  // consumers wait and the next item is ready; after a shutdown, wakes every waiting consumer,
+  // since this claim may have drained the ring. Costs one load of a line nobody writes while
+  // nobody sleeps.
+  void pass_on_get() noexcept {
+    CONCUR_SCHEDULE_POINT("ring_core.pass_on_get");
+    if (CONCUR_LIKELY(!not_empty_.has_waiters())) return;
+    if (ring_.can_get()) {
+      not_empty_.notify_one();
+    } else if (ring_.is_shut_down()) {
+      not_empty_.notify_all();
+    }
+  }
+
+  // Step (b'): after a claim of puts, wakes one more producer if producers wait and the next
+  // slot is free.
+  void pass_on_put() noexcept {
+    CONCUR_SCHEDULE_POINT("ring_core.pass_on_put");
+    if (CONCUR_LIKELY(!not_full_.has_waiters())) return;
+    if (ring_.can_put()) not_full_.notify_one();
+  }
+
+  bool can_get_or_drained() const noexcept { return ring_.can_get() || drained_after_shutdown(); }
+
+  // RingCore::wait_for(events, deadline, ready, spin)
+  //
   // Waits until `ready()` may have become true or `deadline` passes; false on timeout.
   //
-  // It spins before it sleeps, in two stages. First rounds of doubling pauses that start long
-  // enough (pause_first) to let the other side get a few items ahead: a consumer that re-checks
-  // at once keeps pulling the cache line the producer is writing, and the two then move one item
-  // per cache-line transfer instead of a line's worth at a time. Then rounds of yielding the
-  // processor: with more threads than cores, the thread that will make `ready()` true may need
-  // this very core. Only then does it sleep on the event count, which an idle queue's waiters
-  // do at no CPU cost.
+  // It first spins, for at most spin_budget and never past `deadline`: a hand-off that arrives
+  // within microseconds is far cheaper than a futex round trip, and the first rounds of pauses
+  // let the other side get a few items ahead instead of pulling the cache line it writes after
+  // every item. It never yields (each sched_yield() can hand the core to a CPU-bound thread for
+  // a whole time slice, which is how a 1 ms timeout returned 55 ms late). Then it registers
+  // with the event count, re-checks `ready()` (seq_cst loads, see EventCount) and sleeps until
+  // notified or the deadline, which an idle queue's waiters do at no CPU cost.
   template <class Ready>
   bool wait_for(EventCount& events, steady_time deadline, Ready ready, bool spin = true) noexcept {
     if (is_past(deadline)) return false;
-    if (spin && spin_until_ready(ready)) return true;
-    const std::uint32_t key = events.prepare_wait();
+    if (spin && spin_for(ready, deadline, spin_budget)) return true;
+    events.prepare_wait();
     if (ready()) {
       events.cancel_wait();
       return true;
     }
-    return events.wait(key, deadline);
+    CONCUR_SCHEDULE_POINT("ring_core.wait.before_sleep");
+    const bool notified = events.wait(deadline);
+    CONCUR_SCHEDULE_POINT("ring_core.wait.after_wake");
+    return notified;
   }
 
-  static constexpr int pause_first = 32;
-  static constexpr int pause_rounds = 6;  // 32, 64, ... 1024: some 2,000 pauses
-  static constexpr int yield_rounds = 10;
-
-  template <class Ready>
-  static bool spin_until_ready(Ready& ready) noexcept {
-    for (int round = 0; round < pause_rounds; ++round) {
-      for (int i = pause_first << round; i > 0; --i) cpu_relax();
-      if (ready()) return true;
-    }
-    for (int round = 0; round < yield_rounds; ++round) {
-      std::this_thread::yield();
-      if (ready()) return true;
-    }
-    return false;
-  }
+  // The spin budget. Measured with benchmarks/queue_bench (int items, capacity 1024, 1-4
+  // producers and consumers) on a shared, oversubscribed 2-core VM: 2-5 us did best; 20 us cost
+  // 10-30%, and 50-200 us halved the throughput, as a longer spin keeps the thread it waits for
+  // off the CPU. On a machine with free cores a longer spin only costs CPU.
+  static constexpr std::chrono::nanoseconds spin_budget = std::chrono::microseconds(5);
 
   MpmcRing<T> ring_;
   EventCount not_empty_;
