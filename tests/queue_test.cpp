@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "lateness.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -702,27 +703,7 @@ TEST(QueueWakeups, ImmediateShutdownSleepsWhileAClaimedPutFills) {
 
 // ---- timed waits under CPU load (defect 3 of the "trust" issue) ----------------------------
 
-// Busy threads, twice as many as the hardware runs at once, for as long as it lives.
-class CpuHogs {
- public:
-  CpuHogs() {
-    const unsigned n = 2 * std::max(1u, std::thread::hardware_concurrency());
-    for (unsigned i = 0; i < n; ++i) {
-      threads_.emplace_back([this] {
-        while (!stop_.load(std::memory_order_relaxed)) {
-        }
-      });
-    }
-  }
-  ~CpuHogs() {
-    stop_ = true;
-    for (auto& t : threads_) t.join();
-  }
-
- private:
-  std::atomic<bool> stop_{false};
-  std::vector<std::thread> threads_;
-};
+using concur_test::CpuHogs;
 
 double p90(std::vector<double> values) {
   std::sort(values.begin(), values.end());
