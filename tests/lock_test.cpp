@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
+#include <cstdio>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -196,6 +198,60 @@ TEST(Lock, GuardReleasesOnScopeExitAndOnException) {
   } catch (const std::runtime_error&) {
   }
   EXPECT_FALSE(lock.locked());
+}
+
+// The rescue that replaces membarrier (see "The store release" in concur/detail/lock_word.hpp).
+// A release by store whose load of the flags byte was satisfied before a waiter set PARKED wakes
+// nobody, and its store may reach the word only after the waiter's futex has checked it. The
+// test plays that releaser: once the waiter has turned CAS mode on and had 20 us to fall
+// asleep, it clears HELD with a plain byte store and wakes nobody. The waiter must still get
+// the lock, by the re-read it owes rescue_delay after turning CAS mode on. A trial in which
+// this thread was held up so long that its store may have come after that re-read does not
+// count: no release can be that late (a store buffer drains in nanoseconds).
+TEST(Lock, AStoreReleaseThatAParkerMissedIsRescued) {
+  using Word = concur::detail::PlainLockWord;
+  constexpr std::uint32_t cas_mode = Word::cas_mode_bit;
+  if (cas_mode == 0 || !concur::detail::SplitLayout::store_release) {
+    GTEST_SKIP() << "this build's Lock releases by compare-and-swap";
+  }
+  int conclusive = 0;
+  for (int trial = 0; trial < scaled(100, 4); ++trial) {
+    Lock lock;
+    auto& word = reinterpret_cast<std::atomic<std::uint32_t>&>(lock);
+    std::atomic_ref<unsigned char> held_byte(reinterpret_cast<unsigned char*>(&lock)[0]);
+    lock.acquire();
+    std::atomic<bool> got{false};
+    std::thread waiter([&] {
+      lock.acquire();
+      got = true;
+      lock.release();
+    });
+    // `earlier` is before the last load that did not see CAS mode, so the waiter set it after.
+    steady::time_point last = steady::now();
+    steady::time_point earlier = last;
+    bool seen_at_once = true;
+    while (!(word.load() & cas_mode)) {
+      seen_at_once = false;
+      earlier = last;
+      last = steady::now();
+    }
+    while (steady::now() - last < 20us) {
+    }
+    held_byte.store(0, std::memory_order_release);
+    const bool in_time = !seen_at_once && steady::now() - earlier < Word::rescue_delay * 8 / 10;
+    const bool taken = concur_test::eventually([&] { return got.load(); }, 500ms);
+    if (!taken) {
+      lock.acquire();  // takes the free lock, and its release wakes the stranded waiter
+      lock.release();
+    }
+    waiter.join();
+    if (in_time) {
+      ++conclusive;
+      ASSERT_TRUE(taken) << "trial " << trial << ": the waiter slept through a store release";
+    }
+  }
+  EXPECT_GT(conclusive, 0);
+  std::printf("%d conclusive trials\n", conclusive);
 }
 
 // N threads x M iterations increment a plain int under the lock: any overlap loses updates.
