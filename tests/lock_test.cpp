@@ -255,7 +255,8 @@ TEST(Lock, AStoreReleaseThatAParkerMissedIsRescued) {
     GTEST_SKIP() << "this build's Lock releases by compare-and-swap";
   }
   int conclusive = 0;
-  for (int trial = 0; trial < scaled(100, 4); ++trial) {
+  int trials = 0;
+  for (; trials < 400 && conclusive < scaled(30, 3); ++trials) {
     Lock lock;
     auto& word = reinterpret_cast<std::atomic<std::uint32_t>&>(lock);
     std::atomic_ref<unsigned char> held_byte(reinterpret_cast<unsigned char*>(&lock)[0]);
@@ -278,20 +279,26 @@ TEST(Lock, AStoreReleaseThatAParkerMissedIsRescued) {
     while (steady::now() - last < 20us) {
     }
     held_byte.store(0, std::memory_order_release);
-    const bool in_time = !seen_at_once && steady::now() - earlier < Word::rescue_delay * 8 / 10;
-    const bool taken = concur_test::eventually([&] { return got.load(); }, 500ms);
-    if (!taken) {
-      lock.acquire();  // takes the free lock, and its release wakes the stranded waiter
-      lock.release();
+    const auto store_after = steady::now() - earlier;
+    const bool in_time = !seen_at_once && store_after < Word::rescue_delay * 8 / 10;
+    const bool taken = concur_test::eventually([&] { return got.load(); }, 100ms);
+    const std::uint32_t stranded_on = word.load();
+    // A waiter stranded by a store too late to count (or by a failure) is woken directly: a
+    // release cannot do it when the waiter has set STARVING, since newcomers queue behind it.
+    while (!got.load()) {
+      concur::detail::wake_all(word);
+      std::this_thread::sleep_for(1ms);
     }
     waiter.join();
     if (in_time) {
       ++conclusive;
-      ASSERT_TRUE(taken) << "trial " << trial << ": the waiter slept through a store release";
+      ASSERT_TRUE(taken) << "trial " << trials << ": the waiter slept through a store release "
+                         << std::chrono::duration<double, std::micro>(store_after).count()
+                         << " us after it turned CAS mode on; word " << std::hex << stranded_on;
     }
   }
-  EXPECT_GT(conclusive, 0);
-  std::printf("%d conclusive trials\n", conclusive);
+  std::printf("%d conclusive trials of %d\n", conclusive, trials);
+  if (conclusive == 0) GTEST_SKIP() << "this thread was never prompt enough for a trial to count";
 }
 
 // Issue 11, defect 3: the spin before parking ignored the deadline and ended in rounds of
@@ -300,6 +307,9 @@ TEST(Lock, AStoreReleaseThatAParkerMissedIsRescued) {
 // about as prompt as std::timed_mutex measured in the same run (which sleeps in the kernel
 // at once and is woken on time).
 TEST(LockTiming, TimedAcquireReturnsOnTimeAmongCpuHogs) {
+  if (CONCUR_SCHEDULE_EXPLORING) {
+    GTEST_SKIP() << "schedule exploration delays threads on purpose (yields among the hogs)";
+  }
   Lock lock;
   std::timed_mutex reference;
   lock.acquire();
@@ -434,6 +444,91 @@ TEST(LockStress, NoLostWakeUpsWithMixedAcquires) {
   EXPECT_EQ(counter, total);
   EXPECT_GT(total, 0);
   EXPECT_FALSE(lock.locked());
+}
+
+// The park, wake, timeout and give-up paths together: critical sections often long enough
+// (sleeps of 50-300 us) that waiters spin out their budget and park, timed acquires whose
+// deadlines fall while they sleep (give_up, with and without a consumed wake-up), bursts of
+// short acquisitions that release twice before a woken thread runs, and blocking acquires
+// that would sleep forever after a lost wake-up (the watchdog reports it). The checksum shows
+// that every acquisition was exclusive and none was lost or counted twice. Under
+// CONCUR_SCHEDULE_EXPLORATION the schedule points in the lock word stretch every window.
+TEST(LockStress, ParkWakeTimeoutAndGiveUpKeepTheChecksum) {
+  Lock lock;
+  constexpr int threads = 6;
+  const long rounds = scaled(1500, 10);
+  unsigned long long checksum = 0;  // guarded by lock
+  std::vector<std::atomic<long>> done(threads);
+  std::vector<std::atomic<unsigned long long>> added(threads);
+  std::atomic<long> timeouts{0};
+  std::atomic<long> acquisitions{0};
+  concur_test::Watchdog watchdog("lock park/wake/give-up stress", std::chrono::seconds(240), [&] {
+    std::ostringstream out;
+    out << "word=" << std::hex << reinterpret_cast<const std::atomic<std::uint32_t>&>(lock).load()
+        << std::dec << " progress:";
+    for (int t = 0; t < threads; ++t) out << ' ' << done[t].load() << '/' << rounds;
+    return out.str();
+  });
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      std::minstd_rand random(static_cast<unsigned>(t * 7919 + 17));
+      for (long i = 0; i < rounds; ++i, ++done[t]) {
+        const unsigned draw = static_cast<unsigned>(random());
+        bool got = false;
+        switch (draw % 8) {
+          case 0:
+          case 1:
+          case 2:
+            lock.acquire();  // a lost wake-up hangs here
+            got = true;
+            break;
+          case 3:
+            got = lock.acquire(std::chrono::microseconds(30 + (draw >> 3) % 400));
+            break;
+          case 4:
+            got = lock.try_lock_for(std::chrono::microseconds((draw >> 3) % 3000));
+            break;
+          case 5:
+            got = lock.acquire(false);
+            break;
+          default:
+            // A burst: two quick holds in a row, so that a second release can land before
+            // the thread woken by the first one runs.
+            lock.acquire();
+            checksum += 1;
+            added[t] += 1;
+            lock.release();
+            lock.acquire();
+            got = true;
+            break;
+        }
+        if (!got) {
+          ++timeouts;
+          continue;
+        }
+        const unsigned long long value = static_cast<unsigned long long>(t + 1) * 1000003ull + i;
+        checksum += value;
+        added[t] += value;
+        ++acquisitions;
+        if ((draw >> 12) % 4 == 0) {
+          std::this_thread::sleep_for(std::chrono::microseconds(50 + (draw >> 14) % 250));
+        } else {
+          for (unsigned spin = (draw >> 14) % 256; spin > 0; --spin) concur::detail::cpu_relax();
+        }
+        lock.release();
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  unsigned long long expected = 0;
+  for (auto& a : added) expected += a.load();
+  EXPECT_EQ(checksum, expected);
+  EXPECT_GT(acquisitions.load(), 0);
+  EXPECT_GT(timeouts.load(), 0) << "no timed acquire ever gave up: the test missed give_up";
+  EXPECT_FALSE(lock.locked());
+  EXPECT_TRUE(lock.acquire(0s));
+  lock.release();
 }
 
 }  // namespace

@@ -231,6 +231,9 @@ TEST(RLock, EveryLiveThreadHasItsOwnName) {
 // Issue 11, defect 3, for RLock (the same lock word): a 1 ms timed acquire returns about as
 // promptly as std::recursive_timed_mutex's with CPU hogs around, not some 20 ms late.
 TEST(RLockTiming, TimedAcquireReturnsOnTimeAmongCpuHogs) {
+  if (CONCUR_SCHEDULE_EXPLORING) {
+    GTEST_SKIP() << "schedule exploration delays threads on purpose (yields among the hogs)";
+  }
   RLock lock;
   std::recursive_timed_mutex reference;
   lock.acquire();
