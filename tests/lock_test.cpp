@@ -301,6 +301,30 @@ TEST(Lock, AStoreReleaseThatAParkerMissedIsRescued) {
   if (conclusive == 0) GTEST_SKIP() << "this thread was never prompt enough for a trial to count";
 }
 
+// Fairness, the gate half (the other half, that a waiter sets STARVING after waiting about a
+// millisecond, is what AWaiterIsNotStarvedByHammeringThreads shows). While STARVING is set, a
+// newcomer does not take even a free lock: try_lock() fails and a timed acquire queues until
+// its deadline (where, having slept, it may take the free lock: a success at the deadline);
+// once the bit is cleared the lock is taken at once.
+TEST(Lock, NewcomersQueueWhileAWaiterStarves) {
+  Lock lock;
+  auto& word = reinterpret_cast<std::atomic<std::uint32_t>&>(lock);
+  using Word = concur::detail::PlainLockWord;
+  constexpr std::uint32_t starving = Word::starving_bit;
+  word.store(starving | Word::parked_bit | Word::cas_mode_bit);  // as a starving sleeper leaves it
+  EXPECT_FALSE(lock.locked());
+  EXPECT_FALSE(lock.try_lock());
+  EXPECT_FALSE(lock.acquire(false));
+  const auto start = steady::now();
+  if (lock.acquire(2ms)) lock.release();
+  EXPECT_GE(steady::now() - start, 2ms);
+  word.fetch_and(~starving);
+  EXPECT_TRUE(lock.try_lock());
+  lock.release();
+  EXPECT_TRUE(lock.acquire(2ms));
+  lock.release();
+}
+
 // Issue 11, defect 3: the spin before parking ignored the deadline and ended in rounds of
 // sched_yield(), each of which could hand the core to a CPU-bound thread for a whole time
 // slice, so a 1 ms timed acquire returned some 20 ms late with CPU hogs around. Now it must be
