@@ -24,19 +24,23 @@
 // as in WebKit's WTF::Lock and Rust's parking_lot, a running thread may take the lock ahead of
 // parked ones ("barging"), and a thread that finds the lock held spins before it parks. The
 // spin is a detail::SpinWait: doubling pauses bounded by spin_budget of time and by the
-// caller's deadline, never ending in sched_yield(). Each attempt is a single compare-and-swap
+// caller's deadline, never ending in sched_yield(), with attempts further apart the longer it
+// spins. Each attempt is a single compare-and-swap
 // that guesses the word free, not a load followed by one: a failed attempt learns the word
 // just as well, with one cache-line transfer instead of two. A thread woken from parking spins
 // again before it parks again.
 //
-// Fairness: what a Lock promises. Barging means a running thread may overtake parked ones, so
-// there is no FIFO order. But no waiter starves: as in Go's sync.Mutex, a parked thread that
-// has waited more than starvation_threshold (1 ms) since it first slept sets STARVING. While
-// STARVING is set, no newcomer takes the lock (acquire(false) and try_lock() fail, acquire()
-// neither barges nor spins but parks), only threads that have already slept may take it, and
-// the futex wakes sleepers of equal priority in the order they went to sleep, so the starving
-// thread is woken after at most the sleepers ahead of it. The thread that set STARVING clears
-// it when it gets the lock or gives up at its deadline.
+// Fairness: what a Lock promises. No FIFO order: a running thread may overtake parked ones
+// (barging). But no waiter is overtaken for ever, as in Go's sync.Mutex: a parked thread that
+// wakes and finds the lock taken more than starvation_threshold (1 ms) after it first slept
+// sets STARVING. While STARVING is set, no newcomer takes the lock, even a free one:
+// acquire(false) and try_lock() fail, and acquire() neither barges nor spins but parks. Only
+// threads that have already slept in their current acquire may take it; the futex wakes
+// sleepers of equal priority in the order they went to sleep; and a thread that got the lock
+// and asks again is a newcomer and queues behind. So the starving thread is overtaken only by
+// threads that were already waiting when it starved, not by threads that keep arriving. (A
+// timed waiter at its deadline, having slept, may take a free lock regardless: that ends its
+// wait.) The thread that set STARVING clears it when it gets the lock or gives up.
 //
 // Why no wake-up is lost (Drepper's rule, from "Futexes Are Tricky"). A release clears HELD and
 // PARKED and wakes one sleeper if PARKED was set. The woken thread is then the one responsible
@@ -249,6 +253,7 @@ class BasicLockWord {
   bool spin(steady_time deadline, bool slept, std::uint32_t owner) noexcept {
     const std::uint32_t take = held_bit | owner | (slept ? parked_bit : 0);
     SpinWait wait(deadline, spin_budget);
+    unsigned burst = 1;  // SpinWait rounds per attempt
     std::uint32_t state = word_.load(std::memory_order_relaxed);
     for (;;) {
       if (state & starving_bit) return false;
@@ -261,7 +266,14 @@ class BasicLockWord {
         return true;
       }
       state = expected;
-      if ((state & held_bit) && !wait.pause()) return false;
+      if (!(state & held_bit)) continue;
+      // Back off longer after each failed attempt once the rounds are at their longest (up to
+      // 16 rounds, some 1,000 pauses, between attempts): a holder that releases and takes the
+      // lock again at once keeps it for a burst instead of losing the cache line to spinners.
+      for (unsigned i = 0; i < burst; ++i) {
+        if (!wait.pause()) return false;
+      }
+      if (wait.rounds() >= 7 && burst < 16) burst *= 2;
     }
   }
 
