@@ -5,8 +5,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
+#include <cstdio>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -14,6 +17,7 @@
 #include <string>
 #include <thread>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "test_support.hpp"
@@ -54,6 +58,44 @@ class HeldElsewhere {
   std::atomic<bool> let_go_{false};
   std::thread thread_;
 };
+
+// How late, beyond `timeout`, each of `trials` timed acquires of a held lock returns while
+// 2 x hardware_concurrency CPU-bound threads compete for the cores, for concur's lock
+// (`try_concur`) and a std:: reference (`try_std`) measured alternately in the same run; each
+// result is the 90th percentile in milliseconds. Both locks must be held by another thread.
+template <class TryConcur, class TryStd>
+std::pair<double, double> p90_lateness_among_hogs(TryConcur try_concur, TryStd try_std,
+                                                  std::chrono::microseconds timeout, int trials) {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> hogs;
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < 2 * cores; ++i) {
+    hogs.emplace_back([&] {
+      volatile unsigned long sink = 0;
+      while (!stop.load(std::memory_order_relaxed)) sink = sink + 1;
+    });
+  }
+  std::vector<double> late_concur;
+  std::vector<double> late_std;
+  std::thread waiter([&] {
+    auto late = [&](auto try_for) {
+      const auto start = steady::now();
+      EXPECT_FALSE(try_for(timeout));
+      return std::chrono::duration<double, std::milli>(steady::now() - start - timeout).count();
+    };
+    for (int i = 0; i < trials; ++i) {
+      late_concur.push_back(late(try_concur));
+      late_std.push_back(late(try_std));
+    }
+  });
+  waiter.join();
+  stop = true;
+  for (auto& h : hogs) h.join();
+  std::sort(late_concur.begin(), late_concur.end());
+  std::sort(late_std.begin(), late_std.end());
+  const auto p90 = static_cast<std::size_t>(trials * 9 / 10);
+  return {late_concur[p90], late_std[p90]};
+}
 
 TEST(Lock, StartsUnlockedAndTracksItsState) {
   Lock lock;
@@ -198,6 +240,115 @@ TEST(Lock, GuardReleasesOnScopeExitAndOnException) {
   EXPECT_FALSE(lock.locked());
 }
 
+// The rescue that replaces membarrier (see "The store release" in concur/detail/lock_word.hpp).
+// A release by store whose load of the flags byte was satisfied before a waiter set PARKED wakes
+// nobody, and its store may reach the word only after the waiter's futex has checked it. The
+// test plays that releaser: once the waiter has turned CAS mode on and had 20 us to fall
+// asleep, it clears HELD with a plain byte store and wakes nobody. The waiter must still get
+// the lock, by the re-read it owes rescue_delay after turning CAS mode on. A trial in which
+// this thread was held up so long that its store may have come after that re-read does not
+// count: no release can be that late (a store buffer drains in nanoseconds).
+TEST(Lock, AStoreReleaseThatAParkerMissedIsRescued) {
+  using Word = concur::detail::PlainLockWord;
+  constexpr std::uint32_t cas_mode = Word::cas_mode_bit;
+  if (cas_mode == 0 || !concur::detail::SplitLayout::store_release) {
+    GTEST_SKIP() << "this build's Lock releases by compare-and-swap";
+  }
+  int conclusive = 0;
+  int trials = 0;
+  for (; trials < 400 && conclusive < scaled(30, 3); ++trials) {
+    Lock lock;
+    auto& word = reinterpret_cast<std::atomic<std::uint32_t>&>(lock);
+    std::atomic_ref<unsigned char> held_byte(reinterpret_cast<unsigned char*>(&lock)[0]);
+    lock.acquire();
+    std::atomic<bool> got{false};
+    std::thread waiter([&] {
+      lock.acquire();
+      got = true;
+      lock.release();
+    });
+    // `earlier` is before the last load that did not see CAS mode, so the waiter set it after.
+    steady::time_point last = steady::now();
+    steady::time_point earlier = last;
+    bool seen_at_once = true;
+    while (!(word.load() & cas_mode)) {
+      seen_at_once = false;
+      earlier = last;
+      last = steady::now();
+    }
+    while (steady::now() - last < 20us) {
+    }
+    held_byte.store(0, std::memory_order_release);
+    const auto store_after = steady::now() - earlier;
+    const bool in_time = !seen_at_once && store_after < Word::rescue_delay * 8 / 10;
+    const bool taken = concur_test::eventually([&] { return got.load(); }, 100ms);
+    const std::uint32_t stranded_on = word.load();
+    // A waiter stranded by a store too late to count (or by a failure) is woken directly: a
+    // release cannot do it when the waiter has set STARVING, since newcomers queue behind it.
+    while (!got.load()) {
+      concur::detail::wake_all(word);
+      std::this_thread::sleep_for(1ms);
+    }
+    waiter.join();
+    if (in_time) {
+      ++conclusive;
+      ASSERT_TRUE(taken) << "trial " << trials << ": the waiter slept through a store release "
+                         << std::chrono::duration<double, std::micro>(store_after).count()
+                         << " us after it turned CAS mode on; word " << std::hex << stranded_on;
+    }
+  }
+  std::printf("%d conclusive trials of %d\n", conclusive, trials);
+  if (conclusive == 0) GTEST_SKIP() << "this thread was never prompt enough for a trial to count";
+}
+
+// Fairness, the gate half (the other half, that a waiter sets STARVING after waiting about a
+// millisecond, is what AWaiterIsNotStarvedByHammeringThreads shows). While STARVING is set, a
+// newcomer does not take even a free lock: try_lock() fails and a timed acquire queues until
+// its deadline (where, having slept, it may take the free lock: a success at the deadline);
+// once the bit is cleared the lock is taken at once.
+TEST(Lock, NewcomersQueueWhileAWaiterStarves) {
+  Lock lock;
+  auto& word = reinterpret_cast<std::atomic<std::uint32_t>&>(lock);
+  using Word = concur::detail::PlainLockWord;
+  constexpr std::uint32_t starving = Word::starving_bit;
+  word.store(starving | Word::parked_bit | Word::cas_mode_bit);  // as a starving sleeper leaves it
+  EXPECT_FALSE(lock.locked());
+  EXPECT_FALSE(lock.try_lock());
+  EXPECT_FALSE(lock.acquire(false));
+  const auto start = steady::now();
+  if (lock.acquire(2ms)) lock.release();
+  EXPECT_GE(steady::now() - start, 2ms);
+  word.fetch_and(~starving);
+  EXPECT_TRUE(lock.try_lock());
+  lock.release();
+  EXPECT_TRUE(lock.acquire(2ms));
+  lock.release();
+}
+
+// Issue 11, defect 3: the spin before parking ignored the deadline and ended in rounds of
+// sched_yield(), each of which could hand the core to a CPU-bound thread for a whole time
+// slice, so a 1 ms timed acquire returned some 20 ms late with CPU hogs around. Now it must be
+// about as prompt as std::timed_mutex measured in the same run (which sleeps in the kernel
+// at once and is woken on time).
+TEST(LockTiming, TimedAcquireReturnsOnTimeAmongCpuHogs) {
+  if (CONCUR_SCHEDULE_EXPLORING) {
+    GTEST_SKIP() << "schedule exploration delays threads on purpose (yields among the hogs)";
+  }
+  Lock lock;
+  std::timed_mutex reference;
+  lock.acquire();
+  reference.lock();
+  const auto [concur_ms, std_ms] = p90_lateness_among_hogs(
+      [&](auto timeout) { return lock.acquire(timeout); },
+      [&](auto timeout) { return reference.try_lock_for(timeout); }, 1000us, 25);
+  reference.unlock();
+  lock.release();
+  std::printf("p90 lateness of a 1 ms timed acquire among CPU hogs: concur %.2f ms, std %.2f ms\n",
+              concur_ms, std_ms);
+  EXPECT_LE(concur_ms, 2 * std_ms + 5.0)
+      << "p90 lateness: concur::Lock " << concur_ms << " ms, std::timed_mutex " << std_ms << " ms";
+}
+
 // N threads x M iterations increment a plain int under the lock: any overlap loses updates.
 TEST(LockStress, MutualExclusionKeepsAnExactCount) {
   Lock lock;
@@ -317,6 +468,91 @@ TEST(LockStress, NoLostWakeUpsWithMixedAcquires) {
   EXPECT_EQ(counter, total);
   EXPECT_GT(total, 0);
   EXPECT_FALSE(lock.locked());
+}
+
+// The park, wake, timeout and give-up paths together: critical sections often long enough
+// (sleeps of 50-300 us) that waiters spin out their budget and park, timed acquires whose
+// deadlines fall while they sleep (give_up, with and without a consumed wake-up), bursts of
+// short acquisitions that release twice before a woken thread runs, and blocking acquires
+// that would sleep forever after a lost wake-up (the watchdog reports it). The checksum shows
+// that every acquisition was exclusive and none was lost or counted twice. Under
+// CONCUR_SCHEDULE_EXPLORATION the schedule points in the lock word stretch every window.
+TEST(LockStress, ParkWakeTimeoutAndGiveUpKeepTheChecksum) {
+  Lock lock;
+  constexpr int threads = 6;
+  const long rounds = scaled(1500, 10);
+  unsigned long long checksum = 0;  // guarded by lock
+  std::vector<std::atomic<long>> done(threads);
+  std::vector<std::atomic<unsigned long long>> added(threads);
+  std::atomic<long> timeouts{0};
+  std::atomic<long> acquisitions{0};
+  concur_test::Watchdog watchdog("lock park/wake/give-up stress", std::chrono::seconds(240), [&] {
+    std::ostringstream out;
+    out << "word=" << std::hex << reinterpret_cast<const std::atomic<std::uint32_t>&>(lock).load()
+        << std::dec << " progress:";
+    for (int t = 0; t < threads; ++t) out << ' ' << done[t].load() << '/' << rounds;
+    return out.str();
+  });
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      std::minstd_rand random(static_cast<unsigned>(t * 7919 + 17));
+      for (long i = 0; i < rounds; ++i, ++done[t]) {
+        const unsigned draw = static_cast<unsigned>(random());
+        bool got = false;
+        switch (draw % 8) {
+          case 0:
+          case 1:
+          case 2:
+            lock.acquire();  // a lost wake-up hangs here
+            got = true;
+            break;
+          case 3:
+            got = lock.acquire(std::chrono::microseconds(30 + (draw >> 3) % 400));
+            break;
+          case 4:
+            got = lock.try_lock_for(std::chrono::microseconds((draw >> 3) % 3000));
+            break;
+          case 5:
+            got = lock.acquire(false);
+            break;
+          default:
+            // A burst: two quick holds in a row, so that a second release can land before
+            // the thread woken by the first one runs.
+            lock.acquire();
+            checksum += 1;
+            added[t] += 1;
+            lock.release();
+            lock.acquire();
+            got = true;
+            break;
+        }
+        if (!got) {
+          ++timeouts;
+          continue;
+        }
+        const unsigned long long value = static_cast<unsigned long long>(t + 1) * 1000003ull + i;
+        checksum += value;
+        added[t] += value;
+        ++acquisitions;
+        if ((draw >> 12) % 4 == 0) {
+          std::this_thread::sleep_for(std::chrono::microseconds(50 + (draw >> 14) % 250));
+        } else {
+          for (unsigned spin = (draw >> 14) % 256; spin > 0; --spin) concur::detail::cpu_relax();
+        }
+        lock.release();
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  unsigned long long expected = 0;
+  for (auto& a : added) expected += a.load();
+  EXPECT_EQ(checksum, expected);
+  EXPECT_GT(acquisitions.load(), 0);
+  EXPECT_GT(timeouts.load(), 0) << "no timed acquire ever gave up: the test missed give_up";
+  EXPECT_FALSE(lock.locked());
+  EXPECT_TRUE(lock.acquire(0s));
+  lock.release();
 }
 
 }  // namespace

@@ -16,15 +16,19 @@
 // std::unique_lock and std::lock work with it. As in Python, a Lock is not owned by a thread:
 // any thread may release it. Releasing a Lock that is not held throws UsageError.
 //
-// How it works (concur/detail/lock_word.hpp has the details). One 32-bit word holds the lock
-// bit and two flags: "a thread may sleep here" and "a waiter starves". Taking a free lock is
-// one compare-and-swap; releasing it is, on Linux, a plain store, with the cost moved to the
-// rare thread that goes to sleep (an asymmetric fence, membarrier), elsewhere one more
+// How it works (concur/detail/lock_word.hpp has the details and the arguments). One 32-bit
+// word holds the lock bit and a few flags: "a thread may sleep here", "a waiter starves" and
+// "release by compare-and-swap". Taking a free lock is one compare-and-swap; releasing an
+// uncontended one is, on x86 Linux, a plain one-byte store followed by a load of the flags.
+// Once threads park, releases switch to compare-and-swap until contention passes, and the
+// thread that switched them re-reads the word after a short timed sleep, which covers the
+// release that was already on its way (no fence, no membarrier). Elsewhere every release is a
 // compare-and-swap. Under contention a running thread may take the lock ahead of parked ones
-// and spins with backoff before it parks, as WebKit's WTF::Lock and Rust's parking_lot do; a
-// thread that has waited more than a millisecond turns on fairness, as Go's sync.Mutex does,
-// so no thread starves. Two threads racing to release one held Lock (a bug) may both succeed;
-// releasing a free Lock always throws.
+// and spins briefly before it parks, as WebKit's WTF::Lock and Rust's parking_lot do; the spin
+// is bounded in time and by the caller's deadline. Fairness: there is no FIFO order, but a
+// thread that has slept more than a millisecond stops newcomers from barging (Go's
+// sync.Mutex), so no thread starves. Two threads racing to release one held Lock (a bug) may
+// both succeed; releasing a free Lock always throws.
 //
 // Memory ordering: a successful acquire is an acquire operation and a release a release
 // operation on the word, so everything done while holding the lock happens-before whatever the

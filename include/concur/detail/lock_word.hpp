@@ -7,55 +7,94 @@
 //   HELD      the lock is held
 //   PARKED    a thread may be asleep on the word: the releaser must wake one
 //   STARVING  a parked thread has waited too long: newcomers must queue
+//   CAS_MODE  (SplitLayout only) release by compare-and-swap, not by a store: see below
 //   the rest  optionally, the holder's name (RLock), zero whenever the lock is free
 //
 // Two layouts. OwnerLayout packs the flags into the low three bits and names the holder in the
 // rest; every change is a compare-and-swap. SplitLayout (concur::Lock on Linux) keeps HELD
-// alone in the low byte and the other flags in the next one, so that releasing the lock can be
-// a plain one-byte store of zero followed by a load of the flags byte, with no locked
-// instruction at all. That is what a spin lock's release costs, and under contention it is
-// what keeps the lock with one thread for a burst of acquisitions instead of bouncing it
-// between cores. The store can race with a thread that sets PARKED and goes to sleep (x86 lets
-// the load of the flags pass the store), so a thread about to sleep first calls heavy_fence()
-// (membarrier): afterwards the release's store is visible to the kernel's check of the word, or
-// the releaser's load sees PARKED. The sleeper pays a few microseconds on a path that costs a
-// system call anyway; the release pays nothing. Where membarrier is unavailable the release
-// stays a compare-and-swap. One cost of the store: a release cannot tell atomically that the
-// lock was held, so two threads racing to release one held lock may both succeed; releasing a
-// free lock is still caught.
+// alone in the low byte and the other flags in the byte above it, so that an uncontended
+// release can be a plain one-byte store with no locked instruction: 13.6 ns for an acquire and
+// release on the machine the library is tuned on, against 24 ns with a compare-and-swap
+// release and 27.5 ns for std::mutex.
 //
 // Taking a free lock is one compare-and-swap.
 //
-// Contention. Handing a lock to a sleeping thread costs a wake-up system call and a context
-// switch per hand-off, which is what makes a lock that parks at once (glibc's) slow. So, as in
-// WebKit's WTF::Lock and Rust's parking_lot, a running thread may take the lock ahead of parked
-// ones ("barging"), and a thread that finds the lock held spins before it parks: rounds of
-// exponentially longer pauses, then a few rounds of yielding the processor, which on an
-// oversubscribed machine lets a preempted holder run and finish. Each attempt is a single
-// compare-and-swap that guesses the word free, not a load followed by one: a failed attempt
-// learns the word just as well, with one cache-line transfer instead of two. The long backoff
-// matters as much: a holder that releases and re-acquires at once keeps the lock for a burst
-// while spinners pause, and only then does the lock change hands. A thread woken from parking
-// spins again before it parks again.
+// Spinning. Handing a lock to a sleeping thread costs a wake-up system call and a context
+// switch, which is what makes a lock that parks at once (glibc's) slow under contention. So,
+// as in WebKit's WTF::Lock and Rust's parking_lot, a running thread may take the lock ahead of
+// parked ones ("barging"), and a thread that finds the lock held spins before it parks. The
+// spin is a detail::SpinWait: doubling pauses bounded by spin_budget of time and by the
+// caller's deadline, never ending in sched_yield(), with attempts further apart the longer it
+// spins. Each attempt is a single compare-and-swap
+// that guesses the word free, not a load followed by one: a failed attempt learns the word
+// just as well, with one cache-line transfer instead of two. A thread woken from parking spins
+// again before it parks again.
 //
-// Fairness. Barging can starve a parked thread, so, as Go's sync.Mutex does, a thread that has
-// waited more than a millisecond sets STARVING. From then on only threads that have already
-// slept may take the lock, newcomers neither barge nor spin but park behind them, and the futex
-// wakes sleepers roughly in arrival order. The thread that set STARVING clears it when it gets
-// the lock or gives up.
+// Fairness: what a Lock promises. No FIFO order: a running thread may overtake parked ones
+// (barging). But no waiter is overtaken for ever, as in Go's sync.Mutex: a parked thread that
+// wakes and finds the lock taken more than starvation_threshold (1 ms) after it first slept
+// sets STARVING. While STARVING is set, no newcomer takes the lock, even a free one:
+// acquire(false) and try_lock() fail, and acquire() neither barges nor spins but parks. Only
+// threads that have already slept in their current acquire may take it; the futex wakes
+// sleepers of equal priority in the order they went to sleep; and a thread that got the lock
+// and asks again is a newcomer and queues behind. So the starving thread is overtaken only by
+// threads that were already waiting when it starved, not by threads that keep arriving. (A
+// timed waiter at its deadline, having slept, may take a free lock regardless: that ends its
+// wait.) The thread that set STARVING clears it when it gets the lock or gives up.
 //
 // Why no wake-up is lost (Drepper's rule, from "Futexes Are Tricky"). A release clears HELD and
 // PARKED and wakes one sleeper if PARKED was set. The woken thread is then the one responsible
 // for the others: it cannot know whether more threads sleep, so whatever it does next, taking
 // the lock or parking again, it sets PARKED again. A thread only sleeps on a word that has
 // PARKED set, and the kernel compares the whole word before it sleeps, so a release in between
-// makes it return at once. At worst this costs one spare wake-up at the end of a contended
-// spell. A timed waiter that has slept and gives up may have consumed a wake-up meant for
-// another: it leaves PARKED set if the lock is held, or takes the free lock itself.
+// makes it return at once. A timed waiter that has slept and gives up may have consumed a
+// wake-up meant for another: it takes the lock if it is free, or leaves PARKED set if not.
+//
+// The store release, and why it needs no fence. With compare-and-swap releases the above is
+// the whole argument: every change of the word is a read-modify-write, totally ordered. A
+// store release is not, and on x86 the load that follows the store can be satisfied before
+// the store leaves the store buffer. The release (release_by_store) therefore goes:
+//   L   load the word; if byte 1 is non-zero, release by compare-and-swap instead;
+//   S   store 0 to byte 0 (release order);
+//   L2  load byte 1 (never before S: the order in the code is what makes this work);
+//       if non-zero, clear PARKED with a read-modify-write and wake one if it was set.
+// And a waiter that sets PARKED (park, give_up) also sets CAS_MODE in the same
+// compare-and-swap; a CAS release that finds neither PARKED nor STARVING clears CAS_MODE, so a
+// lock whose contention has passed goes back to store releases. Take a releaser R and a waiter
+// P whose compare-and-swap C_P sets PARKED while R holds the lock.
+//   - If L saw byte 1 non-zero, R releases by compare-and-swap: ordered with C_P.
+//   - If L2 saw byte 1 non-zero, R's read-modify-write comes after S (a locked instruction
+//     drains the store buffer); it is ordered with C_P, so it either sees PARKED and wakes, or
+//     comes first, and then S is visible to C_P, whose expected value (HELD set) fails.
+//   - If L2 saw byte 1 zero although C_P set it, then L2 read the word before the first
+//     compare-and-swap C_M of R's holding period that changed byte 1 (L saw it zero, and only a
+//     release clears a flag). C_M set CAS_MODE, and the thread M that made it owes a rescue:
+//     it re-reads the word no sooner than rescue_delay after C_M, before it sleeps untimed or
+//     leaves. S was issued before L2, so by then it is visible (a store buffer drains in
+//     nanoseconds; an interrupt or a context switch drains it at once). Then M either finds the
+//     lock free and takes it keeping PARKED, so that its release wakes P, or finds it held by a
+//     later holder, whose acquire kept PARKED and whose release therefore wakes, or finds PARKED
+//     cleared by a release that woke a thread now responsible in turn. M keeps its promise by
+//     sleeping its first sleeps with a timeout at C_M + rescue_delay (and, if its own deadline
+//     comes first, by waiting that long in give_up, so a timed acquire that turned CAS mode on
+//     may return up to rescue_delay late). A waiter that finds CAS_MODE already set sleeps
+//     untimed: M covers it, and any release that loads the word after C_M takes the CAS path.
+//   - If R is held up between L and S (preempted for 10 ms, say), M's rescue finds the lock
+//     still held and M sleeps untimed; R's L2 then runs after C_M and sees it.
+//   - Two releases before a woken thread runs: the first clears PARKED and wakes P; a barger's
+//     CAS release finds no PARKED and clears CAS_MODE; the next holder releases by store. P, if
+//     it parks again, sets CAS_MODE itself and owes the rescue; if it takes the lock, it keeps
+//     PARKED. Either way the sleepers behind it are P's responsibility, as in Drepper's rule.
+// The cost of entering CAS mode is at most one timed futex wait, rescue_delay long, and only
+// when nobody wakes M first; there is no fence and no membarrier. The argument uses x86's
+// total store order (a load may pass an earlier store to another address, nothing else), so
+// store releases are used on x86 only; elsewhere SplitLayout releases by compare-and-swap. A
+// store release cannot tell atomically that the lock was held, so two threads racing to release
+// one held lock (a bug) may both succeed; releasing a free lock is still caught.
 //
 // Memory ordering: a successful acquire is an acquire operation and a release a release
 // operation on the word (its low byte), so everything done while holding the lock
-// happens-before whatever the next holder does.
+// happens-before whatever the next holder does. The flag updates order nothing (relaxed).
 
 #ifndef CONCUR_DETAIL_LOCK_WORD_HPP
 #define CONCUR_DETAIL_LOCK_WORD_HPP
@@ -65,11 +104,10 @@
 #include <bit>
 #include <chrono>
 #include <cstdint>
-#include <thread>
 
 #include "concur/detail/config.hpp"
 #include "concur/detail/deadline.hpp"
-#include "concur/detail/heavy_fence.hpp"
+#include "concur/detail/schedule.hpp"
 #include "concur/detail/spin.hpp"
 #include "concur/detail/wait.hpp"
 
@@ -79,6 +117,7 @@ struct OwnerLayout {
   static constexpr std::uint32_t held = 1;
   static constexpr std::uint32_t parked = 2;
   static constexpr std::uint32_t starving = 4;
+  static constexpr std::uint32_t cas_mode = 0;  // always compare-and-swap
   static constexpr int owner_shift = 3;
   static constexpr bool store_release = false;
 };
@@ -87,8 +126,13 @@ struct SplitLayout {
   static constexpr std::uint32_t held = 1;          // byte 0, alone
   static constexpr std::uint32_t parked = 0x100;    // byte 1
   static constexpr std::uint32_t starving = 0x200;  // byte 1
+  static constexpr std::uint32_t cas_mode = 0x400;  // byte 1
   static constexpr int owner_shift = 16;            // (no owner: Lock has none)
-  static constexpr bool store_release = std::endian::native == std::endian::little;
+#if defined(__x86_64__) || defined(__i386__)
+  static constexpr bool store_release = true;
+#else
+  static constexpr bool store_release = false;
+#endif
 };
 
 template <class Layout>
@@ -97,28 +141,34 @@ class BasicLockWord {
   static constexpr std::uint32_t held_bit = Layout::held;
   static constexpr std::uint32_t parked_bit = Layout::parked;
   static constexpr std::uint32_t starving_bit = Layout::starving;
-  static constexpr std::uint32_t flag_bits = held_bit | parked_bit | starving_bit;
+  static constexpr std::uint32_t cas_mode_bit = Layout::cas_mode;
+  static constexpr std::uint32_t flag_bits = held_bit | parked_bit | starving_bit | cas_mode_bit;
   static constexpr int owner_shift = Layout::owner_shift;
 
   // How long a parked thread waits before it asks for fairness.
   static constexpr std::chrono::microseconds starvation_threshold{1000};
-  // Spinning: rounds of doubling pauses (1, 2, 4, ... up to max_pauses: some 2,000 pause
-  // instructions in all, about 30 us where a pause takes 16 ns), then rounds of yield. Long
-  // enough that a contended spell with short critical sections runs without system calls,
-  // short enough to cost little before parking when the lock is held for long.
-  static constexpr int pause_rounds = 11;
-  static constexpr int max_pauses = 1024;
-  static constexpr int yield_rounds = 4;
+  // How long a thread that finds the lock held spins before it parks (less if its deadline
+  // comes first). A futex hand-off costs some 5-10 us of system calls and a context switch on
+  // both sides, so a spin of about twice that pays off whenever the holder is running and its
+  // critical section is short, and costs little when the lock is held for long. When the holder
+  // is descheduled, the spinner's core is better given back soon: the budget is time, not
+  // rounds, so it stays short on a busy machine.
+  static constexpr std::chrono::microseconds spin_budget{20};
+  // How long after turning CAS mode on a waiter re-reads the word (see "The store release").
+  static constexpr std::chrono::microseconds rescue_delay{100};
 
   constexpr BasicLockWord() noexcept = default;
 
   // Every function that takes the lock takes an `owner`: zero, or a holder's name already
   // shifted by owner_shift (OwnerLayout only).
 
+  // BasicLockWord::try_acquire()
+  //
   // Takes the lock if it is free and nobody starves; never blocks.
   bool try_acquire(std::uint32_t owner = 0) noexcept {
     std::uint32_t state = word_.load(std::memory_order_relaxed);
     while (!(state & (held_bit | starving_bit))) {
+      CONCUR_SCHEDULE_POINT("lock.try_acquire.before_cas");
       if (word_.compare_exchange_weak(state, state | held_bit | owner, std::memory_order_acquire,
                                       std::memory_order_relaxed)) {
         return true;
@@ -127,39 +177,55 @@ class BasicLockWord {
     return false;
   }
 
-  // One compare-and-swap from "free, nobody waiting" to held.
+  // BasicLockWord::try_acquire_free()
+  //
+  // One compare-and-swap from "free, no flags" to held.
   bool try_acquire_free(std::uint32_t owner = 0) noexcept {
+    CONCUR_SCHEDULE_POINT("lock.acquire.before_cas");
     std::uint32_t expected = 0;
     return word_.compare_exchange_strong(expected, held_bit | owner, std::memory_order_acquire,
                                          std::memory_order_relaxed);
   }
 
+  // BasicLockWord::acquire()
+  //
   // Takes the lock, waiting until `deadline` at most; false when the deadline passed first.
   bool acquire(steady_time deadline, std::uint32_t owner = 0) noexcept {
     if (CONCUR_LIKELY(try_acquire_free(owner))) return true;
     return acquire_slow(deadline, owner);
   }
 
+  // BasicLockWord::release()
+  //
   // Releases the lock (held by `owner`, for a lock that names its holder); false, and nothing
   // changed, when it was not held.
   bool release(std::uint32_t owner = 0) noexcept {
     if constexpr (Layout::store_release) {
-      if (CONCUR_LIKELY(heavy_fence_available)) return release_by_store();
+      return release_by_store();
+    } else {
+      if (CONCUR_LIKELY(release_if_sole(owner))) return true;
+      return release_slow();
     }
-    if (CONCUR_LIKELY(release_if_sole(owner))) return true;
-    return release_slow();
   }
 
-  // Releases the lock if `owner` holds it and nobody waits or starves: one compare-and-swap.
-  // False, and nothing changed, otherwise (the caller takes the longer way).
+  // BasicLockWord::release_if_sole()
+  //
+  // Releases the lock if `owner` holds it and no flag is set: one compare-and-swap. False, and
+  // nothing changed, otherwise (the caller takes the longer way).
   bool release_if_sole(std::uint32_t owner) noexcept {
+    CONCUR_SCHEDULE_POINT("lock.release.before_cas");
     std::uint32_t expected = held_bit | owner;
     return word_.compare_exchange_strong(expected, 0, std::memory_order_release,
                                          std::memory_order_relaxed);
   }
 
+  // BasicLockWord::locked()
+  //
+  // Whether the lock is held right now.
   bool locked() const noexcept { return word_.load(std::memory_order_relaxed) & held_bit; }
 
+  // BasicLockWord::owner()
+  //
   // The holder's name as it was given to acquire (zero when free or unnamed).
   std::uint32_t owner() const noexcept {
     return word_.load(std::memory_order_relaxed) & ~flag_bits;
@@ -167,110 +233,136 @@ class BasicLockWord {
 
  private:
   static_assert(Layout::store_release
-                    ? Layout::held == 1 && ((Layout::parked | Layout::starving) & 0xff) == 0
+                    ? Layout::held == 1 &&
+                          ((Layout::parked | Layout::starving | Layout::cas_mode) & 0xff) == 0 &&
+                          std::endian::native == std::endian::little
                     : true,
                 "a store release needs HELD alone in the low byte");
 
+  static constexpr std::uint32_t byte1_flags = parked_bit | starving_bit | cas_mode_bit;
+
   CONCUR_NOINLINE bool acquire_slow(steady_time deadline, std::uint32_t owner) noexcept {
     if (deadline != never && expired(deadline)) return try_acquire(owner);
-    if (spin(/*slept=*/false, owner)) return true;
+    if (spin(deadline, /*slept=*/false, owner)) return true;
     return park(deadline, owner);
   }
 
-  // Spins while nobody starves, taking the lock as soon as it is free; true once taken. A thread
-  // that has slept keeps PARKED set when it takes the lock (see the rule above).
-  bool spin(bool slept, std::uint32_t owner) noexcept {
+  // Spins while nobody starves, taking the lock as soon as it is free, for spin_budget at most
+  // and never past `deadline`; true once taken. A thread that has slept keeps PARKED set when
+  // it takes the lock (Drepper's rule).
+  bool spin(steady_time deadline, bool slept, std::uint32_t owner) noexcept {
     const std::uint32_t take = held_bit | owner | (slept ? parked_bit : 0);
+    SpinWait wait(deadline, spin_budget);
+    unsigned burst = 1;  // SpinWait rounds per attempt
     std::uint32_t state = word_.load(std::memory_order_relaxed);
-    for (int round = 0; round < pause_rounds + yield_rounds; ++round) {
+    for (;;) {
       if (state & starving_bit) return false;
       // One read-modify-write per attempt, guessing that the lock has been released and the
-      // other bits are as they were.
-      std::uint32_t expected = state & (parked_bit | starving_bit);
+      // flags are as they were.
+      std::uint32_t expected = state & (parked_bit | cas_mode_bit);
+      CONCUR_SCHEDULE_POINT("lock.spin.before_cas");
       if (word_.compare_exchange_strong(expected, expected | take, std::memory_order_acquire,
                                         std::memory_order_relaxed)) {
         return true;
       }
       state = expected;
       if (!(state & held_bit)) continue;
-      if (round < pause_rounds) {
-        for (int i = std::min(1 << round, max_pauses); i > 0; --i) cpu_relax();
-      } else {
-        std::this_thread::yield();
+      // Back off longer after each failed attempt once the rounds are at their longest (up to
+      // 16 rounds, some 1,000 pauses, between attempts): a holder that releases and takes the
+      // lock again at once keeps it for a burst instead of losing the cache line to spinners.
+      for (unsigned i = 0; i < burst; ++i) {
+        if (!wait.pause()) return false;
       }
+      if (wait.rounds() >= 7 && burst < 16) burst *= 2;
     }
-    return false;
   }
 
+  // Parks until the lock is taken or `deadline` passes (then give_up decides).
   bool park(steady_time deadline, std::uint32_t owner) noexcept {
     bool slept = false;
     bool set_starving = false;
     steady_time first_sleep{};
+    steady_time rescue_at{};  // while not {}, this thread owes a re-read at that time
     for (;;) {
       std::uint32_t state = word_.load(std::memory_order_relaxed);
       if (!(state & held_bit) && (slept || !(state & starving_bit))) {
         std::uint32_t next = state | held_bit | owner | (slept ? parked_bit : 0);
         if (set_starving) next &= ~starving_bit;
+        CONCUR_SCHEDULE_POINT("lock.park.before_take");
         if (word_.compare_exchange_weak(state, next, std::memory_order_acquire,
                                         std::memory_order_relaxed)) {
           return true;
         }
         continue;
       }
-      if (deadline != never && expired(deadline)) return give_up(slept, set_starving, owner);
-      std::uint32_t next = state | parked_bit;
+      if (deadline != never && expired(deadline)) {
+        return give_up(slept, set_starving, rescue_at, owner);
+      }
+      std::uint32_t next = state | parked_bit | cas_mode_bit;
       if (slept && !(state & starving_bit) &&
           steady_clock::now() - first_sleep > starvation_threshold) {
         next |= starving_bit;
       }
       if (next != state) {
+        CONCUR_SCHEDULE_POINT("lock.park.before_flag_cas");
         if (!word_.compare_exchange_weak(state, next, std::memory_order_relaxed)) continue;
+        CONCUR_SCHEDULE_POINT("lock.park.after_flag_cas");
         if ((next & starving_bit) && !(state & starving_bit)) set_starving = true;
+        if (turned_cas_mode_on(state, next)) rescue_at = steady_clock::now() + rescue_delay;
       }
-      fence_against_store_release();
       if (!slept) first_sleep = steady_clock::now();
-      (void)wait_on_until(word_, next, deadline);
+      CONCUR_SCHEDULE_POINT("lock.park.before_sleep");
+      // Interleaving: a waiter that turned CAS mode on sleeps at most until its rescue, so a
+      // store release it cannot see yet is found by the re-read at the top of the loop.
+      (void)wait_on_until(word_, next,
+                          rescue_at == steady_time{} ? deadline : std::min(deadline, rescue_at));
+      CONCUR_SCHEDULE_POINT("lock.park.after_wake");
       slept = true;
-      if (!set_starving && spin(/*slept=*/true, owner)) return true;
+      if (rescue_at != steady_time{} && steady_clock::now() >= rescue_at) rescue_at = {};
+      if (!set_starving && spin(deadline, /*slept=*/true, owner)) return true;
     }
   }
 
   // At the deadline. A waiter that has slept may have consumed the wake-up meant for another
   // and may own the STARVING bit, so it does not simply leave: if the lock is free it takes it
   // (a success at the deadline), otherwise it makes sure PARKED is set, so that the holder wakes
-  // the next sleeper, and drops its STARVING bit. Returns whether it took the lock.
-  bool give_up(bool slept, bool set_starving, std::uint32_t owner) noexcept {
-    if (!slept) return false;
+  // the next sleeper, and drops its STARVING bit. A waiter that owes a rescue first waits for
+  // it. Returns whether it took the lock.
+  bool give_up(bool slept, bool set_starving, steady_time rescue_at, std::uint32_t owner) noexcept {
+    if (!slept) return false;  // it never set a flag (every flag CAS is followed by a sleep)
     const std::uint32_t drop = set_starving ? starving_bit : 0;
-    bool fenced = false;
     std::uint32_t state = word_.load(std::memory_order_relaxed);
     for (;;) {
       if (!(state & held_bit)) {
+        CONCUR_SCHEDULE_POINT("lock.give_up.before_take");
         if (word_.compare_exchange_weak(state, (state | held_bit | parked_bit | owner) & ~drop,
                                         std::memory_order_acquire, std::memory_order_relaxed)) {
           return true;
         }
         continue;
       }
-      const std::uint32_t next = (state | parked_bit) & ~drop;
-      if (next != state && !word_.compare_exchange_weak(state, next, std::memory_order_relaxed)) {
+      if (rescue_at != steady_time{}) {
+        // The rescue this thread owes: a store release may still be on its way (see above).
+        CONCUR_SCHEDULE_POINT("lock.give_up.rescue");
+        (void)wait_on_until(word_, state, rescue_at);
+        if (steady_clock::now() >= rescue_at) rescue_at = {};
+        state = word_.load(std::memory_order_relaxed);
         continue;
       }
-      // Like a sleeper, make sure that a release racing with PARKED either saw it or is seen.
-      if (fenced || !uses_store_release()) return false;
-      fence_against_store_release();
-      fenced = true;
-      state = word_.load(std::memory_order_relaxed);
+      const std::uint32_t next = (state | parked_bit | cas_mode_bit) & ~drop;
+      if (next == state) return false;
+      CONCUR_SCHEDULE_POINT("lock.give_up.before_flag_cas");
+      if (!word_.compare_exchange_weak(state, next, std::memory_order_relaxed)) continue;
+      if (!turned_cas_mode_on(state, next)) return false;
+      rescue_at = steady_clock::now() + rescue_delay;
+      state = next;
     }
   }
 
-  static bool uses_store_release() noexcept {
-    return Layout::store_release && heavy_fence_available;
-  }
-
-  // Before sleeping on (or leaving PARKED for) a word whose release may be a plain store.
-  static void fence_against_store_release() noexcept {
-    if (uses_store_release()) heavy_fence();
+  // Whether a waiter's compare-and-swap from `before` to `after` turned CAS mode on, which
+  // makes it owe a rescue.
+  static bool turned_cas_mode_on(std::uint32_t before, std::uint32_t after) noexcept {
+    return Layout::store_release && (after & cas_mode_bit) && !(before & cas_mode_bit);
   }
 
   // The word's low byte (HELD) and the byte above it (the other flags), as atomic bytes. Bytes
@@ -282,35 +374,49 @@ class BasicLockWord {
     return std::atomic_ref<unsigned char>(reinterpret_cast<unsigned char*>(&word_)[1]);
   }
 
-  // SplitLayout's release: a store of zero to the low byte, then a look at the flags byte.
+  // SplitLayout's release: L, S and L2 of "The store release" above.
   bool release_by_store() noexcept {
-    if (!(low_byte().load(std::memory_order_relaxed) & held_bit)) return false;
-    low_byte().store(0, std::memory_order_release);
-    std::atomic_signal_fence(std::memory_order_seq_cst);  // the load stays after the store
-    if (CONCUR_LIKELY(flags_byte().load(std::memory_order_relaxed) == 0)) return true;
+    const std::uint32_t state = word_.load(std::memory_order_relaxed);  // L
+    if (!(state & held_bit)) return false;
+    if (CONCUR_UNLIKELY(state & byte1_flags)) return release_slow();
+    CONCUR_SCHEDULE_POINT("lock.release.before_store");
+    low_byte().store(0, std::memory_order_release);  // S
+    // L2 must stay after S in the code; the hardware may still satisfy it first (x86), which
+    // the rescue covers.
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    CONCUR_SCHEDULE_POINT("lock.release.between_store_and_load");
+    if (CONCUR_LIKELY(flags_byte().load(std::memory_order_relaxed) == 0)) return true;  // L2
     wake_after_store();
     return true;
   }
 
+  // After a store release that saw a flag: one read-modify-write (ordered with every waiter's
+  // compare-and-swap, and behind the store) clears PARKED; wake one if it was set.
   CONCUR_NOINLINE void wake_after_store() noexcept {
-    std::uint32_t state = word_.load(std::memory_order_relaxed);
-    while (state & parked_bit) {
-      if (word_.compare_exchange_weak(state, state & ~parked_bit, std::memory_order_relaxed)) {
-        wake_one(word_);
-        return;
-      }
+    CONCUR_SCHEDULE_POINT("lock.release.before_flag_rmw");
+    const std::uint32_t before = word_.fetch_and(~parked_bit, std::memory_order_relaxed);
+    if (before & parked_bit) {
+      CONCUR_SCHEDULE_POINT("lock.release.before_wake");
+      wake_one(word_);
     }
   }
 
+  // The compare-and-swap release: clears HELD, the owner and PARKED (the thread woken below sets
+  // PARKED again, by Drepper's rule); keeps STARVING; keeps CAS_MODE unless neither PARKED nor
+  // STARVING was set, which puts an uncontended lock back to store releases.
   CONCUR_NOINLINE bool release_slow() noexcept {
     std::uint32_t state = word_.load(std::memory_order_relaxed);
+    std::uint32_t next = 0;
     do {
       if (!(state & held_bit)) return false;
-      // PARKED goes with HELD and the owner: the thread woken below sets it again (see the
-      // rule above).
-    } while (!word_.compare_exchange_weak(state, state & starving_bit, std::memory_order_release,
+      next = (state & (parked_bit | starving_bit)) ? state & (starving_bit | cas_mode_bit) : 0;
+      CONCUR_SCHEDULE_POINT("lock.release.before_cas");
+    } while (!word_.compare_exchange_weak(state, next, std::memory_order_release,
                                           std::memory_order_relaxed));
-    if (state & parked_bit) wake_one(word_);
+    if (state & parked_bit) {
+      CONCUR_SCHEDULE_POINT("lock.release.before_wake");
+      wake_one(word_);
+    }
     return true;
   }
 
@@ -320,7 +426,7 @@ class BasicLockWord {
 // RLock's word: the holder named in the word, compare-and-swap releases.
 using LockWord = BasicLockWord<OwnerLayout>;
 
-// Lock's word: store releases where the futex and membarrier make them safe.
+// Lock's word: store releases where the futex and x86's store order make them safe.
 #if CONCUR_HAS_FUTEX
 using PlainLockWord = BasicLockWord<SplitLayout>;
 #else
