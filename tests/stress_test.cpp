@@ -383,7 +383,7 @@ struct SlowItem {
   SlowItem() = default;
   explicit SlowItem(std::uint64_t value) : id(value) {}
   SlowItem(SlowItem&& other) noexcept : id(other.id) {
-    if ((id & 63) == 5) std::this_thread::sleep_for(1ms);
+    if ((id * 0x9E3779B97F4A7C15ull) >> 58 == 0) std::this_thread::sleep_for(1ms);  // 1 in 64
   }
   SlowItem& operator=(SlowItem&& other) noexcept {
     id = other.id;
