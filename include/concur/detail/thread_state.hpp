@@ -37,6 +37,7 @@
 
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/os_thread.hpp"
+#include "concur/detail/schedule.hpp"
 #include "concur/detail/wait.hpp"
 #include "concur/errors.hpp"
 
@@ -236,6 +237,7 @@ class ThreadState : public std::enable_shared_from_this<ThreadState> {
 
   // Moves to `next`, clearing the waiters bit, and wakes every sleeper if the bit was set.
   void advance(ThreadPhase next) noexcept {
+    CONCUR_SCHEDULE_POINT("thread.advance.before_exchange");
     const std::uint32_t before =
         phase_.exchange(static_cast<std::uint32_t>(next), std::memory_order_acq_rel);
     if (before & waiters_bit) wake_all(phase_);
@@ -251,6 +253,8 @@ class ThreadState : public std::enable_shared_from_this<ThreadState> {
           continue;
         }
         word |= waiters_bit;
+        // The thread may advance right here: the futex then sees a changed word and returns.
+        CONCUR_SCHEDULE_POINT("thread.wait.after_setting_waiters");
       }
       if (!wait_on_until(phase_, word, deadline)) {
         return (phase_.load(std::memory_order_acquire) & phase_mask) >=

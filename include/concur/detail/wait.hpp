@@ -29,6 +29,7 @@
 
 #include "concur/detail/config.hpp"
 #include "concur/detail/deadline.hpp"
+#include "concur/detail/schedule.hpp"
 #include "concur/detail/wait_portable.hpp"
 
 #if defined(__linux__)
@@ -49,24 +50,37 @@ namespace wait_impl = portable;
 // True when this build waits with the Linux futex; false on the portable path.
 inline constexpr bool uses_futex = CONCUR_HAS_FUTEX != 0;
 
+// Every wait and wake passes schedule points (concur/detail/schedule.hpp): before the word is
+// compared (a waker may run first, and the wait must then return at once), after the wait
+// returns (the woken thread may be slow to run, and other threads may act first), and before a
+// wake (the waiters' state may change between the waker's store and its wake call).
+
 inline void wait_on(const wait_word& word, std::uint32_t expected) noexcept {
+  CONCUR_SCHEDULE_POINT("wait.before_sleep");
   wait_impl::wait_on(word, expected);
+  CONCUR_SCHEDULE_POINT("wait.after_wake");
 }
 
 inline bool wait_on_until(const wait_word& word, std::uint32_t expected,
                           steady_time deadline) noexcept {
-  return wait_impl::wait_on_until(word, expected, deadline);
+  CONCUR_SCHEDULE_POINT("wait.before_timed_sleep");
+  const bool woken = wait_impl::wait_on_until(word, expected, deadline);
+  CONCUR_SCHEDULE_POINT("wait.after_timed_wake");
+  return woken;
 }
 
 inline void wake_one(wait_word& word) noexcept {
+  CONCUR_SCHEDULE_POINT("wait.before_wake_one");
   wait_impl::wake_one(word);
 }
 
 inline void wake_all(wait_word& word) noexcept {
+  CONCUR_SCHEDULE_POINT("wait.before_wake_all");
   wait_impl::wake_all(word);
 }
 
 inline void wake(wait_word& word, int count) noexcept {
+  CONCUR_SCHEDULE_POINT("wait.before_wake");
   wait_impl::wake(word, count);
 }
 

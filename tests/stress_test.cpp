@@ -1,0 +1,677 @@
+// Stress tests of every primitive: several threads for a time budget, a checksum that proves
+// nothing was lost or duplicated, and a stall detector (tests/support/stress.hpp) that turns a
+// lost wake-up into a failure that names the case, the schedule seed and the workers' states.
+//
+// Each case is written so that progress is always possible: a thread that sleeps while the unit
+// it waits for exists is a bug, and the case stalls on it instead of limping on. In the normal
+// builds they run on the operating system's schedule; in the `explore` preset
+// (CONCUR_SCHEDULE_EXPLORATION) every schedule point in the library perturbs the threads, which
+// is what finds the windows of a few nanoseconds (see concur/detail/schedule.hpp).
+
+#include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <barrier>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "concur/barrier.hpp"
+#include "concur/condition.hpp"
+#include "concur/errors.hpp"
+#include "concur/event.hpp"
+#include "concur/local.hpp"
+#include "concur/lock.hpp"
+#include "concur/queue.hpp"
+#include "concur/rlock.hpp"
+#include "concur/semaphore.hpp"
+#include "concur/simple_queue.hpp"
+#include "concur/timer.hpp"
+#include "stress.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using concur_test::Random;
+using concur_test::Stress;
+
+// Holds the calling thread for a moment, sometimes: a critical section that is not empty.
+void dwell(Random& random) {
+  if (random.below(16) == 0) {
+    for (int i = static_cast<int>(random.below(2000)); i > 0; --i) concur::detail::cpu_relax();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locks: mutual exclusion (a plain counter), every way of acquiring, parking and timing out.
+
+template <class L>
+void lock_stress(const char* name, int threads, int max_depth) {
+  L lock;
+  long plain = 0;  // touched only under the lock
+  std::atomic<int> inside{0};
+  std::atomic<long> acquisitions{0};
+  std::atomic<long> overlaps{0};
+  Stress stress(name);
+  stress.run(threads, [&](int index) {
+    Random random(static_cast<std::uint64_t>(index) + 1);
+    long mine = 0;
+    while (stress.running()) {
+      bool got = false;
+      switch (random.below(5)) {
+        case 0:
+        case 1:
+          lock.acquire();
+          got = true;
+          break;
+        case 2:
+          got = lock.acquire(std::chrono::microseconds(random.below(300)));
+          break;
+        case 3:
+          got = lock.try_lock_for(std::chrono::microseconds(random.below(50)));
+          break;
+        default:
+          got = lock.acquire(false);
+      }
+      stress.tick();
+      if (!got) continue;
+      if (inside.fetch_add(1, std::memory_order_relaxed) != 0) overlaps.fetch_add(1);
+      const int depth = max_depth > 1 ? static_cast<int>(random.below(max_depth)) : 0;
+      for (int level = 0; level < depth; ++level) lock.acquire();  // RLock only
+      ++plain;
+      dwell(random);
+      for (int level = 0; level < depth; ++level) lock.release();
+      inside.fetch_sub(1, std::memory_order_relaxed);
+      lock.release();
+      ++mine;
+    }
+    acquisitions += mine;
+  });
+  EXPECT_EQ(overlaps.load(), 0) << "two threads held the lock at once";
+  EXPECT_EQ(plain, acquisitions.load());
+  EXPECT_GT(acquisitions.load(), 0);
+  EXPECT_FALSE(lock.locked());
+}
+
+TEST(Stress, Lock) {
+  lock_stress<concur::Lock>("lock", 4, 1);
+}
+TEST(Stress, RLock) {
+  lock_stress<concur::RLock>("rlock", 4, 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Semaphores: rounds in which a driver hands out one unit per waiter, in separate releases or
+// one release(n), and waits until every waiter has its unit. A waiter left asleep beside a
+// free unit (two releases landing before the first woken thread runs) stalls the round.
+
+template <class Sem>
+void semaphore_rounds(const char* name, Sem& sem, int waiters) {
+  std::mutex mutex;
+  std::condition_variable changed;
+  long round = 0;
+  int taken = 0;
+  bool stop = false;
+  Stress stress(name);
+  stress.run(waiters + 1, [&](int index) {
+    Random random(static_cast<std::uint64_t>(index) + 7);
+    if (index == waiters) {  // the driver
+      while (stress.running()) {
+        switch (random.below(3)) {
+          case 0:
+            for (int i = 0; i < waiters; ++i) sem.release();
+            break;
+          case 1:
+            sem.release(waiters);
+            break;
+          default:
+            sem.release(1);
+            if (waiters > 1) sem.release(waiters - 1);
+        }
+        std::unique_lock<std::mutex> hold(mutex);
+        changed.wait(hold, [&] { return taken == waiters; });
+        taken = 0;
+        ++round;
+        stress.tick();
+        changed.notify_all();
+      }
+      std::lock_guard<std::mutex> hold(mutex);
+      stop = true;
+      changed.notify_all();
+      return;
+    }
+    long my_round = 0;
+    for (;;) {
+      if (random.below(2) == 0) {
+        sem.acquire();
+      } else {
+        while (!sem.acquire(std::chrono::microseconds(random.below(500)))) stress.tick();
+      }
+      std::unique_lock<std::mutex> hold(mutex);
+      ++taken;
+      changed.notify_all();
+      changed.wait(hold, [&] { return round > my_round || stop; });
+      if (stop && round == my_round) return;
+      my_round = round;
+      if (stop) return;
+    }
+  });
+  EXPECT_FALSE(sem.acquire(false)) << "a unit was left over";
+  EXPECT_GT(round, 0);
+}
+
+TEST(Stress, Semaphore) {
+  concur::Semaphore sem(0);
+  semaphore_rounds("semaphore", sem, 3);
+}
+
+TEST(Stress, BoundedSemaphore) {
+  concur::BoundedSemaphore sem(3);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(sem.acquire(false));
+  semaphore_rounds("bounded_semaphore", sem, 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event: rounds of "every waiter waits, the driver sets", and a ping-pong between two events.
+
+TEST(Stress, EventRounds) {
+  constexpr int waiters = 3;
+  concur::Event event;
+  std::mutex mutex;
+  std::condition_variable changed;
+  long round = 0;
+  int ready = 0;
+  int released = 0;
+  bool stop = false;
+  Stress stress("event.rounds");
+  stress.run(waiters + 1, [&](int index) {
+    Random random(static_cast<std::uint64_t>(index) + 11);
+    if (index == waiters) {
+      while (stress.running()) {
+        {
+          std::unique_lock<std::mutex> hold(mutex);
+          // Sometimes set before every waiter is in wait(), sometimes after.
+          if (random.below(2) == 0) changed.wait(hold, [&] { return ready == waiters; });
+        }
+        event.set();
+        std::unique_lock<std::mutex> hold(mutex);
+        changed.wait(hold, [&] { return released == waiters; });
+        event.clear();
+        ready = released = 0;
+        ++round;
+        stress.tick();
+        changed.notify_all();
+      }
+      std::lock_guard<std::mutex> hold(mutex);
+      stop = true;
+      changed.notify_all();
+      return;
+    }
+    long my_round = 0;
+    for (;;) {
+      {
+        std::lock_guard<std::mutex> hold(mutex);
+        ++ready;
+        changed.notify_all();
+      }
+      if (random.below(2) == 0) {
+        event.wait();
+      } else {
+        while (!event.wait(std::chrono::microseconds(random.below(400)))) stress.tick();
+      }
+      std::unique_lock<std::mutex> hold(mutex);
+      ++released;
+      changed.notify_all();
+      changed.wait(hold, [&] { return round > my_round || stop; });
+      if (stop && round == my_round) return;
+      my_round = round;
+      if (stop) return;
+    }
+  });
+  EXPECT_GT(round, 0);
+}
+
+TEST(Stress, EventPingPong) {
+  concur::Event ping;
+  concur::Event pong;
+  std::atomic<bool> stop{false};
+  std::atomic<long> volleys{0};
+  Stress stress("event.ping_pong");
+  stress.run(2, [&](int index) {
+    concur::Event& mine = index == 0 ? ping : pong;
+    concur::Event& theirs = index == 0 ? pong : ping;
+    if (index == 0) ping.set();
+    for (;;) {
+      mine.wait();
+      mine.clear();
+      if (stop.load()) {
+        theirs.set();
+        return;
+      }
+      if (!stress.running()) stop = true;
+      volleys.fetch_add(1);
+      stress.tick();
+      theirs.set();
+    }
+  });
+  EXPECT_GT(volleys.load(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Condition: a bounded buffer with two conditions over one lock (Python's queue.py shape), every
+// kind of wait, notify(1) only, and a checksum of what went through.
+
+template <class L>
+void condition_buffer(const char* name) {
+  constexpr int producers = 3;
+  constexpr int consumers = 3;
+  constexpr std::size_t capacity = 2;
+  L lock;
+  concur::Condition<L> not_full(lock);
+  concur::Condition<L> not_empty(lock);
+  std::deque<std::uint64_t> buffer;
+  int producing = producers;
+  std::atomic<std::uint64_t> put_sum{0}, got_sum{0}, put_count{0}, got_count{0};
+  Stress stress(name);
+
+  auto wait_on = [](concur::Condition<L>& cond, Random& random, auto ready) {
+    switch (random.below(3)) {
+      case 0:
+        while (!ready()) cond.wait();
+        break;
+      case 1:
+        while (!ready()) (void)cond.wait(std::chrono::microseconds(random.below(300)));
+        break;
+      default:
+        while (!cond.wait_for(ready, std::chrono::microseconds(random.below(300)))) {
+        }
+    }
+  };
+
+  stress.run(producers + consumers, [&](int index) {
+    Random random(static_cast<std::uint64_t>(index) + 23);
+    if (index < producers) {
+      for (std::uint64_t k = 0; stress.running(); ++k) {
+        const std::uint64_t item = (static_cast<std::uint64_t>(index) << 40) | k;
+        concur::Guard hold(lock);
+        wait_on(not_full, random, [&] { return buffer.size() < capacity; });
+        buffer.push_back(item);
+        put_sum += item;
+        ++put_count;
+        not_empty.notify();
+        stress.tick();
+      }
+      concur::Guard hold(lock);
+      if (--producing == 0) not_empty.notify_all();
+      return;
+    }
+    for (;;) {
+      concur::Guard hold(lock);
+      wait_on(not_empty, random, [&] { return !buffer.empty() || producing == 0; });
+      if (buffer.empty()) return;
+      got_sum += buffer.front();
+      ++got_count;
+      buffer.pop_front();
+      not_full.notify();
+      stress.tick();
+    }
+  });
+  EXPECT_EQ(got_count.load(), put_count.load());
+  EXPECT_EQ(got_sum.load(), put_sum.load());
+  EXPECT_GT(got_count.load(), 0u);
+}
+
+TEST(Stress, ConditionOverLock) {
+  condition_buffer<concur::Lock>("condition.lock");
+}
+TEST(Stress, ConditionOverRLock) {
+  condition_buffer<concur::RLock>("condition.rlock");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Barrier: rounds of three parties; each round hands out the indices 0, 1, 2 once each. The
+// action decides, once per round, whether the budget is spent, so every party stops together.
+
+TEST(Stress, Barrier) {
+  constexpr int parties = 3;
+  std::atomic<bool> stop{false};
+  std::atomic<long> rounds{0};
+  std::atomic<long> index_sum{0};
+  Stress* watched = nullptr;
+  concur::Barrier barrier(parties, [&] {
+    rounds.fetch_add(1);
+    watched->tick();
+    if (!watched->running()) stop = true;
+  });
+  Stress stress("barrier");
+  watched = &stress;
+  stress.run(parties, [&](int index) {
+    Random random(static_cast<std::uint64_t>(index) + 31);
+    for (;;) {
+      const std::size_t got = random.below(2) == 0 ? barrier.wait() : barrier.wait(60s);
+      index_sum += static_cast<long>(got);
+      if (stop.load()) return;
+    }
+  });
+  EXPECT_GT(rounds.load(), 0);
+  EXPECT_EQ(index_sum.load(), rounds.load() * (0 + 1 + 2));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queues: producers and consumers with every kind of put and get, a checksum of item ids, and
+// task accounting. Bounded queues are tiny, so both sides block all the time.
+
+// An item whose move, now and then, is slow: it widens the window between claiming a slot in
+// the ring and filling (or emptying) it, where the ring's wake-ups used to get lost.
+struct SlowItem {
+  std::uint64_t id = 0;
+  SlowItem() = default;
+  explicit SlowItem(std::uint64_t value) : id(value) {}
+  SlowItem(SlowItem&& other) noexcept : id(other.id) {
+    if ((id * 0x9E3779B97F4A7C15ull) >> 58 == 0) std::this_thread::sleep_for(1ms);  // 1 in 64
+  }
+  SlowItem& operator=(SlowItem&& other) noexcept {
+    id = other.id;
+    return *this;
+  }
+  bool operator<(const SlowItem& other) const { return id < other.id; }
+};
+
+// An item whose move may throw (as far as the type says): the queue uses its locked core.
+struct ThrowingItem {
+  std::uint64_t id = 0;
+  ThrowingItem() = default;
+  explicit ThrowingItem(std::uint64_t value) : id(value) {}
+  ThrowingItem(ThrowingItem&& other) noexcept(false) : id(other.id) {}
+  ThrowingItem& operator=(ThrowingItem&& other) noexcept(false) {
+    id = other.id;
+    return *this;
+  }
+};
+
+struct Checksum {
+  std::atomic<std::uint64_t> count{0}, sum{0}, mix{0};
+  void add(std::uint64_t id) {
+    count.fetch_add(1, std::memory_order_relaxed);
+    sum.fetch_add(id, std::memory_order_relaxed);
+    mix.fetch_xor(id * 0x9E3779B97F4A7C15ull, std::memory_order_relaxed);
+  }
+};
+
+// Rounds: in each, the producers put one item per consumer between them and every consumer
+// takes exactly one, then all meet at a std::barrier (the test's own synchronisation is not the
+// library under test). So an item left in the queue while a consumer sleeps, or a free slot
+// left while a producer sleeps, is never rescued by a later put or get: the round stalls on it
+// and the detector reports it. The queues are smaller than a round, so both sides block.
+template <class Q, class Item>
+void queue_rounds(const char* name, Q& queue, int producers, int consumers, bool shut_down) {
+  Checksum put, got;
+  std::atomic<bool> stop{false};
+  std::atomic<long> rounds{0};
+  Stress stress(name);
+  std::barrier meet(producers + consumers, [&]() noexcept {
+    rounds.fetch_add(1, std::memory_order_relaxed);
+    stress.tick();
+    if (!stress.running()) stop = true;
+  });
+  stress.run(producers + consumers, [&](int index) {
+    Random random(static_cast<std::uint64_t>(index) + 41);
+    for (std::uint64_t round = 1; !stop.load(); ++round) {
+      if (index < producers) {
+        for (int slot = index; slot < consumers; slot += producers) {
+          const std::uint64_t id = (round << 20) | static_cast<std::uint64_t>(slot);
+          const std::uint64_t how = random.below(4);
+          if constexpr (requires { queue.try_put(Item(id)); }) {
+            if (how == 2) {
+              while (!queue.try_put(Item(id), std::chrono::microseconds(random.below(300)))) {
+              }
+            } else if (how == 3) {
+              while (!queue.try_put(Item(id))) concur::detail::cpu_relax();
+            } else {
+              queue.put(Item(id));
+            }
+          } else {
+            queue.put(Item(id));  // SimpleQueue: never blocks
+          }
+          put.add(id);
+        }
+      } else {
+        std::optional<Item> item;
+        while (!item) {
+          switch (random.below(4)) {
+            case 0:
+            case 1:
+              item.emplace(queue.get());
+              break;
+            case 2:
+              item = queue.try_get(std::chrono::microseconds(random.below(300)));
+              break;
+            default:
+              item = queue.try_get();
+          }
+        }
+        got.add(item->id);
+        if constexpr (requires { queue.task_done(); }) queue.task_done();
+      }
+      meet.arrive_and_wait();
+    }
+  });
+  EXPECT_EQ(got.count.load(), put.count.load());
+  EXPECT_EQ(got.sum.load(), put.sum.load());
+  EXPECT_EQ(got.mix.load(), put.mix.load());
+  EXPECT_GT(rounds.load(), 0);
+  if (shut_down) {
+    if constexpr (requires { queue.shutdown(); }) {
+      EXPECT_TRUE(queue.join(10s)) << "task_done() was called for every item";
+      queue.put(Item(1));
+      queue.shutdown();
+      EXPECT_EQ(queue.get().id, 1u);
+      EXPECT_THROW((void)queue.get(), concur::ShutDown);
+    }
+  }
+}
+
+TEST(Stress, QueueRing) {
+  concur::Queue<SlowItem> queue(2);
+  queue_rounds<concur::Queue<SlowItem>, SlowItem>("queue.ring", queue, 2, 3, true);
+}
+
+TEST(Stress, QueueRingOneSlot) {
+  concur::Queue<SlowItem> queue(1);
+  queue_rounds<concur::Queue<SlowItem>, SlowItem>("queue.ring1", queue, 3, 2, true);
+}
+
+TEST(Stress, QueueLockedBounded) {
+  concur::Queue<ThrowingItem> queue(2);
+  queue_rounds<concur::Queue<ThrowingItem>, ThrowingItem>("queue.locked", queue, 2, 3, true);
+}
+
+TEST(Stress, QueueUnbounded) {
+  concur::Queue<SlowItem> queue;
+  queue_rounds<concur::Queue<SlowItem>, SlowItem>("queue.unbounded", queue, 2, 3, true);
+}
+
+TEST(Stress, LifoQueue) {
+  concur::LifoQueue<SlowItem> queue(2);
+  queue_rounds<concur::LifoQueue<SlowItem>, SlowItem>("lifo_queue", queue, 2, 3, true);
+}
+
+TEST(Stress, PriorityQueue) {
+  concur::PriorityQueue<SlowItem> queue(2);
+  queue_rounds<concur::PriorityQueue<SlowItem>, SlowItem>("priority_queue", queue, 2, 3, true);
+}
+
+// SimpleQueue: unbounded, no task accounting and no shutdown; put() never blocks.
+TEST(Stress, SimpleQueue) {
+  concur::SimpleQueue<SlowItem> queue;
+  queue_rounds<concur::SimpleQueue<SlowItem>, SlowItem>("simple_queue", queue, 2, 3, false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timer: rounds of short timers, some cancelled before they start (they must never fire), some
+// cancelled while they wait (either outcome), the rest left alone (they must fire).
+
+TEST(Stress, Timer) {
+  std::atomic<long> rounds{0};
+  Stress stress("timer");
+  stress.run(2, [&](int index) {
+    Random random(static_cast<std::uint64_t>(index) + 61);
+    while (stress.running()) {
+      constexpr int count = 4;
+      std::atomic<bool> fired[count] = {};
+      int fate[count];  // 0 left alone, 1 cancelled before start, 2 cancelled while waiting
+      std::vector<std::unique_ptr<concur::Timer>> timers;
+      for (int i = 0; i < count; ++i) {
+        fate[i] = static_cast<int>(random.below(3));
+        timers.push_back(std::make_unique<concur::Timer>(
+            std::chrono::microseconds(random.below(1500)), [&fired, i] { fired[i] = true; }));
+        if (fate[i] == 1) timers.back()->cancel();
+        timers.back()->start();
+        if (fate[i] == 2) timers.back()->cancel();
+      }
+      for (int i = 0; i < count; ++i) {
+        timers[static_cast<std::size_t>(i)]->join();
+        if (fate[i] == 0) {
+          EXPECT_TRUE(fired[i].load()) << "a timer left alone did not fire";
+        } else if (fate[i] == 1) {
+          EXPECT_FALSE(fired[i].load()) << "a cancelled timer fired";
+        }
+      }
+      rounds.fetch_add(1);
+      stress.tick();
+    }
+  });
+  EXPECT_GT(rounds.load(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// local: threads come and go, each counting in its own value, while another thread combines
+// every live thread's value; each thread sees only its own count.
+
+TEST(Stress, Local) {
+  concur::local<long> counter;
+  std::atomic<long> total{0};
+  std::atomic<long> wrong{0};
+  std::atomic<bool> done{false};
+  Stress stress("local");
+  std::thread combiner([&] {
+    stress.watch_this_thread();
+    while (!done.load()) {
+      const long seen = counter.combine([](long a, long b) { return a + b; });
+      if (seen < 0) wrong.fetch_add(1);
+      stress.tick();
+    }
+  });
+  stress.run(2, [&](int index) {
+    Random random(static_cast<std::uint64_t>(index) + 71);
+    while (stress.running()) {
+      std::vector<std::thread> batch;
+      for (int t = 0; t < 3; ++t) {
+        batch.emplace_back([&, steps = static_cast<long>(1 + random.below(200))] {
+          for (long i = 0; i < steps; ++i) ++counter.get();
+          if (counter.get() != steps) wrong.fetch_add(1);
+          total.fetch_add(steps);
+        });
+      }
+      for (std::thread& thread : batch) thread.join();
+      stress.tick();
+    }
+  });
+  done = true;
+  combiner.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_GT(total.load(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// No asymmetric fence on any path whose rate grows with load: a child process in which every
+// membarrier(2) call kills the process (a seccomp filter, installed after start-up as a
+// sandbox might) parks on a contended Lock, waits on idle queues, events, semaphores and
+// conditions, and must exit normally. A library that fenced on those paths dies of SIGSYS; one
+// that relied on a fence that silently failed could lose wake-ups instead.
+
+void forbid_membarrier() {
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_membarrier, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog program{static_cast<unsigned short>(sizeof(filter) / sizeof(filter[0])), filter};
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+      ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0) {
+    ::_exit(3);
+  }
+}
+
+void park_and_idle_everywhere() {
+  concur::Lock lock;
+  long counter = 0;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 20000; ++i) {
+        concur::Guard hold(lock);
+        ++counter;
+        if (i % 512 == 0) std::this_thread::sleep_for(50us);  // make the others park
+      }
+    });
+  }
+  concur::Queue<int> ring(4);
+  concur::Queue<int> locked_queue;
+  concur::Semaphore sem(0);
+  concur::Event event;
+  threads.emplace_back([&] {
+    for (int i = 0; i < 200; ++i) {
+      (void)ring.get();
+      (void)locked_queue.get();
+      sem.acquire();
+    }
+    event.wait();
+  });
+  for (int i = 0; i < 200; ++i) {
+    std::this_thread::sleep_for(100us);  // the consumer goes idle and sleeps
+    ring.put(i);
+    locked_queue.put(i);
+    sem.release();
+  }
+  std::this_thread::sleep_for(1ms);
+  event.set();
+  for (std::thread& thread : threads) thread.join();
+  if (counter != 4 * 20000) ::_exit(4);
+}
+
+TEST(NoMembarrier, ParkingAndIdleWaitsMakeNoMembarrierCall) {
+  std::fflush(nullptr);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    forbid_membarrier();
+    park_and_idle_everywhere();
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_FALSE(WIFSIGNALED(status))
+      << "the child died of signal " << WTERMSIG(status)
+      << (WTERMSIG(status) == SIGSYS ? " (it called membarrier)" : "");
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "3: no seccomp here; 4: the lock lost an increment";
+}
+
+}  // namespace
