@@ -52,21 +52,17 @@ class CpuHogs {
 // machine may be shared; a wait that ends in rounds of sched_yield() is 40 ms or more late).
 // The two are measured in turn, alternating which goes first. A burst of load from outside
 // can spoil one attempt, so up to three are made; a real defect fails every one. Prints the
-// figures of each attempt under the name `what`.
-template <class TimedWait>
-inline bool timed_wait_on_time(const char* what, TimedWait timed_wait) {
+// figures of each attempt under the name `what`. `std_wait(timeout)` is the reference (by default
+// std::condition_variable::wait_until; a lock compares with std::timed_mutex::try_lock_for).
+template <class TimedWait, class ReferenceWait>
+inline bool timed_wait_on_time(const char* what, TimedWait timed_wait, ReferenceWait std_wait) {
   constexpr auto timeout = std::chrono::milliseconds(1);
   constexpr int trials = 30;
   const auto p90 = [](std::vector<double> samples) {
     std::sort(samples.begin(), samples.end());
     return samples[(samples.size() * 9 + 9) / 10 - 1];
   };
-  std::mutex mutex;
-  std::condition_variable cv;
-  const auto std_wait = [&](std::chrono::milliseconds limit) {
-    std::unique_lock<std::mutex> hold(mutex);
-    return cv.wait_until(hold, std::chrono::steady_clock::now() + limit, [] { return false; });
-  };
+
   const auto late_ms = [&](auto&& wait) {
     const auto start = std::chrono::steady_clock::now();
     EXPECT_FALSE(wait(timeout));
@@ -90,6 +86,16 @@ inline bool timed_wait_on_time(const char* what, TimedWait timed_wait) {
     if (ours_p90 <= 2 * theirs_p90 + 10.0) return true;
   }
   return false;
+}
+
+template <class TimedWait>
+inline bool timed_wait_on_time(const char* what, TimedWait timed_wait) {
+  std::mutex mutex;
+  std::condition_variable cv;
+  return timed_wait_on_time(what, timed_wait, [&](std::chrono::milliseconds limit) {
+    std::unique_lock<std::mutex> hold(mutex);
+    return cv.wait_until(hold, std::chrono::steady_clock::now() + limit, [] { return false; });
+  });
 }
 
 }  // namespace concur_test
