@@ -150,9 +150,11 @@ void semaphore_rounds(const char* name, Sem& sem, int waiters) {
         stress.tick();
         changed.notify_all();
       }
-      std::lock_guard<std::mutex> hold(mutex);
-      stop = true;
-      changed.notify_all();
+      {
+        std::lock_guard<std::mutex> hold(mutex);
+        stop = true;
+      }
+      sem.release(waiters);  // one last unit each: every waiter is in (or on its way to) acquire
       return;
     }
     long my_round = 0;
@@ -160,15 +162,15 @@ void semaphore_rounds(const char* name, Sem& sem, int waiters) {
       if (random.below(2) == 0) {
         sem.acquire();
       } else {
-        while (!sem.acquire(std::chrono::microseconds(random.below(500)))) stress.tick();
+        while (!sem.acquire(std::chrono::microseconds(random.below(500)))) {
+        }
       }
       std::unique_lock<std::mutex> hold(mutex);
+      if (stop) return;
       ++taken;
       changed.notify_all();
-      changed.wait(hold, [&] { return round > my_round || stop; });
-      if (stop && round == my_round) return;
+      changed.wait(hold, [&] { return round > my_round; });
       my_round = round;
-      if (stop) return;
     }
   });
   EXPECT_FALSE(sem.acquire(false)) << "a unit was left over";
@@ -217,9 +219,11 @@ TEST(Stress, EventRounds) {
         stress.tick();
         changed.notify_all();
       }
-      std::lock_guard<std::mutex> hold(mutex);
-      stop = true;
-      changed.notify_all();
+      {
+        std::lock_guard<std::mutex> hold(mutex);
+        stop = true;
+      }
+      event.set();  // every waiter is in (or on its way to) wait(): let it see the stop
       return;
     }
     long my_round = 0;
@@ -232,15 +236,15 @@ TEST(Stress, EventRounds) {
       if (random.below(2) == 0) {
         event.wait();
       } else {
-        while (!event.wait(std::chrono::microseconds(random.below(400)))) stress.tick();
+        while (!event.wait(std::chrono::microseconds(random.below(400)))) {
+        }
       }
       std::unique_lock<std::mutex> hold(mutex);
+      if (stop) return;
       ++released;
       changed.notify_all();
-      changed.wait(hold, [&] { return round > my_round || stop; });
-      if (stop && round == my_round) return;
+      changed.wait(hold, [&] { return round > my_round; });
       my_round = round;
-      if (stop) return;
     }
   });
   EXPECT_GT(round, 0);
