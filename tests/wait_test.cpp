@@ -286,6 +286,12 @@ TEST(SpinWait, NeverSpinsPastTheDeadline) {
   // Only the first few rounds, which do not read the clock (a few microseconds at most).
   EXPECT_LE(rounds, concur::detail::SpinWait::rounds_before_clock);
 
+  // The far past end of the clock (a saturated deadline) must not overflow (UBSan checks).
+  concur::detail::SpinWait far_past(concur::detail::steady_time::min(), 1s);
+  rounds = 0;
+  while (far_past.pause()) ++rounds;
+  EXPECT_LE(rounds, concur::detail::SpinWait::rounds_before_clock);
+
   const auto deadline = steady_clock::now() + 2ms;
   concur::detail::SpinWait soon(deadline, std::chrono::hours(1));
   while (soon.pause()) {

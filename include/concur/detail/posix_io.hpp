@@ -68,8 +68,9 @@ class UniqueFd {
 // Milliseconds until `deadline` for poll(2): -1 for never, 0 once passed, rounded up.
 inline int poll_timeout(steady_time deadline) noexcept {
   if (deadline == never) return -1;
-  const auto left = deadline - steady_clock::now();
-  if (left <= steady_clock::duration::zero()) return 0;
+  const steady_time now = steady_clock::now();
+  if (deadline <= now) return 0;  // before subtracting: min() - now would overflow
+  const auto left = deadline - now;
   const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
   return ms > 1'000'000'000 ? 1'000'000'000 : static_cast<int>(ms);
 }

@@ -93,7 +93,9 @@ class SpinWait {
   bool time_left() noexcept {
     const steady_time now = steady_clock::now();
     if (end_ == steady_time{}) {
-      end_ = budget_ >= deadline_ - now ? deadline_ : now + budget_;
+      // deadline_ - now only once deadline_ is ahead: a deadline at the far past end of the
+      // clock (steady_time::min()) would overflow the subtraction.
+      end_ = deadline_ <= now || budget_ >= deadline_ - now ? deadline_ : now + budget_;
     }
     return now < end_;
   }
