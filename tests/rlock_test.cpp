@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <limits>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -147,6 +148,29 @@ TEST(RLock, ReleaseAllAndAcquireRestoreSaveEveryLevel) {
   lock.release();
   EXPECT_FALSE(lock.locked());
   EXPECT_THROW((void)lock.release_all(), UsageError);
+}
+
+// The recursion count is 32 bits: the acquire that would take it past 2^32 - 1 levels throws
+// std::overflow_error (Python: OverflowError) and changes nothing, instead of wrapping to a
+// count that lets another thread in while the owner still believes it holds the lock.
+// acquire_restore() reaches the limit without 4 billion acquires.
+TEST(RLock, TheAcquireThatWouldOverflowTheCountThrowsAndKeepsTheLock) {
+  constexpr std::uint32_t most = std::numeric_limits<std::uint32_t>::max();
+  RLock lock;
+  lock.acquire();
+  (void)lock.release_all();
+  lock.acquire_restore(most);
+  EXPECT_THROW(lock.acquire(), std::overflow_error);
+  EXPECT_THROW((void)lock.acquire(0ms), std::overflow_error);
+  EXPECT_THROW((void)lock.try_lock(), std::overflow_error);
+  lock.release();  // one level fewer: an acquire fits again
+  EXPECT_TRUE(lock.acquire(false));
+  bool other_got_it = true;
+  std::thread other([&] { other_got_it = lock.try_lock(); });
+  other.join();
+  EXPECT_FALSE(other_got_it);
+  EXPECT_EQ(lock.release_all(), most);
+  EXPECT_FALSE(lock.locked());
 }
 
 TEST(RLock, AForkedChildStillOwnsWhatItsForkingThreadHeld) {

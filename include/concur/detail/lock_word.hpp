@@ -8,10 +8,9 @@
 //   PARKED    a thread may be asleep on the word: the releaser must wake one
 //   STARVING  a parked thread has waited too long: newcomers must queue
 //   CAS_MODE  (SplitLayout only) release by compare-and-swap, not by a store: see below
-//   the rest  optionally, the holder's name (RLock), zero whenever the lock is free
 //
-// Two layouts. OwnerLayout packs the flags into the low three bits and names the holder in the
-// rest; every change is a compare-and-swap. SplitLayout (concur::Lock on Linux) keeps HELD
+// Two layouts. CasLayout packs the flags into the low three bits; every change is a
+// compare-and-swap. SplitLayout (concur::Lock on Linux) keeps HELD
 // alone in the low byte and the other flags in the byte above it, so that an uncontended
 // release can be a plain one-byte store with no locked instruction: 13.6 ns for an acquire and
 // release on the machine the library is tuned on, against 24 ns with a compare-and-swap
@@ -113,12 +112,11 @@
 
 namespace concur::detail {
 
-struct OwnerLayout {
+struct CasLayout {
   static constexpr std::uint32_t held = 1;
   static constexpr std::uint32_t parked = 2;
   static constexpr std::uint32_t starving = 4;
   static constexpr std::uint32_t cas_mode = 0;  // always compare-and-swap
-  static constexpr int owner_shift = 3;
   static constexpr bool store_release = false;
 };
 
@@ -127,7 +125,6 @@ struct SplitLayout {
   static constexpr std::uint32_t parked = 0x100;    // byte 1
   static constexpr std::uint32_t starving = 0x200;  // byte 1
   static constexpr std::uint32_t cas_mode = 0x400;  // byte 1
-  static constexpr int owner_shift = 16;            // (no owner: Lock has none)
 #if defined(__x86_64__) || defined(__i386__)
   static constexpr bool store_release = true;
 #else
@@ -142,8 +139,6 @@ class BasicLockWord {
   static constexpr std::uint32_t parked_bit = Layout::parked;
   static constexpr std::uint32_t starving_bit = Layout::starving;
   static constexpr std::uint32_t cas_mode_bit = Layout::cas_mode;
-  static constexpr std::uint32_t flag_bits = held_bit | parked_bit | starving_bit | cas_mode_bit;
-  static constexpr int owner_shift = Layout::owner_shift;
 
   // How long a parked thread waits before it asks for fairness.
   static constexpr std::chrono::microseconds starvation_threshold{1000};
@@ -159,17 +154,14 @@ class BasicLockWord {
 
   constexpr BasicLockWord() noexcept = default;
 
-  // Every function that takes the lock takes an `owner`: zero, or a holder's name already
-  // shifted by owner_shift (OwnerLayout only).
-
   // BasicLockWord::try_acquire()
   //
   // Takes the lock if it is free and nobody starves; never blocks.
-  bool try_acquire(std::uint32_t owner = 0) noexcept {
+  bool try_acquire() noexcept {
     std::uint32_t state = word_.load(std::memory_order_relaxed);
     while (!(state & (held_bit | starving_bit))) {
       CONCUR_SCHEDULE_POINT("lock.try_acquire.before_cas");
-      if (word_.compare_exchange_weak(state, state | held_bit | owner, std::memory_order_acquire,
+      if (word_.compare_exchange_weak(state, state | held_bit, std::memory_order_acquire,
                                       std::memory_order_relaxed)) {
         return true;
       }
@@ -180,41 +172,40 @@ class BasicLockWord {
   // BasicLockWord::try_acquire_free()
   //
   // One compare-and-swap from "free, no flags" to held.
-  bool try_acquire_free(std::uint32_t owner = 0) noexcept {
+  bool try_acquire_free() noexcept {
     CONCUR_SCHEDULE_POINT("lock.acquire.before_cas");
     std::uint32_t expected = 0;
-    return word_.compare_exchange_strong(expected, held_bit | owner, std::memory_order_acquire,
+    return word_.compare_exchange_strong(expected, held_bit, std::memory_order_acquire,
                                          std::memory_order_relaxed);
   }
 
   // BasicLockWord::acquire()
   //
   // Takes the lock, waiting until `deadline` at most; false when the deadline passed first.
-  bool acquire(steady_time deadline, std::uint32_t owner = 0) noexcept {
-    if (CONCUR_LIKELY(try_acquire_free(owner))) return true;
-    return acquire_slow(deadline, owner);
+  bool acquire(steady_time deadline) noexcept {
+    if (CONCUR_LIKELY(try_acquire_free())) return true;
+    return acquire_slow(deadline);
   }
 
   // BasicLockWord::release()
   //
-  // Releases the lock (held by `owner`, for a lock that names its holder); false, and nothing
-  // changed, when it was not held.
-  bool release(std::uint32_t owner = 0) noexcept {
+  // Releases the lock; false, and nothing changed, when it was not held.
+  bool release() noexcept {
     if constexpr (Layout::store_release) {
       return release_by_store();
     } else {
-      if (CONCUR_LIKELY(release_if_sole(owner))) return true;
+      if (CONCUR_LIKELY(release_if_sole())) return true;
       return release_slow();
     }
   }
 
   // BasicLockWord::release_if_sole()
   //
-  // Releases the lock if `owner` holds it and no flag is set: one compare-and-swap. False, and
+  // Releases the lock if it is held and no flag is set: one compare-and-swap. False, and
   // nothing changed, otherwise (the caller takes the longer way).
-  bool release_if_sole(std::uint32_t owner) noexcept {
+  bool release_if_sole() noexcept {
     CONCUR_SCHEDULE_POINT("lock.release.before_cas");
-    std::uint32_t expected = held_bit | owner;
+    std::uint32_t expected = held_bit;
     return word_.compare_exchange_strong(expected, 0, std::memory_order_release,
                                          std::memory_order_relaxed);
   }
@@ -223,13 +214,6 @@ class BasicLockWord {
   //
   // Whether the lock is held right now.
   bool locked() const noexcept { return word_.load(std::memory_order_relaxed) & held_bit; }
-
-  // BasicLockWord::owner()
-  //
-  // The holder's name as it was given to acquire (zero when free or unnamed).
-  std::uint32_t owner() const noexcept {
-    return word_.load(std::memory_order_relaxed) & ~flag_bits;
-  }
 
  private:
   static_assert(Layout::store_release
@@ -241,17 +225,17 @@ class BasicLockWord {
 
   static constexpr std::uint32_t byte1_flags = parked_bit | starving_bit | cas_mode_bit;
 
-  CONCUR_NOINLINE bool acquire_slow(steady_time deadline, std::uint32_t owner) noexcept {
-    if (deadline != never && expired(deadline)) return try_acquire(owner);
-    if (spin(deadline, /*slept=*/false, owner)) return true;
-    return park(deadline, owner);
+  CONCUR_NOINLINE bool acquire_slow(steady_time deadline) noexcept {
+    if (deadline != never && expired(deadline)) return try_acquire();
+    if (spin(deadline, /*slept=*/false)) return true;
+    return park(deadline);
   }
 
   // Spins while nobody starves, taking the lock as soon as it is free, for spin_budget at most
   // and never past `deadline`; true once taken. A thread that has slept keeps PARKED set when
   // it takes the lock (Drepper's rule).
-  bool spin(steady_time deadline, bool slept, std::uint32_t owner) noexcept {
-    const std::uint32_t take = held_bit | owner | (slept ? parked_bit : 0);
+  bool spin(steady_time deadline, bool slept) noexcept {
+    const std::uint32_t take = held_bit | (slept ? parked_bit : 0);
     SpinWait wait(deadline, spin_budget);
     unsigned burst = 1;  // SpinWait rounds per attempt
     std::uint32_t state = word_.load(std::memory_order_relaxed);
@@ -278,7 +262,7 @@ class BasicLockWord {
   }
 
   // Parks until the lock is taken or `deadline` passes (then give_up decides).
-  bool park(steady_time deadline, std::uint32_t owner) noexcept {
+  bool park(steady_time deadline) noexcept {
     bool slept = false;
     bool set_starving = false;
     steady_time first_sleep{};
@@ -286,7 +270,7 @@ class BasicLockWord {
     for (;;) {
       std::uint32_t state = word_.load(std::memory_order_relaxed);
       if (!(state & held_bit) && (slept || !(state & starving_bit))) {
-        std::uint32_t next = state | held_bit | owner | (slept ? parked_bit : 0);
+        std::uint32_t next = state | held_bit | (slept ? parked_bit : 0);
         if (set_starving) next &= ~starving_bit;
         CONCUR_SCHEDULE_POINT("lock.park.before_take");
         if (word_.compare_exchange_weak(state, next, std::memory_order_acquire,
@@ -296,7 +280,7 @@ class BasicLockWord {
         continue;
       }
       if (deadline != never && expired(deadline)) {
-        return give_up(slept, set_starving, rescue_at, owner);
+        return give_up(slept, set_starving, rescue_at);
       }
       std::uint32_t next = state | parked_bit | cas_mode_bit;
       if (slept && !(state & starving_bit) &&
@@ -319,7 +303,7 @@ class BasicLockWord {
       CONCUR_SCHEDULE_POINT("lock.park.after_wake");
       slept = true;
       if (rescue_at != steady_time{} && steady_clock::now() >= rescue_at) rescue_at = {};
-      if (!set_starving && spin(deadline, /*slept=*/true, owner)) return true;
+      if (!set_starving && spin(deadline, /*slept=*/true)) return true;
     }
   }
 
@@ -328,14 +312,14 @@ class BasicLockWord {
   // (a success at the deadline), otherwise it makes sure PARKED is set, so that the holder wakes
   // the next sleeper, and drops its STARVING bit. A waiter that owes a rescue first waits for
   // it. Returns whether it took the lock.
-  bool give_up(bool slept, bool set_starving, steady_time rescue_at, std::uint32_t owner) noexcept {
+  bool give_up(bool slept, bool set_starving, steady_time rescue_at) noexcept {
     if (!slept) return false;  // it never set a flag (every flag CAS is followed by a sleep)
     const std::uint32_t drop = set_starving ? starving_bit : 0;
     std::uint32_t state = word_.load(std::memory_order_relaxed);
     for (;;) {
       if (!(state & held_bit)) {
         CONCUR_SCHEDULE_POINT("lock.give_up.before_take");
-        if (word_.compare_exchange_weak(state, (state | held_bit | parked_bit | owner) & ~drop,
+        if (word_.compare_exchange_weak(state, (state | held_bit | parked_bit) & ~drop,
                                         std::memory_order_acquire, std::memory_order_relaxed)) {
           return true;
         }
@@ -401,7 +385,7 @@ class BasicLockWord {
     }
   }
 
-  // The compare-and-swap release: clears HELD, the owner and PARKED (the thread woken below sets
+  // The compare-and-swap release: clears HELD and PARKED (the thread woken below sets
   // PARKED again, by Drepper's rule); keeps STARVING; keeps CAS_MODE unless neither PARKED nor
   // STARVING was set, which puts an uncontended lock back to store releases.
   CONCUR_NOINLINE bool release_slow() noexcept {
@@ -423,14 +407,12 @@ class BasicLockWord {
   wait_word word_{0};
 };
 
-// RLock's word: the holder named in the word, compare-and-swap releases.
-using LockWord = BasicLockWord<OwnerLayout>;
-
-// Lock's word: store releases where the futex and x86's store order make them safe.
+// The word of Lock and RLock: store releases where the futex and x86's store order make them
+// safe, compare-and-swap releases elsewhere.
 #if CONCUR_HAS_FUTEX
 using PlainLockWord = BasicLockWord<SplitLayout>;
 #else
-using PlainLockWord = BasicLockWord<OwnerLayout>;
+using PlainLockWord = BasicLockWord<CasLayout>;
 #endif
 
 }  // namespace concur::detail
