@@ -13,7 +13,10 @@
 // concur::Queue sleeps on event counts around it.
 //
 // The top bit of the put ticket marks the ring as shut down: once it is set, no put can be
-// claimed, so every item in the ring was put before the shutdown.
+// claimed, so every item in the ring was put before the shutdown. A flag on the ring's
+// read-only line repeats it for readers: a consumer that waits on an empty ring asks "shut
+// down?" in every round of its spin, and reading the put ticket there would pull the line the
+// producers claim on away from them on every round.
 //
 // Memory ordering: every access to a ticket or a turn is sequentially consistent. The turns
 // alone need only release (set) and acquire (read), so that the consumer that takes an item sees
@@ -149,12 +152,22 @@ class MpmcRing {
 
   // Stops all further put claims; returns the put ticket count at that moment.
   std::uint64_t shut_down() noexcept {
-    return head_.fetch_or(shut_down_bit, std::memory_order_seq_cst) & ~shut_down_bit;
+    const std::uint64_t before = head_.fetch_or(shut_down_bit, std::memory_order_seq_cst);
+    CONCUR_SCHEDULE_POINT("mpmc_ring.shut_down.before_flag");
+    // Between the two, a put already fails to claim and a reader of the flag still sees the
+    // ring open: the put retries (can_put() is true at once), the reader may go to sleep, and
+    // the caller's notify after this store wakes it (the flag store is the change it pairs with).
+    shut_down_flag_.store(true, std::memory_order_seq_cst);
+    return before & ~shut_down_bit;
   }
 
-  bool is_shut_down() const noexcept {
+  // Whether puts are refused: a load of the put ticket, for producers (whose line it is).
+  bool puts_closed() const noexcept {
     return head_.load(std::memory_order_seq_cst) & shut_down_bit;
   }
+
+  // Whether shut_down() has finished: a load of a line nobody writes until then.
+  bool is_shut_down() const noexcept { return shut_down_flag_.load(std::memory_order_seq_cst); }
 
   // Put tickets claimed so far: every item ever put (a put claims only what it completes).
   std::uint64_t puts() const noexcept {
@@ -211,6 +224,7 @@ class MpmcRing {
   const bool power_of_two_;
   const unsigned shift_;
   const std::unique_ptr<Slot[]> slots_;
+  std::atomic<bool> shut_down_flag_{false};  // set once, after the put ticket's bit
   alignas(cache_line_size) std::atomic<std::uint64_t> head_{0};  // next put ticket
   alignas(cache_line_size) std::atomic<std::uint64_t> tail_{0};  // next get ticket
 };

@@ -103,7 +103,7 @@ class RingCore {
         not_empty_.notify_one();
         return QueueStatus::ok;
       }
-      if (ring_.is_shut_down()) return QueueStatus::shut_down;
+      if (ring_.puts_closed()) return QueueStatus::shut_down;
       if (last_try) return QueueStatus::timed_out;
       // At the deadline, one last try before reporting the timeout.
       last_try = !wait_for(not_full_, deadline, [this] { return ring_.can_put(); });
@@ -149,7 +149,7 @@ class RingCore {
         not_empty_.notify(static_cast<int>(claimed));
         continue;
       }
-      if (ring_.is_shut_down()) {
+      if (ring_.puts_closed()) {
         status = QueueStatus::shut_down;
         break;
       }
@@ -307,9 +307,12 @@ class RingCore {
   static constexpr std::chrono::nanoseconds spin_budget = std::chrono::microseconds(5);
 
   MpmcRing<T> ring_;
-  EventCount not_empty_;
-  EventCount not_full_;
-  EventCount tasks_done_;
+  // Each event count on its own line: consumers write not_empty_ when they register to sleep,
+  // and producers read not_full_ after every claim; sharing a line would turn one side's
+  // registrations into cache misses for the other side's every put.
+  alignas(cache_line_size) EventCount not_empty_;
+  alignas(cache_line_size) EventCount not_full_;
+  alignas(cache_line_size) EventCount tasks_done_;
   // task_done() calls, plus items dropped by an immediate shutdown.
   alignas(cache_line_size) std::atomic<std::uint64_t> done_{0};
 };
