@@ -19,8 +19,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -366,6 +368,54 @@ inline long scaled(long n) {
 // Starts and joins one thread, so that the C library runs in its multi-threaded mode.
 inline void leave_single_threaded_mode() {
   std::thread([] {}).join();
+}
+
+// Producers and consumers behind a start line: `producers` threads each call produce(p), with p
+// from 0, to put the items p, p + producers, ... below `items`; `consumers` threads each call
+// consume(), which takes its share (items / consumers) and returns the sum of the values it
+// took. The threads are created first and released together, so creating them is not timed.
+// Reports the wall seconds and the process's CPU from the start line until every thread has
+// been joined, in `state` per item, and whether the values taken add up to 0 + 1 + ... +
+// (items - 1), each exactly once (the caller skips the run when they do not).
+struct ProducerConsumerRun {
+  double seconds = 0;
+  bool checksum_ok = false;
+};
+template <class Produce, class Consume>
+ProducerConsumerRun run_producers_consumers(benchmark::State& state, int producers, int consumers,
+                                            long items, Produce produce, Consume consume) {
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  std::atomic<std::uint64_t> checksum{0};
+  auto start_line = [&] {
+    ++ready;
+    while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+  };
+  std::vector<std::thread> threads;
+  for (int p = 0; p < producers; ++p) {
+    threads.emplace_back([&, p] {
+      start_line();
+      produce(p);
+    });
+  }
+  for (int c = 0; c < consumers; ++c) {
+    threads.emplace_back([&] {
+      start_line();
+      checksum += static_cast<std::uint64_t>(consume());
+    });
+  }
+  while (ready.load() < producers + consumers) std::this_thread::yield();
+  const Cost before = Cost::now();
+  const auto start = std::chrono::steady_clock::now();
+  go.store(true, std::memory_order_release);
+  for (auto& t : threads) t.join();
+  ProducerConsumerRun run;
+  run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const Cost after = Cost::now();
+  const auto n = static_cast<std::uint64_t>(items);
+  run.checksum_ok = checksum.load() == n * (n - 1) / 2;
+  set_cost(state, before, after, static_cast<double>(items));
+  return run;
 }
 
 // The program's last line: the asymmetric fences (membarrier calls) the process made in all,

@@ -322,40 +322,21 @@ void condition_buffer(benchmark::State& state) {
   const long items = concur_bench::scaled(40000);  // divisible by 4, and so is a tenth
   for (auto _ : state) {
     Buffer buffer;
-    std::atomic<int> ready{0};
-    std::atomic<bool> go{false};
-    std::atomic<long> checksum{0};
-    std::vector<std::thread> threads;
-    for (int p = 0; p < producers; ++p) {
-      threads.emplace_back([&, p] {
-        ++ready;
-        while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
-        for (long i = p; i < items; i += producers) buffer.put(static_cast<int>(i));
-      });
-    }
-    for (int c = 0; c < consumers; ++c) {
-      threads.emplace_back([&] {
-        ++ready;
-        while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
-        long sum = 0;
-        for (long i = 0; i < items / consumers; ++i) sum += buffer.get();
-        checksum += sum;
-      });
-    }
-    while (ready.load() < producers + consumers) std::this_thread::yield();
-    const concur_bench::Cost before = concur_bench::Cost::now();
-    const auto start = std::chrono::steady_clock::now();
-    go.store(true, std::memory_order_release);
-    for (auto& t : threads) t.join();
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const concur_bench::Cost after = concur_bench::Cost::now();
-    if (checksum.load() != items * (items - 1) / 2) {
+    const concur_bench::ProducerConsumerRun run = concur_bench::run_producers_consumers(
+        state, producers, consumers, items,
+        [&](int p) {
+          for (long i = p; i < items; i += producers) buffer.put(static_cast<int>(i));
+        },
+        [&] {
+          long sum = 0;
+          for (long i = 0; i < items / consumers; ++i) sum += buffer.get();
+          return sum;
+        });
+    if (!run.checksum_ok) {
       state.SkipWithError("items lost or duplicated");
       return;
     }
-    concur_bench::set_cost(state, before, after, static_cast<double>(items));
-    state.SetIterationTime(seconds / static_cast<double>(items));
+    state.SetIterationTime(run.seconds / static_cast<double>(items));
   }
 }
 

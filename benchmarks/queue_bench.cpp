@@ -170,45 +170,27 @@ void produce_consume(benchmark::State& state, int producers, int consumers, std:
   const long items = base - base % consumers;
   for (auto _ : state) {
     Q q(capacity);
-    std::atomic<int> ready{0};
-    std::atomic<bool> go{false};
-    std::atomic<std::uint64_t> checksum{0};
-    std::vector<std::thread> threads;
-    for (int p = 0; p < producers; ++p) {
-      threads.emplace_back([&, p] {
-        ++ready;
-        while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
-        for (long i = p; i < items; i += producers) q.push(make_item<T>(i));
-      });
-    }
-    for (int c = 0; c < consumers; ++c) {
-      threads.emplace_back([&] {
-        ++ready;
-        while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
-        std::uint64_t sum = 0;
-        T item{};
-        for (long i = 0; i < items / consumers; ++i) {
-          q.pop(item);
-          sum += value_of(item);
-        }
-        checksum += sum;
-      });
-    }
-    while (ready.load() < producers + consumers) std::this_thread::yield();
-    const concur_bench::Cost before = concur_bench::Cost::now();
-    const auto start = std::chrono::steady_clock::now();
-    go.store(true, std::memory_order_release);
-    for (auto& t : threads) t.join();
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const concur_bench::Cost after = concur_bench::Cost::now();
-    if (checksum.load() != static_cast<std::uint64_t>(items) * (items - 1) / 2) {
+    const concur_bench::ProducerConsumerRun run = concur_bench::run_producers_consumers(
+        state, producers, consumers, items,
+        [&](int p) {
+          for (long i = p; i < items; i += producers) q.push(make_item<T>(i));
+        },
+        [&] {
+          std::uint64_t sum = 0;
+          T item{};
+          for (long i = 0; i < items / consumers; ++i) {
+            q.pop(item);
+            sum += value_of(item);
+          }
+          return sum;
+        });
+    if (!run.checksum_ok) {
       state.SkipWithError("items lost or duplicated");
       return;
     }
-    concur_bench::set_cost(state, before, after, static_cast<double>(items));
-    state.SetIterationTime(seconds);
-    state.counters["items_per_second"] = benchmark::Counter(static_cast<double>(items) / seconds);
+    state.SetIterationTime(run.seconds);
+    state.counters["items_per_second"] =
+        benchmark::Counter(static_cast<double>(items) / run.seconds);
   }
 }
 

@@ -5,6 +5,7 @@
 //   Python                                         concur
 //   RuntimeError / AssertionError for misuse       UsageError        (a std::logic_error)
 //   ValueError for a bad argument                  std::invalid_argument
+//   OverflowError (RLock's count, past 2^32 - 1)   std::overflow_error
 //   queue.Empty, queue.Full, queue.ShutDown        Empty, Full, ShutDown
 //   threading.BrokenBarrierError                   BrokenBarrierError
 //   EOFError, multiprocessing.BufferTooShort       EOFError, BufferTooShort
