@@ -14,9 +14,12 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <numeric>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -746,6 +749,71 @@ TEST(QueueTimedWaits, ReturnOnTimeUnderCpuLoad) {
   EXPECT_TRUE(timed_wait_on_time("PriorityQueue.try_get", [&](auto timeout) {
     return priority.try_get(timeout).has_value();
   }));
+}
+
+// An output iterator whose assignment throws on its `fail_at`-th write (counting from 1), as a
+// back_inserter does when the vector cannot grow.
+struct FailingSink {
+  using iterator_category = std::output_iterator_tag;
+  using value_type = void;
+  using difference_type = std::ptrdiff_t;
+  using pointer = void;
+  using reference = void;
+  std::vector<int>* written;
+  int fail_at;
+  FailingSink& operator*() { return *this; }
+  FailingSink& operator++() { return *this; }
+  FailingSink operator++(int) { return *this; }
+  FailingSink& operator=(int item) {
+    if (static_cast<int>(written->size()) + 1 == fail_at) throw std::bad_alloc();
+    written->push_back(item);
+    return *this;
+  }
+};
+
+// get_many on the ring (a bounded Queue of ints) whose output throws part way: the item being
+// written goes with the exception, as with `out = q.get()`, and the queue stays whole: the
+// items after it are still there, in order, and every slot can be used again. Before the fix
+// the tickets claimed after the failed write were never taken, so their slots stayed full for
+// ever: the queue lost them and, once the ring wrapped round, every put and get hung.
+TEST(QueueGetMany, AnOutputThatThrowsPartWayLeavesTheRestInTheQueue) {
+  Queue<int> q(4);
+  for (int i = 1; i <= 3; ++i) q.put(i);
+  std::vector<int> written;
+  EXPECT_THROW((void)q.get_many(FailingSink{&written, 2}, 10), std::bad_alloc);
+  EXPECT_EQ(written, std::vector<int>{1});
+  ASSERT_EQ(q.try_get(2s), std::optional<int>(3));
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 4; ++i) ASSERT_TRUE(q.try_put(10 * round + i, 2s)) << round;
+    for (int i = 0; i < 4; ++i) ASSERT_EQ(q.try_get(2s), std::optional<int>(10 * round + i));
+  }
+}
+
+// Converts to std::string, or throws when told to: an input to put_many whose items are built
+// as they are put.
+struct MaybeString {
+  const char* text;
+  operator std::string() const {
+    if (text == nullptr) throw std::runtime_error("no text");
+    return text;
+  }
+};
+
+// put_many on the ring whose items throw while they are built: the items before the failing one
+// are in the queue, nothing after it is, and the queue stays whole. Before the fix the ring
+// claimed places for every item at once and the ones after the throw were never filled, so a
+// consumer waited on them for ever.
+TEST(QueuePutMany, AnItemThatThrowsWhileBuiltLeavesTheQueueWhole) {
+  Queue<std::string> q(4);
+  const std::vector<MaybeString> items = {{"a"}, {nullptr}, {"c"}};
+  EXPECT_THROW(q.put_many(items.begin(), items.end()), std::runtime_error);
+  EXPECT_EQ(q.try_get(2s), std::optional<std::string>("a"));
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 4; ++i) ASSERT_TRUE(q.try_put(std::to_string(10 * round + i), 2s));
+    for (int i = 0; i < 4; ++i) {
+      ASSERT_EQ(q.try_get(2s), std::optional<std::string>(std::to_string(10 * round + i)));
+    }
+  }
 }
 
 }  // namespace

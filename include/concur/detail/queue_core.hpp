@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 #include "concur/condition.hpp"
@@ -131,8 +132,21 @@ class RingCore {
 
   // Puts items from [first, last) in order, claiming as many free slots as it can at a time;
   // returns the iterator past the last item put (last, unless shut down or timed out).
+  //
+  // Items whose construction from *first may throw are built one at a time before their slot
+  // is claimed, so that a throw leaves no claimed slot unfilled (consumers would wait on it for
+  // ever) and the items before it in the queue.
   template <class It>
   It put_many(It first, It last, steady_time deadline, QueueStatus& status) {
+    if constexpr (!std::is_nothrow_constructible_v<T, decltype(std::move(*first))>) {
+      status = QueueStatus::ok;
+      for (; first != last; ++first) {
+        T item(std::move(*first));
+        status = put(std::move(item), deadline);
+        if (status != QueueStatus::ok) break;
+      }
+      return first;
+    }
     status = QueueStatus::ok;
     bool last_try = false;
     while (first != last) {
@@ -163,15 +177,23 @@ class RingCore {
   }
 
   // Waits (until `deadline`) for at least one item, then takes up to `max` without waiting.
+  //
+  // An output whose assignment may throw (a back_inserter whose vector cannot grow) gets one
+  // claim per item, each item taken and its slot freed (and a producer told) before it is
+  // written: a throw then takes only the item being written with it, as `out = get()` would,
+  // and every item after it stays in the queue. A batch claim would leave the tickets claimed
+  // after the throw with nobody to take them, their slots full for ever.
   template <class Out>
   std::size_t get_many(Out& out, std::size_t max, steady_time deadline, QueueStatus& status) {
+    constexpr bool one_by_one = !noexcept(*out++ = std::declval<T>());
     status = QueueStatus::ok;
     if (max == 0) return 0;
     for (bool last_try = false;;) {
       std::uint64_t ticket;
-      const std::size_t claimed = ring_.try_claim_gets(ticket, max);
+      const std::size_t claimed = ring_.try_claim_gets(ticket, one_by_one ? 1 : max);
       if (claimed > 0) {
         pass_on_get();
+        if constexpr (one_by_one) return deliver_one_by_one(out, ticket, max);
         for (std::size_t i = 0; i < claimed; ++i) {
           CONCUR_SCHEDULE_POINT("ring_core.get_many.between_claim_and_take");
           *out++ = ring_.take(ticket + i);
@@ -247,6 +269,20 @@ class RingCore {
       if (claimed > 0) done_.fetch_add(claimed, std::memory_order_seq_cst);
       if (drained_after_shutdown()) return;
       if (claimed == 0) (void)wait_for(not_empty_, never, [this] { return can_get_or_drained(); });
+    }
+  }
+
+  // get_many() for an output that may throw: delivers the item of the claimed `ticket`, then
+  // claims and delivers ready items one at a time, up to `max` in all; returns how many.
+  template <class Out>
+  std::size_t deliver_one_by_one(Out& out, std::uint64_t ticket, std::size_t max) {
+    for (std::size_t delivered = 0;;) {
+      CONCUR_SCHEDULE_POINT("ring_core.get_many.between_claim_and_take");
+      T item = ring_.take(ticket);
+      not_full_.notify_one();
+      *out++ = std::move(item);  // may throw: the queue is whole already
+      if (++delivered == max || !ring_.try_claim_get(ticket)) return delivered;
+      pass_on_get();
     }
   }
 
