@@ -8,7 +8,9 @@
 //
 // Exception safety: a put constructs its item in the container before anything is counted, and
 // a get moves the item out before it is removed, so an item whose move throws is either not
-// added or stays where it was; the lock is released either way (Guard).
+// added or stays where it was; the lock is released either way (Guard). A get_many that fails
+// part way keeps the items it already moved out with the caller and still wakes the putters
+// for the room they made.
 
 #ifndef CONCUR_DETAIL_LOCKED_QUEUE_CORE_HPP
 #define CONCUR_DETAIL_LOCKED_QUEUE_CORE_HPP
@@ -27,6 +29,7 @@
 #include "concur/condition.hpp"
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/queue_core.hpp"
+#include "concur/detail/schedule.hpp"
 #include "concur/errors.hpp"
 #include "concur/lock.hpp"
 
@@ -161,15 +164,24 @@ class LockedCore {
   std::size_t get_many(Out& out, std::size_t max, steady_time deadline, QueueStatus& status) {
     Guard hold(mutex_);
     status = max == 0 ? QueueStatus::ok : wait_for_item(deadline);
-    std::size_t taken = 0;
     if (status != QueueStatus::ok) return 0;
-    while (taken < max && store_.size() > 0) {
+    // The items taken made room whether or not a later one fails (its move, the output
+    // iterator, or a priority comparator may throw): the putters are told on the way out
+    // either way, still under the lock (issue 13, item 6).
+    struct TellPutters {
+      Condition<Lock>& not_full;
+      std::size_t taken = 0;
+      ~TellPutters() {
+        if (taken > 0) not_full.notify(static_cast<long>(taken));
+      }
+    } tell{not_full_};
+    while (tell.taken < max && store_.size() > 0) {
       *out++ = std::move(store_.next());
+      CONCUR_SCHEDULE_POINT("locked_core.get_many.between_move_and_pop");
       store_.pop();
-      ++taken;
+      ++tell.taken;
     }
-    not_full_.notify(static_cast<long>(taken));
-    return taken;
+    return tell.taken;
   }
 
   std::size_t qsize() {
