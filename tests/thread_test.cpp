@@ -3,6 +3,7 @@
 #include "concur/thread.hpp"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -605,6 +606,76 @@ TEST(StartNewThread, ExceptionsGoToExcepthook) {
   concur::start_new_thread([] { throw std::runtime_error("lost"); });
   ASSERT_TRUE(eventually([&] { return calls.load() == 1; }));
   EXPECT_FALSE(had_thread.load());
+}
+
+// ---- pthread_exit and pthread_cancel (issue 13, item 2) ----------------------------------------
+
+// glibc ends a thread with pthread_exit() or pthread_cancel() by unwinding its stack with a
+// "forced unwind" exception, which must not be swallowed. The thread ends as a std::thread
+// would: destructors run, nothing goes to excepthook, the Thread is joined normally.
+TEST(Thread, PthreadExitInsideTheBodyEndsTheThreadCleanly) {
+  std::atomic<int> hooked{0};
+  HookGuard guard([&](const concur::ExceptHookArgs&) { ++hooked; });
+  std::atomic<bool> after{false};
+  std::atomic<bool> unwound{false};
+  struct Unwind {
+    std::atomic<bool>* flag;
+    ~Unwind() { *flag = true; }
+  };
+  Thread t([&] {
+    Unwind unwind{&unwound};
+    ::pthread_exit(nullptr);
+    after = true;
+  });
+  t.start();
+  EXPECT_TRUE(t.join(concur_test::generous));
+  EXPECT_FALSE(t.is_alive());
+  EXPECT_TRUE(unwound);
+  EXPECT_FALSE(after);
+  EXPECT_EQ(hooked.load(), 0);
+}
+
+TEST(Thread, PthreadCancelEndsTheThreadCleanly) {
+  std::atomic<int> hooked{0};
+  HookGuard guard([&](const concur::ExceptHookArgs&) { ++hooked; });
+  std::atomic<bool> unwound{false};
+  std::atomic<bool> inside{false};
+  struct Unwind {
+    std::atomic<bool>* flag;
+    ~Unwind() { *flag = true; }
+  };
+  Thread t([&] {
+    Unwind unwind{&unwound};
+    inside = true;
+    for (;;) ::pause();  // a cancellation point
+  });
+  t.start();
+  ASSERT_TRUE(eventually([&] { return inside.load(); }));
+  ASSERT_EQ(::pthread_cancel(static_cast<pthread_t>(*t.ident())), 0);
+  EXPECT_TRUE(t.join(concur_test::generous));
+  EXPECT_TRUE(unwound);
+  EXPECT_EQ(hooked.load(), 0);
+  EXPECT_EQ(concur::enumerate().size(), concur::active_count());
+  for (const auto& h : concur::enumerate()) EXPECT_NE(h, t.handle());
+}
+
+TEST(StartNewThread, PthreadExitInsideTheBodyEndsTheThreadCleanly) {
+  std::atomic<int> hooked{0};
+  HookGuard guard([&](const concur::ExceptHookArgs&) { ++hooked; });
+  std::atomic<bool> after{false};
+  // Set when the thread's target (holding `gone`'s last reference) is destroyed: the thread
+  // unwound all the way out of its body.
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  {
+    std::shared_ptr<void> gone(nullptr, [done](void*) { *done = true; });
+    concur::start_new_thread([&after, gone = std::move(gone)] {
+      ::pthread_exit(nullptr);
+      after = true;
+    });
+  }
+  ASSERT_TRUE(eventually([&] { return done->load(); }));
+  EXPECT_FALSE(after);
+  EXPECT_EQ(hooked.load(), 0);
 }
 
 // ---- destruction ------------------------------------------------------------------------------

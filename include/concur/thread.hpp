@@ -46,6 +46,10 @@
 #include <utility>
 #include <vector>
 
+#if defined(__GLIBCXX__)
+#include <cxxabi.h>
+#endif
+
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/names.hpp"
 #include "concur/detail/os_thread.hpp"
@@ -246,15 +250,29 @@ inline void report_thread_exception(std::exception_ptr error, ThreadState* state
   }
 }
 
-// Runs `body`, ending quietly on ThreadExit and sending any other exception to excepthook.
-template <class Body>
-void run_reporting_exceptions(Body&& body) noexcept {
+// Runs `body`, ending quietly on ThreadExit and sending any other exception to `report`.
+// pthread_exit() and pthread_cancel() end a glibc thread by unwinding its stack with a "forced
+// unwind" exception that must go on up to the C library (swallowing it aborts the process), so
+// it is rethrown, as libstdc++'s std::thread does (issue 13, item 2).
+template <class Body, class Report>
+void run_reporting_exceptions(Body&& body, Report&& report) {
   try {
     std::forward<Body>(body)();
   } catch (const ThreadExit&) {
+#if defined(__GLIBCXX__)
+  } catch (const abi::__forced_unwind&) {
+    throw;
+#endif
   } catch (...) {
-    report_thread_exception(std::current_exception(), current_thread_state);
+    std::forward<Report>(report)(std::current_exception());
   }
+}
+
+template <class Body>
+void run_reporting_exceptions(Body&& body) {
+  run_reporting_exceptions(std::forward<Body>(body), [](std::exception_ptr error) {
+    report_thread_exception(std::move(error), current_thread_state);
+  });
 }
 
 // The name Python would give a target: a callable object's name(), or a function's own name
