@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "concur/errors.hpp"
 #include "concur/event.hpp"
 #include "concur/thread.hpp"
 #include "test_support.hpp"
@@ -145,6 +146,38 @@ TEST(Local, ManyLiveLocalsEachKeepTheirOwnValues) {
     for (int i = 0; i < 200; ++i) EXPECT_EQ((*many[i])->value, i % 7 == 0 ? -i : i);
   }
   EXPECT_EQ(Tracked::live.load(), before);
+}
+
+// Issue 13, item 7: a value whose construction uses the same local would build itself again,
+// forever. The inner get() throws UsageError instead; the failed first access leaves nothing
+// behind, and the next access builds the value normally. Building another local's value from a
+// factory is fine.
+TEST(Local, AFactoryThatUsesItsOwnLocalThrowsUsageError) {
+  local<int>* self = nullptr;
+  bool reenter = true;
+  local<int> recursive(concur::with_factory, [&] {
+    if (reenter) return self->get() + 1;
+    return 7;
+  });
+  self = &recursive;
+  EXPECT_THROW((void)recursive.get(), concur::UsageError);
+  reenter = false;
+  EXPECT_EQ(recursive.get(), 7);
+
+  // Another local's value built inside a factory: allowed, at any depth.
+  local<int> inner(concur::with_factory, [] { return 5; });
+  local<int> outer(concur::with_factory, [&] { return inner.get() * 2; });
+  EXPECT_EQ(outer.get(), 10);
+  EXPECT_EQ(inner.get(), 5);
+
+  // The same on another thread.
+  std::thread other([&] {
+    reenter = true;
+    EXPECT_THROW((void)recursive.get(), concur::UsageError);
+    reenter = false;
+    EXPECT_EQ(recursive.get(), 7);
+  });
+  other.join();
 }
 
 TEST(LocalStress, ThousandsOfShortThreadsAndManyLocals) {

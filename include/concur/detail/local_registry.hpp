@@ -116,6 +116,33 @@ class LocalSlots {
   std::vector<LocalThreadTable*> tables_;  // guarded by mutex_
 };
 
+// The locals whose value the calling thread is building right now, innermost first: a value
+// whose construction uses its own local would otherwise build itself again without end (issue
+// 13, item 7). One node per nested build, on the builder's stack.
+class LocalBuilding {
+ public:
+  // Marks `owner` (a local object) as being built on this thread, until destroyed.
+  explicit LocalBuilding(const void* owner) noexcept : owner_(owner), outer_(innermost) {
+    innermost = this;
+  }
+  ~LocalBuilding() { innermost = outer_; }
+  LocalBuilding(const LocalBuilding&) = delete;
+  LocalBuilding& operator=(const LocalBuilding&) = delete;
+
+  // Whether the calling thread is building a value of `owner`.
+  static bool underway(const void* owner) noexcept {
+    for (const LocalBuilding* at = innermost; at != nullptr; at = at->outer_) {
+      if (at->owner_ == owner) return true;
+    }
+    return false;
+  }
+
+ private:
+  static inline thread_local LocalBuilding* innermost = nullptr;
+  const void* const owner_;
+  LocalBuilding* const outer_;
+};
+
 // Set once the calling thread has destroyed its values (it is exiting): a local used after that
 // (from a later thread_local destructor) gets a fresh value that its local destroys.
 inline thread_local bool local_values_gone = false;
