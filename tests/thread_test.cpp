@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <fstream>
@@ -17,6 +18,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -170,6 +172,78 @@ TEST(Thread, JoinBeforeStartThrows) {
   Thread t([] {});
   EXPECT_THROW(t.join(), UsageError);
   EXPECT_THROW((void)t.join(1ms), UsageError);
+}
+
+// Issue 13, item 5: a start() whose OS thread cannot be created (pthread_create failing, made
+// to fail here through the os_start_thread_fault seam) throws std::system_error and leaves the
+// Thread as it was before start(): a native_id() or join() that came during the failed start
+// returns (no id; UsageError, as before any start), and start() may be retried. The seam holds
+// the failing start until both waiters are asleep on the thread's record, so the test does not
+// depend on timing.
+std::atomic<std::uint64_t> failing_start_waiters[2];
+
+int fail_start_once_waiters_sleep() {
+  for (auto& tid : failing_start_waiters) {
+    (void)eventually([&] { return tid.load() != 0 && concur_test::thread_asleep(tid.load()); });
+  }
+  return EAGAIN;
+}
+
+TEST(Thread, AFailedStartWakesWaitersAndMayBeRetried) {
+  for (auto& tid : failing_start_waiters) tid = 0;
+  std::atomic<bool> ran{false};
+  // On the heap, and left there if a waiter never wakes: it sleeps on the Thread's record.
+  auto t = std::make_unique<Thread>([&] { ran = true; });
+  std::atomic<int> native_id_returned{0};  // 1: empty, 2: a value
+  std::atomic<int> join_returned{0};       // 1: UsageError, 2: returned
+  std::thread id_waiter([&] {
+    failing_start_waiters[0] = concur::get_native_id();
+    while (!t->is_alive()) std::this_thread::yield();  // runnable, never asleep, until then
+    native_id_returned = t->native_id().has_value() ? 2 : 1;
+  });
+  std::thread join_waiter([&] {
+    failing_start_waiters[1] = concur::get_native_id();
+    while (!t->is_alive()) std::this_thread::yield();  // runnable, never asleep, until then
+    try {
+      t->join();
+      join_returned = 2;
+    } catch (const UsageError&) {
+      join_returned = 1;
+    }
+  });
+  concur::detail::os_start_thread_fault = &fail_start_once_waiters_sleep;
+  EXPECT_THROW(t->start(), std::system_error);
+  concur::detail::os_start_thread_fault = nullptr;
+  const bool woke =
+      eventually([&] { return native_id_returned.load() != 0 && join_returned.load() != 0; }, 5s);
+  if (!woke) {
+    id_waiter.detach();
+    join_waiter.detach();
+    (void)t.release();
+    FAIL() << "a native_id() or join() stays asleep after a failed start()";
+  }
+  id_waiter.join();
+  join_waiter.join();
+  EXPECT_EQ(native_id_returned.load(), 1);
+  EXPECT_EQ(join_returned.load(), 1);
+  EXPECT_FALSE(t->is_alive());
+  EXPECT_FALSE(t->native_id().has_value());  // never started: empty at once
+  EXPECT_FALSE(t->ident().has_value());
+  EXPECT_THROW(t->join(), UsageError);
+  EXPECT_FALSE(listed(t->handle()));
+
+  // The retry starts the thread.
+  ASSERT_NO_THROW(t->start());
+  t->join();
+  EXPECT_TRUE(ran);
+  EXPECT_TRUE(t->native_id().has_value());
+  EXPECT_THROW(t->start(), UsageError);  // now it was started once
+}
+
+TEST(StartNewThread, AFailedStartThrowsSystemError) {
+  concur::detail::os_start_thread_fault = [] { return EAGAIN; };
+  EXPECT_THROW(concur::start_new_thread([] {}), std::system_error);
+  concur::detail::os_start_thread_fault = nullptr;
 }
 
 TEST(Thread, JoiningItselfThrows) {

@@ -20,7 +20,8 @@
 // concern: the callable and its arguments live in the thread's own record.
 //
 // Errors: start() twice, join() before start(), a thread joining itself, and set_daemon() after
-// start() throw concur::UsageError; the OS refusing a new thread throws std::system_error.
+// start() throw concur::UsageError; the OS refusing a new thread throws std::system_error (and
+// the Thread stays unstarted: start() may be retried).
 //
 // Memory ordering: everything the starting thread did before start() happens-before the new
 // thread's run(); everything run() did happens-before a join() that returns (true), and before
@@ -53,6 +54,7 @@
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/names.hpp"
 #include "concur/detail/os_thread.hpp"
+#include "concur/detail/schedule.hpp"
 #include "concur/detail/thread_registry.hpp"
 #include "concur/detail/thread_state.hpp"
 #include "concur/errors.hpp"
@@ -94,8 +96,9 @@ class ThreadAccess {
   // ThreadAccess::native_id()
   //
   // Python's `native_id`: the id the kernel gave the thread (Linux: its TID, as `top -H` shows),
-  // empty before start() and kept after the thread ends. Right after start() it may wait the
-  // few microseconds until the new thread has published it.
+  // empty before start() (Python's None; it never blocks then) and kept after the thread ends.
+  // Right after start() it may wait the few microseconds until the new thread has published
+  // it; empty when that start() fails.
   [[nodiscard]] std::optional<std::uint64_t> native_id() const noexcept {
     return state_->native_id();
   }
@@ -382,18 +385,28 @@ class Thread : public detail::ThreadAccess {
   // Thread::start()
   //
   // Starts the thread: run() begins on a new OS thread, named after this Thread. Returns without
-  // waiting for it; is_alive() is true from here on. Throws UsageError when called a second
-  // time, and std::system_error (EAGAIN) when the OS cannot create another thread.
+  // waiting for it; is_alive() is true from here on. Throws UsageError when called after a
+  // start() that succeeded, and std::system_error (EAGAIN) when the OS cannot create another
+  // thread; a start() that threw leaves the Thread unstarted, so it may be called again (as in
+  // Python), and a native_id() or join() waiting on it returns as before any start.
   void start() {
-    state_->begin_start();
+    // Everything that may fail before the OS thread is made, made before the phase changes.
     auto ownership = std::make_unique<detail::ThreadOwnership>(
         detail::ThreadOwnership{state_, runs_through_object() ? this : nullptr});
     auto& registry = detail::ThreadRegistry::instance();
-    registry.add(*state_);
+    state_->begin_start();
+    CONCUR_SCHEDULE_POINT("thread.start.before_listing");
+    try {
+      registry.add(*state_);
+    } catch (...) {
+      state_->undo_start();
+      throw;
+    }
     std::uint64_t ident = 0;
     if (int rc = detail::os_start_thread(&entry, ownership.get(), /*detached=*/false, ident);
         rc != 0) {
       registry.remove(*state_);
+      CONCUR_SCHEDULE_POINT("thread.start.failed_before_undo");
       state_->undo_start();
       detail::throw_system_error(rc, "can't start new thread");
     }

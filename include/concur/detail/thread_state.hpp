@@ -129,11 +129,12 @@ class ThreadState : public std::enable_shared_from_this<ThreadState> {
     return ident;
   }
 
-  // The kernel's id. A caller that comes after start() but before the new thread has published
-  // it waits the few microseconds until it has.
+  // The kernel's id; empty before start() (never blocking then). A caller that comes after
+  // start() but before the new thread has published it waits the few microseconds until it
+  // has; when that start() fails instead, it returns empty.
   std::optional<std::uint64_t> native_id() const noexcept {
     if (phase() == ThreadPhase::created) return std::nullopt;
-    wait_for(ThreadPhase::running, never);
+    if (wait_for(ThreadPhase::running, never) == ThreadPhase::created) return std::nullopt;
     return native_id_.load(std::memory_order_acquire);
   }
 
@@ -157,10 +158,15 @@ class ThreadState : public std::enable_shared_from_this<ThreadState> {
     }
   }
 
-  // Waits until the thread has ended or `deadline` passes; true once it has ended.
+  // Waits until the thread has ended or `deadline` passes; true once it has ended. Throws
+  // UsageError, as before start(), when the start() it waited on failed.
   bool join_until(steady_time deadline) const {
     check_joinable();
-    return wait_for(ThreadPhase::ended, deadline);
+    const ThreadPhase reached = wait_for(ThreadPhase::ended, deadline);
+    if (reached == ThreadPhase::created) {
+      throw UsageError("cannot join thread before it is started");
+    }
+    return reached == ThreadPhase::ended;
   }
 
   // The OS thread of a started Thread is joinable; exactly one caller (a join() of its owner,
@@ -169,16 +175,23 @@ class ThreadState : public std::enable_shared_from_this<ThreadState> {
     return !os_thread_claimed_.exchange(true, std::memory_order_acq_rel);
   }
 
-  // start(): created -> started, or UsageError when the thread was started before.
+  // start(): created -> started, or UsageError when the thread was started before. Only the
+  // phase decides: a waiters bit (none can be set on a created word, see wait_for) is kept.
   void begin_start() {
-    auto expected = static_cast<std::uint32_t>(ThreadPhase::created);
-    if (!phase_.compare_exchange_strong(expected, static_cast<std::uint32_t>(ThreadPhase::started),
-                                        std::memory_order_acq_rel)) {
-      throw UsageError("threads can only be started once");
-    }
+    std::uint32_t word = phase_.load(std::memory_order_acquire);
+    do {
+      if ((word & phase_mask) != static_cast<std::uint32_t>(ThreadPhase::created)) {
+        throw UsageError("threads can only be started once");
+      }
+    } while (!phase_.compare_exchange_weak(
+        word, (word & waiters_bit) | static_cast<std::uint32_t>(ThreadPhase::started),
+        std::memory_order_acq_rel, std::memory_order_acquire));
+    CONCUR_SCHEDULE_POINT("thread.begin_start.after_exchange");
   }
 
-  // start() failed to create the OS thread: back to created, so that start() may be retried.
+  // start() failed to create the OS thread: back to created, so that start() may be retried,
+  // waking whoever came to wait on the start (a native_id() or a join(), which then return as
+  // they do before any start).
   void undo_start() noexcept { advance(ThreadPhase::created); }
 
   // start() created the joinable OS thread `ident`.
@@ -243,11 +256,19 @@ class ThreadState : public std::enable_shared_from_this<ThreadState> {
     if (before & waiters_bit) wake_all(phase_);
   }
 
-  // Waits until the phase is at least `target`; false when the deadline passed first.
-  bool wait_for(ThreadPhase target, steady_time deadline) const noexcept {
+  // Waits until the phase is at least `target`, or is back at created (the start failed), or
+  // the deadline passes; returns the phase it saw last. Never sleeps on a created word, so a
+  // created word never carries the waiters bit:
+  //   waiter: loads started            start(): fails, exchanges the word to created, wakes
+  //   waiter: CAS started -> started|W fails (the word changed), reloads created, returns.
+  ThreadPhase wait_for(ThreadPhase target, steady_time deadline) const noexcept {
     for (;;) {
       std::uint32_t word = phase_.load(std::memory_order_acquire);
-      if ((word & phase_mask) >= static_cast<std::uint32_t>(target)) return true;
+      const std::uint32_t now = word & phase_mask;
+      if (now >= static_cast<std::uint32_t>(target) ||
+          now == static_cast<std::uint32_t>(ThreadPhase::created)) {
+        return static_cast<ThreadPhase>(now);
+      }
       if (!(word & waiters_bit)) {
         if (!phase_.compare_exchange_weak(word, word | waiters_bit, std::memory_order_acquire)) {
           continue;
@@ -257,8 +278,7 @@ class ThreadState : public std::enable_shared_from_this<ThreadState> {
         CONCUR_SCHEDULE_POINT("thread.wait.after_setting_waiters");
       }
       if (!wait_on_until(phase_, word, deadline)) {
-        return (phase_.load(std::memory_order_acquire) & phase_mask) >=
-               static_cast<std::uint32_t>(target);
+        return static_cast<ThreadPhase>(phase_.load(std::memory_order_acquire) & phase_mask);
       }
     }
   }
