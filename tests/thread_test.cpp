@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -37,6 +39,7 @@ namespace {
 using namespace std::chrono_literals;
 using concur::Thread;
 using concur::ThreadHandle;
+using concur::ThreadOptions;
 using concur::UsageError;
 using concur_test::eventually;
 using concur_test::scaled;
@@ -824,6 +827,92 @@ TEST(Registry, AfterForkOnlyTheForkingThreadRemainsAndIsMain) {
   EXPECT_TRUE(other.is_alive());  // the parent still has it
   gate.open();
   other.join();
+}
+
+// Runs `body` in a fork()ed child and returns its exit status, or -1 when it is still running
+// after `limit` (it is killed then, and reaped): a child that hangs fails the test instead of
+// hanging the suite.
+int exit_status_of_child(const std::function<int()>& body,
+                         std::chrono::seconds limit = concur_test::generous) {
+  const pid_t pid = ::fork();
+  if (pid == 0) ::_exit(body());
+  if (pid < 0) return -2;
+  const auto give_up = std::chrono::steady_clock::now() + limit;
+  int status = 0;
+  for (;;) {
+    const pid_t done = ::waitpid(pid, &status, WNOHANG);
+    if (done == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (std::chrono::steady_clock::now() > give_up) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+}
+
+// A pthread key whose destructor keeps the exiting OS thread alive for a while after concur has
+// marked it ended (keys made later run their destructors later; concur's key is made during
+// static initialisation). It holds open the window in which a Thread has ended but its OS
+// thread has not yet gone, so that a fork() taken there is certain to find it so.
+pthread_key_t lingering_exit_key() {
+  static const pthread_key_t key = [] {
+    pthread_key_t made;
+    ::pthread_key_create(&made, [](void*) { std::this_thread::sleep_for(300ms); });
+    return made;
+  }();
+  return key;
+}
+
+// Issue 13, item 1: in a fork()ed child, the OS threads of the parent do not exist. A Thread
+// that ended before the fork but was not joined (or, daemon, not detached) must not
+// pthread_join or pthread_detach it there: the child joins (and destroys) such Threads at once,
+// as Python's child does.
+TEST(Thread, AForkedChildJoinsEndedUnjoinedThreadsAtOnce) {
+  const pthread_key_t key = lingering_exit_key();
+  std::vector<std::unique_ptr<Thread>> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.push_back(std::make_unique<Thread>(ThreadOptions{.daemon = i == 3},
+                                               [key] { ::pthread_setspecific(key, &key); }));
+    threads.back()->start();
+  }
+  for (auto& t : threads) ASSERT_TRUE(eventually([&] { return !t->is_alive(); }));
+  // Each OS thread now lingers in its exit for 300 ms: fork inside that window.
+  const int status = exit_status_of_child(
+      [&] {
+        for (int i = 0; i < 2; ++i) threads[i]->join();
+        if (!threads[2]->join(1s)) return 3;
+        threads.clear();  // the last two by their destructors (the daemon's detaches)
+        return 0;
+      },
+      10s);
+  EXPECT_EQ(status, 0) << (status == -1 ? "the child hung joining a Thread" : "");
+  for (auto& t : threads) {
+    if (!t->daemon()) t->join();
+  }
+}
+
+// The same with the fork racing the threads' ends, at every point of their exit.
+TEST(Thread, AForkedChildJoinsThreadsThatEndAroundTheFork) {
+  const int rounds = static_cast<int>(scaled(200, 4));
+  int hung = 0;
+  int failed = 0;
+  for (int round = 0; round < rounds; ++round) {
+    Thread t([] {});
+    t.start();
+    if (round % 2 == 1) std::this_thread::sleep_for(std::chrono::microseconds(round % 50));
+    const int status = exit_status_of_child(
+        [&] {
+          if (!t.join(5s)) return 3;
+          return t.is_alive() ? 4 : 0;
+        },
+        10s);
+    hung += status == -1;
+    failed += status != 0 && status != -1;
+    t.join();
+  }
+  EXPECT_EQ(hung, 0) << "of " << rounds << " children";
+  EXPECT_EQ(failed, 0) << "of " << rounds << " children";
 }
 
 // ---- stress -----------------------------------------------------------------------------------

@@ -35,6 +35,9 @@
 #include <type_traits>
 #include <utility>
 
+#include <sys/types.h>
+#include <unistd.h>
+
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/os_thread.hpp"
 #include "concur/detail/schedule.hpp"
@@ -170,8 +173,12 @@ class ThreadState : public std::enable_shared_from_this<ThreadState> {
   }
 
   // The OS thread of a started Thread is joinable; exactly one caller (a join() of its owner,
-  // or the owner's destructor) gets to join or detach it. True for that one caller.
+  // or the owner's destructor) gets to join or detach it. True for that one caller, and never
+  // in a process other than the one that started the thread: in a fork()ed child the parent's
+  // threads do not exist, and joining or detaching one there is undefined (glibc crashes or
+  // hangs). Whether the thread had ended before the fork or not, nothing is left to join there.
   bool claim_os_thread() noexcept {
+    if (os_thread_pid_.load(std::memory_order_acquire) != ::getpid()) return false;
     return !os_thread_claimed_.exchange(true, std::memory_order_acq_rel);
   }
 
@@ -197,6 +204,7 @@ class ThreadState : public std::enable_shared_from_this<ThreadState> {
   // start() created the joinable OS thread `ident`.
   void set_started_os_thread(std::uint64_t ident) noexcept {
     ident_.store(ident, std::memory_order_release);
+    os_thread_pid_.store(::getpid(), std::memory_order_release);
     os_thread_claimed_.store(false, std::memory_order_release);
   }
 
@@ -290,6 +298,7 @@ class ThreadState : public std::enable_shared_from_this<ThreadState> {
   std::atomic<std::uint64_t> ident_{0};
   std::atomic<std::uint64_t> native_id_{0};
   std::atomic<bool> os_thread_claimed_{true};  // true: no OS thread left to join or detach
+  std::atomic<pid_t> os_thread_pid_{0};        // the process whose OS thread it is
   // Written by the waiters (the waiters bit) as well as by the thread: mutable for const waits.
   mutable wait_word phase_{static_cast<std::uint32_t>(ThreadPhase::created)};
   std::unique_ptr<ThreadTarget> target_;
