@@ -127,16 +127,16 @@ class local {
 
   // local::for_each(f)
   //
-  // Calls `f(value)` for the value of every thread that has one and has not exited. A thread
-  // that exits meanwhile waits until `f` has returned for its value; `f` must not use this
-  // local.
+  // Calls `f(value)` for the value of every thread that has one and has not exited (values
+  // created meanwhile may be missed). A thread that exits meanwhile waits until `f` has returned
+  // for its value. `f` runs with no lock of concur's held, so it may use other locals (or this
+  // one, for the calling thread's own value); it must not destroy this local. An exception from
+  // `f` ends the walk and propagates.
   template <class F>
   void for_each(F f) {
     detail::LocalSlots::Slot& slot = detail::LocalSlots::instance().slot(index_);
-    std::lock_guard<std::mutex> hold(slot.mutex);
-    for (detail::LocalNode* node = slot.head; node != nullptr; node = node->next) {
-      f(static_cast<Node*>(node)->value);
-    }
+    detail::LocalSlots::visit_each(
+        slot, [&](detail::LocalNode* node) { f(static_cast<Node*>(node)->value); });
   }
 
   // local::combine(op)
