@@ -118,9 +118,10 @@ class ThreadAccess {
   // ThreadAccess::join()
   //
   // Blocks until the thread ends. Any number of threads may join the same thread, at the same
-  // time or later. Throws UsageError before start() and when a thread joins itself. Returns
-  // normally even when the thread's function threw (the exception went to excepthook).
-  void join() const { state_->join_until(detail::never); }
+  // time or later. Throws UsageError before start(), when a thread joins itself, and for a
+  // "Dummy-N" thread (Python 3.13: "cannot join a dummy thread"). Returns normally even when
+  // the thread's function threw (the exception went to excepthook).
+  void join() const { (void)state_->join_until(detail::never); }
 
   // ThreadAccess::join(timeout)
   //
@@ -161,9 +162,9 @@ class ThreadHandle : public detail::ThreadAccess {
 
 // ExceptHookArgs
 //
-// What excepthook receives when an exception escapes a thread's function (Python's
-// threading.ExceptHookArgs): the exception, and the thread it escaped from (empty for a thread
-// from start_new_thread() that never met the registry).
+// What excepthook receives when an exception escapes a Thread's function (Python's
+// threading.ExceptHookArgs): the exception, and the thread it escaped from (empty when the
+// caller of excepthook() gives none).
 struct ExceptHookArgs {
   std::exception_ptr exc_value;
   std::optional<ThreadHandle> thread;
@@ -278,26 +279,27 @@ void run_reporting_exceptions(Body&& body) {
   });
 }
 
-// The name Python would give a target: a callable object's name(), or a function's own name
-// when the dynamic symbol table has it.
-template <class Callable>
-std::string target_name(const Callable& callable) {
-  if constexpr (std::is_function_v<Callable>) {
-    return function_name_at(reinterpret_cast<const void*>(&callable));
-  } else if constexpr (std::is_pointer_v<Callable> &&
-                       std::is_function_v<std::remove_pointer_t<Callable>>) {
-    return function_name_at(reinterpret_cast<const void*>(callable));
-  } else if constexpr (requires { std::string(callable.name()); }) {
-    return std::string(callable.name());
-  } else {
-    return {};
+// Python's unraisable-exception report of an exception that escaped a start_new_thread()
+// function: "Exception ignored in thread started by NAME:" (NAME: the function's name, or the
+// callable's type) and, on the next line, the exception's type and what(), in one write to
+// stderr. Python 3.13 sends it to sys.unraisablehook, not to threading.excepthook.
+inline void report_ignored_thread_exception(const ThreadTarget& target,
+                                            const std::exception_ptr& error) noexcept {
+  try {
+    const std::string text = "Exception ignored in thread started by " + target.name() + ":\n" +
+                             describe_exception(error) + "\n";
+    std::fwrite(text.data(), 1, text.size(), stderr);
+    std::fflush(stderr);
+  } catch (...) {
   }
 }
 
 // The entry of a thread from start_new_thread(): no record, no name.
 inline void* bare_thread_entry(void* raw) {
   const std::unique_ptr<ThreadTarget> target(static_cast<ThreadTarget*>(raw));
-  run_reporting_exceptions([&] { (*target)(); });
+  run_reporting_exceptions(
+      [&] { (*target)(); },
+      [&](const std::exception_ptr& error) { report_ignored_thread_exception(*target, error); });
   return nullptr;
 }
 
@@ -535,8 +537,10 @@ class Thread : public detail::ThreadAccess {
 //
 // Python's _thread.start_new_thread: runs `f(args...)` on a new detached thread and returns its
 // ident at once. The thread is not listed by enumerate() unless it calls current_thread(). An
-// exception escaping `f` goes to excepthook; exit_thread() ends it quietly. Throws
-// std::system_error when the OS cannot create another thread.
+// exception escaping `f` is reported as Python reports it there (an unraisable exception, not
+// excepthook): "Exception ignored in thread started by NAME:" and the exception on stderr;
+// exit_thread(), pthread_exit() and pthread_cancel() end it quietly. Throws std::system_error
+// when the OS cannot create another thread.
 template <class F, class... Args>
 std::uint64_t start_new_thread(F&& f, Args&&... args) requires detail::thread_target<F, Args...> {
   auto target = detail::bind_target(std::forward<F>(f), std::forward<Args>(args)...);

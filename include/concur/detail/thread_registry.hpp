@@ -147,6 +147,7 @@ class ThreadRegistry {
         is_main ? main_thread()
                 : std::make_shared<ThreadState>("Dummy-" + std::to_string(next_number()),
                                                 /*daemon=*/true, /*started_here=*/false);
+    if (!is_main) state->set_dummy(true);
     if (state->phase() == ThreadPhase::created) state->adopt_running();
     add_once(*state);
     if (is_main) {

@@ -33,18 +33,36 @@
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 
 #include <sys/types.h>
 #include <unistd.h>
 
 #include "concur/detail/deadline.hpp"
+#include "concur/detail/names.hpp"
 #include "concur/detail/os_thread.hpp"
 #include "concur/detail/schedule.hpp"
 #include "concur/detail/wait.hpp"
 #include "concur/errors.hpp"
 
 namespace concur::detail {
+
+// The name Python would give a target: a callable object's name(), or a function's own name
+// when the dynamic symbol table has it.
+template <class Callable>
+std::string target_name(const Callable& callable) {
+  if constexpr (std::is_function_v<Callable>) {
+    return function_name_at(reinterpret_cast<const void*>(&callable));
+  } else if constexpr (std::is_pointer_v<Callable> &&
+                       std::is_function_v<std::remove_pointer_t<Callable>>) {
+    return function_name_at(reinterpret_cast<const void*>(callable));
+  } else if constexpr (requires { std::string(callable.name()); }) {
+    return std::string(callable.name());
+  } else {
+    return {};
+  }
+}
 
 // ThreadTarget
 //
@@ -53,6 +71,8 @@ class ThreadTarget {
  public:
   virtual ~ThreadTarget() = default;
   virtual void operator()() = 0;
+  // What Python's repr of the function would name: the target's name, or the callable's type.
+  virtual std::string name() const = 0;
 };
 
 // The arguments are decay-copied (or moved) into the target when the Thread is built, as
@@ -63,6 +83,16 @@ class BoundTarget final : public ThreadTarget {
   template <class G, class... As>
   explicit BoundTarget(G&& callable, As&&... arguments)
       : parts_(std::forward<G>(callable), std::forward<As>(arguments)...) {}
+
+  std::string name() const override {
+    std::string named = target_name(std::get<0>(parts_));
+    if (!named.empty()) return named;
+#if defined(__cpp_rtti) || defined(__GXX_RTTI)
+    return "<" + demangle(typeid(F).name()) + ">";
+#else
+    return "<callable>";
+#endif
+  }
 
   void operator()() override {
     std::apply(
@@ -150,8 +180,14 @@ class ThreadState : public std::enable_shared_from_this<ThreadState> {
     return now == ThreadPhase::started || now == ThreadPhase::running;
   }
 
-  // Throws UsageError when joining is a mistake: before start(), or from the thread itself.
+  // A "Dummy-N" record: a thread that concur did not start, met through current_thread().
+  bool dummy() const noexcept { return dummy_.load(std::memory_order_relaxed); }
+  void set_dummy(bool dummy) noexcept { dummy_.store(dummy, std::memory_order_relaxed); }
+
+  // Throws UsageError when joining is a mistake: a dummy thread (nothing tells concur when it
+  // ends; Python 3.13 refuses too), before start(), or from the thread itself.
   void check_joinable() const {
+    if (dummy()) throw UsageError("cannot join a dummy thread");
     if (phase() == ThreadPhase::created) {
       throw UsageError("cannot join thread before it is started");
     }
@@ -234,6 +270,7 @@ class ThreadState : public std::enable_shared_from_this<ThreadState> {
   void reset_after_fork(bool survives) noexcept {
     new (&mutex_) std::mutex();
     if (survives) {
+      set_dummy(false);  // the forking thread is the child's main thread, as in Python
       os_forget_native_id();
       native_id_.store(os_thread_native_id(), std::memory_order_release);
     } else {
@@ -294,6 +331,7 @@ class ThreadState : public std::enable_shared_from_this<ThreadState> {
   mutable std::mutex mutex_;
   std::string name_;  // guarded by mutex_
   std::atomic<bool> daemon_;
+  std::atomic<bool> dummy_{false};
   const bool started_here_;
   std::atomic<std::uint64_t> ident_{0};
   std::atomic<std::uint64_t> native_id_{0};
