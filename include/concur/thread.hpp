@@ -47,10 +47,6 @@
 #include <utility>
 #include <vector>
 
-#if defined(__GLIBCXX__)
-#include <cxxabi.h>
-#endif
-
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/names.hpp"
 #include "concur/detail/os_thread.hpp"
@@ -257,18 +253,18 @@ inline void report_thread_exception(std::exception_ptr error, ThreadState* state
 // Runs `body`, ending quietly on ThreadExit and sending any other exception to `report`.
 // pthread_exit() and pthread_cancel() end a glibc thread by unwinding its stack with a "forced
 // unwind" exception that must go on up to the C library (swallowing it aborts the process), so
-// it is rethrown, as libstdc++'s std::thread does (issue 13, item 2).
+// it is rethrown, as libstdc++'s std::thread does (issue 13, item 2). It is recognised as an
+// exception that is not C++'s: std::current_exception() is empty for it. (Catching
+// abi::__forced_unwind by reference would bind the reference to no object, which UBSan reports.)
 template <class Body, class Report>
 void run_reporting_exceptions(Body&& body, Report&& report) {
   try {
     std::forward<Body>(body)();
   } catch (const ThreadExit&) {
-#if defined(__GLIBCXX__)
-  } catch (const abi::__forced_unwind&) {
-    throw;
-#endif
   } catch (...) {
-    std::forward<Report>(report)(std::current_exception());
+    std::exception_ptr error = std::current_exception();
+    if (!error) throw;  // a forced unwind, or another language's exception: let it pass
+    std::forward<Report>(report)(std::move(error));
   }
 }
 
