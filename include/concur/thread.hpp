@@ -275,21 +275,6 @@ void run_reporting_exceptions(Body&& body) {
   });
 }
 
-// Python's unraisable-exception report of an exception that escaped a start_new_thread()
-// function: "Exception ignored in thread started by NAME:" (NAME: the function's name, or the
-// callable's type) and, on the next line, the exception's type and what(), in one write to
-// stderr. Python 3.13 sends it to sys.unraisablehook, not to threading.excepthook.
-inline void report_ignored_thread_exception(const ThreadTarget& target,
-                                            const std::exception_ptr& error) noexcept {
-  try {
-    const std::string text = "Exception ignored in thread started by " + target.name() + ":\n" +
-                             describe_exception(error) + "\n";
-    std::fwrite(text.data(), 1, text.size(), stderr);
-    std::fflush(stderr);
-  } catch (...) {
-  }
-}
-
 // The entry of a thread from start_new_thread(): no record, no name.
 inline void* bare_thread_entry(void* raw) {
   const std::unique_ptr<ThreadTarget> target(static_cast<ThreadTarget*>(raw));

@@ -25,6 +25,8 @@
 #include <atomic>
 #include <concepts>
 #include <cstdint>
+#include <cstdio>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -115,6 +117,21 @@ template <class F, class... Args>
 std::unique_ptr<ThreadTarget> bind_target(F&& callable, Args&&... arguments) {
   return std::make_unique<BoundTarget<std::decay_t<F>, std::decay_t<Args>...>>(
       std::forward<F>(callable), std::forward<Args>(arguments)...);
+}
+
+// Python's unraisable-exception report of an exception that escaped a start_new_thread()
+// function: "Exception ignored in thread started by NAME:" (NAME: the function's name, or the
+// callable's type) and, on the next line, the exception's type and what(), in one write to
+// stderr. Python 3.13 sends it to sys.unraisablehook, not to threading.excepthook.
+inline void report_ignored_thread_exception(const ThreadTarget& target,
+                                            const std::exception_ptr& error) noexcept {
+  try {
+    const std::string text = "Exception ignored in thread started by " + target.name() + ":\n" +
+                             describe_exception(error) + "\n";
+    std::fwrite(text.data(), 1, text.size(), stderr);
+    std::fflush(stderr);
+  } catch (...) {
+  }
 }
 
 enum class ThreadPhase : std::uint32_t { created = 0, started = 1, running = 2, ended = 3 };
