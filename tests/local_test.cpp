@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "concur/errors.hpp"
 #include "concur/event.hpp"
 #include "concur/thread.hpp"
 #include "test_support.hpp"
@@ -126,6 +127,59 @@ TEST(Local, ForEachAndCombineSeeEveryLiveThreadsValue) {
   EXPECT_EQ(empty.combine([](int x, int y) { return x + y; }), 0);
 }
 
+// Issue 13, item 4: for_each's callback used another local (its first get(), which takes the
+// registry's lock) while a thread with a value was exiting (which took the registry's lock and
+// then the visited local's): a lock-order deadlock. The callback here waits until the exiting
+// thread is asleep inside its exit, then gets a first value of another local; a watchdog turns
+// the deadlock into a failure. The exiting thread's value is visited exactly once and destroyed
+// after the callback returns; then the thread ends.
+TEST(Local, ForEachCallbackMayUseLocalsWhileAThreadExits) {
+  concur_test::Watchdog watchdog("for_each versus an exiting thread", std::chrono::seconds(40));
+  for (int round = 0; round < 5; ++round) {
+    local<Tracked> visited(round);
+    local<int> other;
+    (void)visited.get();  // this thread's value: visited too
+    const long before = Tracked::live.load();
+    std::atomic<std::uint64_t> exiting_tid{0};
+    std::atomic<bool> exiting{false};
+    concur::Event leave;
+    std::thread exiter([&] {
+      visited->value = 1000 + round;
+      // Built after this thread's table of local values, so destroyed just before it: the
+      // flag says that the thread is about to destroy its values.
+      struct Exiting {
+        std::atomic<bool>* flag = nullptr;
+        ~Exiting() {
+          if (flag != nullptr) *flag = true;
+        }
+      };
+      static thread_local Exiting marker;
+      marker.flag = &exiting;
+      exiting_tid = concur::get_native_id();
+      leave.wait();
+    });
+    while (exiting_tid.load() == 0) std::this_thread::yield();
+    int calls = 0;
+    std::thread::id caller = std::this_thread::get_id();
+    visited.for_each([&](Tracked& value) {
+      ++calls;
+      EXPECT_EQ(std::this_thread::get_id(), caller);
+      if (value.value != 1000 + round) return;
+      leave.set();
+      ASSERT_TRUE(concur_test::eventually(
+          [&] { return exiting.load() && concur_test::thread_asleep(exiting_tid.load()); }));
+      // The exiting thread now waits inside its exit. Take a first value of another local.
+      *other = 3;
+      EXPECT_EQ(*other, 3);
+      EXPECT_EQ(Tracked::live.load(), before + 1);  // the visited value is not destroyed yet
+    });
+    exiter.join();
+    EXPECT_EQ(calls, 2);
+    EXPECT_EQ(Tracked::live.load(), before);  // the exiter's value went with it
+    EXPECT_EQ(visited.combine([](const Tracked& a, const Tracked&) { return a; }).value, round);
+  }
+}
+
 TEST(Local, ManyLiveLocalsEachKeepTheirOwnValues) {
   // More locals than the thread_local fast array holds: the rest live in the heap array.
   const long before = Tracked::live.load();
@@ -145,6 +199,38 @@ TEST(Local, ManyLiveLocalsEachKeepTheirOwnValues) {
     for (int i = 0; i < 200; ++i) EXPECT_EQ((*many[i])->value, i % 7 == 0 ? -i : i);
   }
   EXPECT_EQ(Tracked::live.load(), before);
+}
+
+// Issue 13, item 7: a value whose construction uses the same local would build itself again,
+// forever. The inner get() throws UsageError instead; the failed first access leaves nothing
+// behind, and the next access builds the value normally. Building another local's value from a
+// factory is fine.
+TEST(Local, AFactoryThatUsesItsOwnLocalThrowsUsageError) {
+  local<int>* self = nullptr;
+  bool reenter = true;
+  local<int> recursive(concur::with_factory, [&] {
+    if (reenter) return self->get() + 1;
+    return 7;
+  });
+  self = &recursive;
+  EXPECT_THROW((void)recursive.get(), concur::UsageError);
+  reenter = false;
+  EXPECT_EQ(recursive.get(), 7);
+
+  // Another local's value built inside a factory: allowed, at any depth.
+  local<int> inner(concur::with_factory, [] { return 5; });
+  local<int> outer(concur::with_factory, [&] { return inner.get() * 2; });
+  EXPECT_EQ(outer.get(), 10);
+  EXPECT_EQ(inner.get(), 5);
+
+  // The same on another thread.
+  std::thread other([&] {
+    reenter = true;
+    EXPECT_THROW((void)recursive.get(), concur::UsageError);
+    reenter = false;
+    EXPECT_EQ(recursive.get(), 7);
+  });
+  other.join();
 }
 
 TEST(LocalStress, ThousandsOfShortThreadsAndManyLocals) {

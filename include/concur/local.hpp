@@ -43,6 +43,7 @@
 
 #include "concur/detail/config.hpp"
 #include "concur/detail/local_registry.hpp"
+#include "concur/errors.hpp"
 
 namespace concur {
 
@@ -105,7 +106,9 @@ class local {
 
   // local::get(), operator*, operator->
   //
-  // The calling thread's value, built now if this is the thread's first access.
+  // The calling thread's value, built now if this is the thread's first access. Throws what
+  // building the value throws (nothing is kept then; the next access tries again), and
+  // UsageError when called by the constructor or factory of the very value it would return.
   [[nodiscard]] T& get() {
     if (CONCUR_LIKELY(index_ < detail::local_inline_slots)) {
       if (void* value = detail::local_inline_values[index_].load(std::memory_order_relaxed)) {
@@ -124,16 +127,16 @@ class local {
 
   // local::for_each(f)
   //
-  // Calls `f(value)` for the value of every thread that has one and has not exited. A thread
-  // that exits meanwhile waits until `f` has returned for its value; `f` must not use this
-  // local.
+  // Calls `f(value)` for the value of every thread that has one and has not exited (values
+  // created meanwhile may be missed). A thread that exits meanwhile waits until `f` has returned
+  // for its value. `f` runs with no lock of concur's held, so it may use other locals (or this
+  // one, for the calling thread's own value); it must not destroy this local. An exception from
+  // `f` ends the walk and propagates.
   template <class F>
   void for_each(F f) {
     detail::LocalSlots::Slot& slot = detail::LocalSlots::instance().slot(index_);
-    std::lock_guard<std::mutex> hold(slot.mutex);
-    for (detail::LocalNode* node = slot.head; node != nullptr; node = node->next) {
-      f(static_cast<Node*>(node)->value);
-    }
+    detail::LocalSlots::visit_each(
+        slot, [&](detail::LocalNode* node) { f(static_cast<Node*>(node)->value); });
   }
 
   // local::combine(op)
@@ -167,8 +170,18 @@ class local {
 
   // The thread's first access: builds its value (outside any lock: it is user code), links it
   // to the slot and records it in the thread's table.
+  //
+  // Throws UsageError when the thread is already building its value of this local: the value's
+  // constructor (or the factory) used the local it is building.
   CONCUR_NOINLINE T& create() {
-    std::unique_ptr<Node> node(make_());
+    if (detail::LocalBuilding::underway(this)) {
+      throw UsageError("concur::local used by its own value's constructor or factory");
+    }
+    std::unique_ptr<Node> node;
+    {
+      detail::LocalBuilding building(this);
+      node.reset(make_());
+    }
     detail::LocalSlots& slots = detail::LocalSlots::instance();
     std::lock_guard<std::mutex> hold(slots.mutex());
     if (!detail::LocalSlots::link(slots.slots()[index_], node.get())) {

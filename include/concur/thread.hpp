@@ -20,7 +20,8 @@
 // concern: the callable and its arguments live in the thread's own record.
 //
 // Errors: start() twice, join() before start(), a thread joining itself, and set_daemon() after
-// start() throw concur::UsageError; the OS refusing a new thread throws std::system_error.
+// start() throw concur::UsageError; the OS refusing a new thread throws std::system_error (and
+// the Thread stays unstarted: start() may be retried).
 //
 // Memory ordering: everything the starting thread did before start() happens-before the new
 // thread's run(); everything run() did happens-before a join() that returns (true), and before
@@ -49,6 +50,7 @@
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/names.hpp"
 #include "concur/detail/os_thread.hpp"
+#include "concur/detail/schedule.hpp"
 #include "concur/detail/thread_registry.hpp"
 #include "concur/detail/thread_state.hpp"
 #include "concur/errors.hpp"
@@ -90,8 +92,9 @@ class ThreadAccess {
   // ThreadAccess::native_id()
   //
   // Python's `native_id`: the id the kernel gave the thread (Linux: its TID, as `top -H` shows),
-  // empty before start() and kept after the thread ends. Right after start() it may wait the
-  // few microseconds until the new thread has published it.
+  // empty before start() (Python's None; it never blocks then) and kept after the thread ends.
+  // Right after start() it may wait the few microseconds until the new thread has published
+  // it; empty when that start() fails.
   [[nodiscard]] std::optional<std::uint64_t> native_id() const noexcept {
     return state_->native_id();
   }
@@ -111,9 +114,10 @@ class ThreadAccess {
   // ThreadAccess::join()
   //
   // Blocks until the thread ends. Any number of threads may join the same thread, at the same
-  // time or later. Throws UsageError before start() and when a thread joins itself. Returns
-  // normally even when the thread's function threw (the exception went to excepthook).
-  void join() const { state_->join_until(detail::never); }
+  // time or later. Throws UsageError before start(), when a thread joins itself, and for a
+  // "Dummy-N" thread (Python 3.13: "cannot join a dummy thread"). Returns normally even when
+  // the thread's function threw (the exception went to excepthook).
+  void join() const { (void)state_->join_until(detail::never); }
 
   // ThreadAccess::join(timeout)
   //
@@ -154,9 +158,9 @@ class ThreadHandle : public detail::ThreadAccess {
 
 // ExceptHookArgs
 //
-// What excepthook receives when an exception escapes a thread's function (Python's
-// threading.ExceptHookArgs): the exception, and the thread it escaped from (empty for a thread
-// from start_new_thread() that never met the registry).
+// What excepthook receives when an exception escapes a Thread's function (Python's
+// threading.ExceptHookArgs): the exception, and the thread it escaped from (empty when the
+// caller of excepthook() gives none).
 struct ExceptHookArgs {
   std::exception_ptr exc_value;
   std::optional<ThreadHandle> thread;
@@ -246,37 +250,37 @@ inline void report_thread_exception(std::exception_ptr error, ThreadState* state
   }
 }
 
-// Runs `body`, ending quietly on ThreadExit and sending any other exception to excepthook.
-template <class Body>
-void run_reporting_exceptions(Body&& body) noexcept {
+// Runs `body`, ending quietly on ThreadExit and sending any other exception to `report`.
+// pthread_exit() and pthread_cancel() end a glibc thread by unwinding its stack with a "forced
+// unwind" exception that must go on up to the C library (swallowing it aborts the process), so
+// it is rethrown, as libstdc++'s std::thread does (issue 13, item 2). It is recognised as an
+// exception that is not C++'s: std::current_exception() is empty for it. (Catching
+// abi::__forced_unwind by reference would bind the reference to no object, which UBSan reports.)
+template <class Body, class Report>
+void run_reporting_exceptions(Body&& body, Report&& report) {
   try {
     std::forward<Body>(body)();
   } catch (const ThreadExit&) {
   } catch (...) {
-    report_thread_exception(std::current_exception(), current_thread_state);
+    std::exception_ptr error = std::current_exception();
+    if (!error) throw;  // a forced unwind, or another language's exception: let it pass
+    std::forward<Report>(report)(std::move(error));
   }
 }
 
-// The name Python would give a target: a callable object's name(), or a function's own name
-// when the dynamic symbol table has it.
-template <class Callable>
-std::string target_name(const Callable& callable) {
-  if constexpr (std::is_function_v<Callable>) {
-    return function_name_at(reinterpret_cast<const void*>(&callable));
-  } else if constexpr (std::is_pointer_v<Callable> &&
-                       std::is_function_v<std::remove_pointer_t<Callable>>) {
-    return function_name_at(reinterpret_cast<const void*>(callable));
-  } else if constexpr (requires { std::string(callable.name()); }) {
-    return std::string(callable.name());
-  } else {
-    return {};
-  }
+template <class Body>
+void run_reporting_exceptions(Body&& body) {
+  run_reporting_exceptions(std::forward<Body>(body), [](std::exception_ptr error) {
+    report_thread_exception(std::move(error), current_thread_state);
+  });
 }
 
 // The entry of a thread from start_new_thread(): no record, no name.
 inline void* bare_thread_entry(void* raw) {
   const std::unique_ptr<ThreadTarget> target(static_cast<ThreadTarget*>(raw));
-  run_reporting_exceptions([&] { (*target)(); });
+  run_reporting_exceptions(
+      [&] { (*target)(); },
+      [&](const std::exception_ptr& error) { report_ignored_thread_exception(*target, error); });
   return nullptr;
 }
 
@@ -364,18 +368,28 @@ class Thread : public detail::ThreadAccess {
   // Thread::start()
   //
   // Starts the thread: run() begins on a new OS thread, named after this Thread. Returns without
-  // waiting for it; is_alive() is true from here on. Throws UsageError when called a second
-  // time, and std::system_error (EAGAIN) when the OS cannot create another thread.
+  // waiting for it; is_alive() is true from here on. Throws UsageError when called after a
+  // start() that succeeded, and std::system_error (EAGAIN) when the OS cannot create another
+  // thread; a start() that threw leaves the Thread unstarted, so it may be called again (as in
+  // Python), and a native_id() or join() waiting on it returns as before any start.
   void start() {
-    state_->begin_start();
+    // Everything that may fail before the OS thread is made, made before the phase changes.
     auto ownership = std::make_unique<detail::ThreadOwnership>(
         detail::ThreadOwnership{state_, runs_through_object() ? this : nullptr});
     auto& registry = detail::ThreadRegistry::instance();
-    registry.add(*state_);
+    state_->begin_start();
+    CONCUR_SCHEDULE_POINT("thread.start.before_listing");
+    try {
+      registry.add(*state_);
+    } catch (...) {
+      state_->undo_start();
+      throw;
+    }
     std::uint64_t ident = 0;
     if (int rc = detail::os_start_thread(&entry, ownership.get(), /*detached=*/false, ident);
         rc != 0) {
       registry.remove(*state_);
+      CONCUR_SCHEDULE_POINT("thread.start.failed_before_undo");
       state_->undo_start();
       detail::throw_system_error(rc, "can't start new thread");
     }
@@ -504,8 +518,10 @@ class Thread : public detail::ThreadAccess {
 //
 // Python's _thread.start_new_thread: runs `f(args...)` on a new detached thread and returns its
 // ident at once. The thread is not listed by enumerate() unless it calls current_thread(). An
-// exception escaping `f` goes to excepthook; exit_thread() ends it quietly. Throws
-// std::system_error when the OS cannot create another thread.
+// exception escaping `f` is reported as Python reports it there (an unraisable exception, not
+// excepthook): "Exception ignored in thread started by NAME:" and the exception on stderr;
+// exit_thread(), pthread_exit() and pthread_cancel() end it quietly. Throws std::system_error
+// when the OS cannot create another thread.
 template <class F, class... Args>
 std::uint64_t start_new_thread(F&& f, Args&&... args) requires detail::thread_target<F, Args...> {
   auto target = detail::bind_target(std::forward<F>(f), std::forward<Args>(args)...);

@@ -13,9 +13,19 @@
 //
 // Each value is destroyed exactly once, by its thread's exit or by its local's destruction,
 // whichever comes first: both take the registry mutex; a local's destruction clears its index
-// in every thread's array (so a later local reusing the index starts from nothing), and a
-// thread's exit takes back only what its array still holds. Values are destroyed after the
-// mutexes are released, so a destructor may itself use locals.
+// in every thread's array (so a later local reusing the index starts from nothing) and bumps
+// its slot's generation, and a thread's exit takes back only what its array still holds, then
+// unlinks each value from its slot unless the slot's generation changed meanwhile (the local's
+// destruction took the value). Values are destroyed after the mutexes are released, so a
+// destructor may itself use locals.
+//
+// Lock order: the registry mutex, then a slot's mutex. A slot's mutex is never held while the
+// registry mutex is taken, nor while user code runs: for_each() marks the value it visits
+// (LocalNode::visits) and calls the callback with no mutex held, and a thread that exits while
+// its value is visited waits, holding no mutex, on the slot's condition variable until the visit
+// ends. (Holding the slot's mutex across the callback deadlocked against an exiting thread,
+// which holds the registry mutex and wants the slot's, when the callback took the registry mutex
+// by using another local: issue 13, item 4.)
 
 #ifndef CONCUR_DETAIL_LOCAL_REGISTRY_HPP
 #define CONCUR_DETAIL_LOCAL_REGISTRY_HPP
@@ -23,7 +33,9 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -31,14 +43,17 @@
 #include <vector>
 
 #include "concur/detail/config.hpp"
+#include "concur/detail/schedule.hpp"
 
 namespace concur::detail {
 
 // One thread's value of one local, linked into its slot's list.
 struct LocalNode {
   virtual ~LocalNode() = default;
-  LocalNode* prev = nullptr;
+  LocalNode* prev = nullptr;  // guarded by the slot's mutex, as are the rest
   LocalNode* next = nullptr;
+  int visits = 0;        // for_each() calls on this value under way
+  bool awaited = false;  // the owning thread waits for the visits to end
 };
 
 // The calling thread's values, indexed by slot, read directly by local<T>::get(): the first
@@ -56,8 +71,10 @@ class LocalSlots {
  public:
   struct Slot {
     std::mutex mutex;
-    bool open = false;          // guarded by mutex: a local object uses the slot
-    LocalNode* head = nullptr;  // guarded by mutex
+    std::condition_variable visit_ended;  // with mutex: a node's last visit ended
+    bool open = false;                    // guarded by mutex: a local object uses the slot
+    std::uint64_t generation = 0;         // guarded by mutex and the registry's: bumped by close
+    LocalNode* head = nullptr;            // guarded by mutex
   };
 
   static LocalSlots& instance() {
@@ -90,10 +107,46 @@ class LocalSlots {
     return true;
   }
 
-  static void unlink(Slot& s, LocalNode* node) {
-    std::lock_guard<std::mutex> hold(s.mutex);
+  // The exiting owner of `node`, holding no mutex: waits until no for_each() visits the node,
+  // then unlinks it. False (the node is not touched) when the local closed after `generation`
+  // was read: its destruction took the node, and destroys it.
+  static bool unlink_unvisited(Slot& s, std::uint64_t generation, LocalNode* node) {
+    std::unique_lock<std::mutex> hold(s.mutex);
+    for (;;) {
+      if (s.generation != generation) return false;
+      if (node->visits == 0) break;
+      node->awaited = true;
+      CONCUR_SCHEDULE_POINT("local.exit.before_waiting_for_visit");
+      s.visit_ended.wait(hold);
+    }
     (node->prev != nullptr ? node->prev->next : s.head) = node->next;
     if (node->next != nullptr) node->next->prev = node->prev;
+    return true;
+  }
+
+  // for_each(): calls `visit(node)` for every node of the slot, without holding its mutex while
+  // `visit` runs. The node visited stays linked (its owner waits in unlink_unvisited), so its
+  // `next` is read after the visit; values linked meanwhile (at the head) are not visited.
+  template <class Visit>
+  static void visit_each(Slot& s, Visit&& visit) {
+    std::unique_lock<std::mutex> hold(s.mutex);
+    for (LocalNode* node = s.head; node != nullptr;) {
+      ++node->visits;
+      hold.unlock();
+      CONCUR_SCHEDULE_POINT("local.for_each.before_callback");
+      try {
+        visit(node);
+      } catch (...) {
+        hold.lock();
+        end_visit(s, node);
+        throw;
+      }
+      hold.lock();
+      CONCUR_SCHEDULE_POINT("local.for_each.after_callback");
+      LocalNode* next = node->next;
+      end_visit(s, node);
+      node = next;
+    }
   }
 
   // With mutex() held: the tables of threads that have values.
@@ -101,12 +154,27 @@ class LocalSlots {
   std::deque<Slot>& slots() noexcept { return slots_; }
 
  private:
+  // With the slot's mutex held.
+  static void end_visit(Slot& s, LocalNode* node) noexcept {
+    if (--node->visits == 0 && node->awaited) {
+      node->awaited = false;
+      s.visit_ended.notify_all();
+    }
+  }
+
   LocalSlots() {
-    // A thread that vanished in fork() may have held a mutex.
+    // A thread that vanished in fork() may have held a mutex, or been visiting a value.
     ::pthread_atfork(nullptr, nullptr, [] {
       LocalSlots& self = instance();
       new (&self.mutex_) std::mutex();
-      for (Slot& s : self.slots_) new (&s.mutex) std::mutex();
+      for (Slot& s : self.slots_) {
+        new (&s.mutex) std::mutex();
+        new (&s.visit_ended) std::condition_variable();
+        for (LocalNode* node = s.head; node != nullptr; node = node->next) {
+          node->visits = 0;
+          node->awaited = false;
+        }
+      }
     });
   }
 
@@ -114,6 +182,33 @@ class LocalSlots {
   std::deque<Slot> slots_;                 // guarded by mutex_ (each slot's list by its mutex)
   std::vector<std::size_t> free_;          // guarded by mutex_
   std::vector<LocalThreadTable*> tables_;  // guarded by mutex_
+};
+
+// The locals whose value the calling thread is building right now, innermost first: a value
+// whose construction uses its own local would otherwise build itself again without end (issue
+// 13, item 7). One node per nested build, on the builder's stack.
+class LocalBuilding {
+ public:
+  // Marks `owner` (a local object) as being built on this thread, until destroyed.
+  explicit LocalBuilding(const void* owner) noexcept : owner_(owner), outer_(innermost) {
+    innermost = this;
+  }
+  ~LocalBuilding() { innermost = outer_; }
+  LocalBuilding(const LocalBuilding&) = delete;
+  LocalBuilding& operator=(const LocalBuilding&) = delete;
+
+  // Whether the calling thread is building a value of `owner`.
+  static bool underway(const void* owner) noexcept {
+    for (const LocalBuilding* at = innermost; at != nullptr; at = at->outer_) {
+      if (at->owner_ == owner) return true;
+    }
+    return false;
+  }
+
+ private:
+  static inline thread_local LocalBuilding* innermost = nullptr;
+  const void* const owner_;
+  LocalBuilding* const outer_;
 };
 
 // Set once the calling thread has destroyed its values (it is exiting): a local used after that
@@ -147,8 +242,17 @@ class LocalThreadTable {
     entry(index).store(nullptr, std::memory_order_relaxed);
   }
 
+  // The thread exits: under the registry mutex, leaves the set of tables (no local's
+  // destruction touches this table after that) and takes its values with their slots'
+  // generations; then, with no mutex held, unlinks each from its slot (waiting for a for_each()
+  // visiting it) and destroys it, unless its local closed meanwhile and took it.
   ~LocalThreadTable() {
-    std::vector<std::pair<std::size_t, LocalNode*>> mine;
+    struct Mine {
+      LocalSlots::Slot* slot;
+      std::uint64_t generation;
+      LocalNode* node;
+    };
+    std::vector<Mine> mine;
     LocalSlots& slots = LocalSlots::instance();
     {
       std::lock_guard<std::mutex> hold(slots.mutex());
@@ -161,17 +265,20 @@ class LocalThreadTable {
         }
       }
       for (std::size_t index = 0; index < nodes_.size(); ++index) {
-        if (nodes_[index] != nullptr) mine.emplace_back(index, nodes_[index]);
-      }
-      for (auto& [index, node] : mine) {
-        LocalSlots::unlink(slots.slots()[index], node);
+        if (nodes_[index] == nullptr) continue;
+        LocalSlots::Slot& s = slots.slots()[index];
+        mine.push_back(Mine{&s, s.generation, nodes_[index]});
+        nodes_[index] = nullptr;
         entry(index).store(nullptr, std::memory_order_relaxed);
       }
       local_values = nullptr;
       local_value_count = 0;
       local_values_gone = true;
     }
-    for (auto& [index, node] : mine) delete node;
+    CONCUR_SCHEDULE_POINT("local.exit.after_leaving_registry");
+    for (const Mine& m : mine) {
+      if (LocalSlots::unlink_unvisited(*m.slot, m.generation, m.node)) delete m.node;
+    }
   }
 
  private:
@@ -229,9 +336,11 @@ inline LocalNode* LocalSlots::close(std::size_t index) {
   {
     std::lock_guard<std::mutex> hold_slot(s.mutex);
     s.open = false;
+    ++s.generation;  // an exiting thread that took a value of this slot leaves it to us
     nodes = s.head;
     s.head = nullptr;
   }
+  s.visit_ended.notify_all();  // such a thread may wait for a visit: it now finds the change
   free_.push_back(index);
   return nodes;
 }

@@ -8,7 +8,9 @@
 //
 // Exception safety: a put constructs its item in the container before anything is counted, and
 // a get moves the item out before it is removed, so an item whose move throws is either not
-// added or stays where it was; the lock is released either way (Guard).
+// added or stays where it was; the lock is released either way (Guard). A get_many that fails
+// part way keeps the items it already moved out with the caller and still wakes the putters
+// for the room they made.
 
 #ifndef CONCUR_DETAIL_LOCKED_QUEUE_CORE_HPP
 #define CONCUR_DETAIL_LOCKED_QUEUE_CORE_HPP
@@ -27,6 +29,7 @@
 #include "concur/condition.hpp"
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/queue_core.hpp"
+#include "concur/detail/schedule.hpp"
 #include "concur/errors.hpp"
 #include "concur/lock.hpp"
 
@@ -38,6 +41,7 @@ class FifoStore {
  public:
   std::size_t size() const noexcept { return items_.size(); }
   void push(T&& item) { items_.push_back(std::move(item)); }
+  void prepare_pop() noexcept {}
   T& next() noexcept { return items_.front(); }
   void pop() noexcept { items_.pop_front(); }
   void clear() noexcept { items_.clear(); }
@@ -52,6 +56,7 @@ class LifoStore {
  public:
   std::size_t size() const noexcept { return items_.size(); }
   void push(T&& item) { items_.push_back(std::move(item)); }
+  void prepare_pop() noexcept {}
   T& next() noexcept { return items_.back(); }
   void pop() noexcept { items_.pop_back(); }
   void clear() noexcept { items_.clear(); }
@@ -62,6 +67,14 @@ class LifoStore {
 
 // Smallest first by `Compare` (a binary heap, as Python's heapq). Items whose moves may throw
 // are kept behind pointers, so that reordering the heap never moves an item.
+//
+// A comparator may throw (issue 13, item 3). Every comparison of a push or a pop is therefore
+// made before anything moves: the walk finds where the new (or the last) item will land, and
+// only then are the entries shifted along that path, with moves that cannot throw. A comparison
+// that throws leaves the heap exactly as it was: a failed push has not taken the item (the
+// caller's object is not even moved from), and a failed pop leaves the item at the front.
+// (CPython's heapq appends first and then sifts with swaps, so there the item stays in the
+// heap; here the put has simply not happened, which also keeps the queue's counts right.)
 template <class T, class Compare>
 class HeapStore {
   static constexpr bool by_pointer =
@@ -74,13 +87,47 @@ class HeapStore {
   std::size_t size() const noexcept { return heap_.size(); }
 
   void push(T&& item) {
+    // 1. Compare only: the place where the item will land (it rises while it comes out before
+    //    its parent).
+    std::size_t place = heap_.size();
+    while (place > 0) {
+      const std::size_t parent = (place - 1) / 2;
+      if (!compare_(item, value(heap_[parent]))) break;
+      place = parent;
+    }
+    // 2. Room for one more, so that appending cannot fail once the item is taken.
+    if (heap_.size() == heap_.capacity())
+      heap_.reserve(std::max<std::size_t>(16, 2 * heap_.size()));
+    // 3. Take the item (for a pointer entry its move may throw: nothing is changed yet), then
+    //    shift the parents on the path down one level each and drop the entry in.
     if constexpr (by_pointer) {
-      auto entry = std::make_unique<T>(std::move(item));
-      heap_.push_back(std::move(entry));
+      heap_.push_back(std::make_unique<T>(std::move(item)));
     } else {
       heap_.push_back(std::move(item));
     }
-    std::push_heap(heap_.begin(), heap_.end(), later());
+    Entry entry = std::move(heap_.back());
+    std::size_t hole = heap_.size() - 1;
+    while (hole != place) {
+      const std::size_t parent = (hole - 1) / 2;
+      heap_[hole] = std::move(heap_[parent]);
+      hole = parent;
+    }
+    heap_[place] = std::move(entry);
+  }
+
+  // Before next() and pop(): makes every comparison the pop needs, so that a comparator that
+  // throws does so while the front item is still in place.
+  void prepare_pop() {
+    const std::size_t last = heap_.size() - 1;  // the entry that fills the root's place
+    std::size_t hole = 0;
+    for (;;) {
+      std::size_t child = 2 * hole + 1;
+      if (child >= last) break;
+      if (child + 1 < last && compare_(value(heap_[child + 1]), value(heap_[child]))) ++child;
+      if (!compare_(value(heap_[child]), value(heap_[last]))) break;
+      hole = child;
+    }
+    planned_ = hole;
   }
 
   T& next() noexcept {
@@ -91,18 +138,30 @@ class HeapStore {
     }
   }
 
+  // Removes the front entry along the path prepare_pop() found: each entry on it moves up one
+  // level and the last entry fills the place where the path ends. No comparison, no throw.
   void pop() noexcept {
-    std::pop_heap(heap_.begin(), heap_.end(), later());
+    const std::size_t last = heap_.size() - 1;
+    if (planned_ != 0) {
+      // The path from the root to planned_, read from planned_ upwards.
+      std::size_t path[64];
+      std::size_t depth = 0;
+      for (std::size_t at = planned_; at != 0; at = (at - 1) / 2) path[depth++] = at;
+      std::size_t hole = 0;
+      while (depth > 0) {
+        const std::size_t child = path[--depth];
+        heap_[hole] = std::move(heap_[child]);
+        hole = child;
+      }
+    }
+    if (planned_ != last) heap_[planned_] = std::move(heap_[last]);
     heap_.pop_back();
+    planned_ = 0;
   }
 
   void clear() noexcept { heap_.clear(); }
 
  private:
-  // std's heap keeps the greatest first: order the entries by "comes out later than".
-  auto later() const {
-    return [this](const Entry& a, const Entry& b) { return compare_(value(b), value(a)); };
-  }
   static const T& value(const Entry& entry) noexcept {
     if constexpr (by_pointer) {
       return *entry;
@@ -113,6 +172,7 @@ class HeapStore {
 
   Compare compare_;
   std::vector<Entry> heap_;
+  std::size_t planned_ = 0;  // where the last entry lands in the next pop()
 };
 
 template <class T, class Store>
@@ -136,7 +196,9 @@ class LockedCore {
     Guard hold(mutex_);
     QueueStatus status = wait_for_item(deadline);
     if (status != QueueStatus::ok) return status;
+    store_.prepare_pop();
     out.emplace(std::move(store_.next()));
+    CONCUR_SCHEDULE_POINT("locked_core.get.between_move_and_pop");
     store_.pop();
     not_full_.notify();
     return QueueStatus::ok;
@@ -161,15 +223,25 @@ class LockedCore {
   std::size_t get_many(Out& out, std::size_t max, steady_time deadline, QueueStatus& status) {
     Guard hold(mutex_);
     status = max == 0 ? QueueStatus::ok : wait_for_item(deadline);
-    std::size_t taken = 0;
     if (status != QueueStatus::ok) return 0;
-    while (taken < max && store_.size() > 0) {
+    // The items taken made room whether or not a later one fails (its move, the output
+    // iterator, or a priority comparator may throw): the putters are told on the way out
+    // either way, still under the lock (issue 13, item 6).
+    struct TellPutters {
+      Condition<Lock>& not_full;
+      std::size_t taken = 0;
+      ~TellPutters() {
+        if (taken > 0) not_full.notify(static_cast<long>(taken));
+      }
+    } tell{not_full_};
+    while (tell.taken < max && store_.size() > 0) {
+      store_.prepare_pop();
       *out++ = std::move(store_.next());
+      CONCUR_SCHEDULE_POINT("locked_core.get_many.between_move_and_pop");
       store_.pop();
-      ++taken;
+      ++tell.taken;
     }
-    not_full_.notify(static_cast<long>(taken));
-    return taken;
+    return tell.taken;
   }
 
   std::size_t qsize() {

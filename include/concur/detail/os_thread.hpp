@@ -20,6 +20,7 @@
 #include <sys/syscall.h>
 #endif
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <string_view>
@@ -105,11 +106,20 @@ inline void os_set_thread_name(std::uint64_t ident, std::string_view name) noexc
 #endif
 }
 
+// A test seam: when set, os_start_thread() calls it first and, when it returns an error number,
+// fails with that number instead of creating a thread, as pthread_create does under a memory or
+// thread limit. For tests only: null in normal use, where it costs one load per start.
+using os_start_fault = int (*)();
+inline std::atomic<os_start_fault> os_start_thread_fault{nullptr};
+
 // Starts `entry(argument)` on a new thread, joinable or detached. Returns 0 and the new
 // thread's ident, or the error number from pthread_create (EAGAIN when the system is out of
 // threads).
 inline int os_start_thread(void* (*entry)(void*), void* argument, bool detached,
                            std::uint64_t& ident) noexcept {
+  if (const os_start_fault fault = os_start_thread_fault.load(std::memory_order_acquire)) {
+    if (const int rc = fault(); rc != 0) return rc;
+  }
   pthread_attr_t attributes;
   if (int rc = ::pthread_attr_init(&attributes); rc != 0) return rc;
   if (detached) ::pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);

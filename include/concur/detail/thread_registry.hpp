@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "concur/detail/schedule.hpp"
 #include "concur/detail/thread_state.hpp"
 
 namespace concur::detail {
@@ -117,10 +118,19 @@ class ThreadRegistry {
   }
 
  private:
+  // The record is unlisted and marked ended in one step under the registry's mutex, which
+  // fork() holds across the fork (see the constructor), so a fork()ed child finds the record
+  // either listed (and marks it ended itself) or already ended. Done in two steps, a fork
+  // between them gave the child a record that was neither, whose join() slept forever (issue 13,
+  // item 1). Order: the registry's mutex, then the record's (finish()); nothing takes them the
+  // other way round.
   static void release_current_thread(void* raw) noexcept {
     const std::unique_ptr<ThreadOwnership> ownership(static_cast<ThreadOwnership*>(raw));
-    instance().remove(*ownership->state);
     current_thread_state = nullptr;
+    ThreadRegistry& registry = instance();
+    std::lock_guard<std::mutex> hold(registry.mutex_);
+    registry.unlink(*ownership->state);
+    CONCUR_SCHEDULE_POINT("thread_registry.release.between_unlist_and_end");
     ownership->state->finish();
   }
 
@@ -137,6 +147,7 @@ class ThreadRegistry {
         is_main ? main_thread()
                 : std::make_shared<ThreadState>("Dummy-" + std::to_string(next_number()),
                                                 /*daemon=*/true, /*started_here=*/false);
+    if (!is_main) state->set_dummy(true);
     if (state->phase() == ThreadPhase::created) state->adopt_running();
     add_once(*state);
     if (is_main) {

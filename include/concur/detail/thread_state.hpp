@@ -25,6 +25,8 @@
 #include <atomic>
 #include <concepts>
 #include <cstdint>
+#include <cstdio>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -33,15 +35,36 @@
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 
+#include <sys/types.h>
+#include <unistd.h>
+
 #include "concur/detail/deadline.hpp"
+#include "concur/detail/names.hpp"
 #include "concur/detail/os_thread.hpp"
 #include "concur/detail/schedule.hpp"
 #include "concur/detail/wait.hpp"
 #include "concur/errors.hpp"
 
 namespace concur::detail {
+
+// The name Python would give a target: a callable object's name(), or a function's own name
+// when the dynamic symbol table has it.
+template <class Callable>
+std::string target_name(const Callable& callable) {
+  if constexpr (std::is_function_v<Callable>) {
+    return function_name_at(reinterpret_cast<const void*>(&callable));
+  } else if constexpr (std::is_pointer_v<Callable> &&
+                       std::is_function_v<std::remove_pointer_t<Callable>>) {
+    return function_name_at(reinterpret_cast<const void*>(callable));
+  } else if constexpr (requires { std::string(callable.name()); }) {
+    return std::string(callable.name());
+  } else {
+    return {};
+  }
+}
 
 // ThreadTarget
 //
@@ -50,6 +73,8 @@ class ThreadTarget {
  public:
   virtual ~ThreadTarget() = default;
   virtual void operator()() = 0;
+  // What Python's repr of the function would name: the target's name, or the callable's type.
+  virtual std::string name() const = 0;
 };
 
 // The arguments are decay-copied (or moved) into the target when the Thread is built, as
@@ -60,6 +85,16 @@ class BoundTarget final : public ThreadTarget {
   template <class G, class... As>
   explicit BoundTarget(G&& callable, As&&... arguments)
       : parts_(std::forward<G>(callable), std::forward<As>(arguments)...) {}
+
+  std::string name() const override {
+    std::string named = target_name(std::get<0>(parts_));
+    if (!named.empty()) return named;
+#if defined(__cpp_rtti) || defined(__GXX_RTTI)
+    return "<" + demangle(typeid(F).name()) + ">";
+#else
+    return "<callable>";
+#endif
+  }
 
   void operator()() override {
     std::apply(
@@ -82,6 +117,21 @@ template <class F, class... Args>
 std::unique_ptr<ThreadTarget> bind_target(F&& callable, Args&&... arguments) {
   return std::make_unique<BoundTarget<std::decay_t<F>, std::decay_t<Args>...>>(
       std::forward<F>(callable), std::forward<Args>(arguments)...);
+}
+
+// Python's unraisable-exception report of an exception that escaped a start_new_thread()
+// function: "Exception ignored in thread started by NAME:" (NAME: the function's name, or the
+// callable's type) and, on the next line, the exception's type and what(), in one write to
+// stderr. Python 3.13 sends it to sys.unraisablehook, not to threading.excepthook.
+inline void report_ignored_thread_exception(const ThreadTarget& target,
+                                            const std::exception_ptr& error) noexcept {
+  try {
+    const std::string text = "Exception ignored in thread started by " + target.name() + ":\n" +
+                             describe_exception(error) + "\n";
+    std::fwrite(text.data(), 1, text.size(), stderr);
+    std::fflush(stderr);
+  } catch (...) {
+  }
 }
 
 enum class ThreadPhase : std::uint32_t { created = 0, started = 1, running = 2, ended = 3 };
@@ -129,11 +179,12 @@ class ThreadState : public std::enable_shared_from_this<ThreadState> {
     return ident;
   }
 
-  // The kernel's id. A caller that comes after start() but before the new thread has published
-  // it waits the few microseconds until it has.
+  // The kernel's id; empty before start() (never blocking then). A caller that comes after
+  // start() but before the new thread has published it waits the few microseconds until it
+  // has; when that start() fails instead, it returns empty.
   std::optional<std::uint64_t> native_id() const noexcept {
     if (phase() == ThreadPhase::created) return std::nullopt;
-    wait_for(ThreadPhase::running, never);
+    if (wait_for(ThreadPhase::running, never) == ThreadPhase::created) return std::nullopt;
     return native_id_.load(std::memory_order_acquire);
   }
 
@@ -146,8 +197,14 @@ class ThreadState : public std::enable_shared_from_this<ThreadState> {
     return now == ThreadPhase::started || now == ThreadPhase::running;
   }
 
-  // Throws UsageError when joining is a mistake: before start(), or from the thread itself.
+  // A "Dummy-N" record: a thread that concur did not start, met through current_thread().
+  bool dummy() const noexcept { return dummy_.load(std::memory_order_relaxed); }
+  void set_dummy(bool dummy) noexcept { dummy_.store(dummy, std::memory_order_relaxed); }
+
+  // Throws UsageError when joining is a mistake: a dummy thread (nothing tells concur when it
+  // ends; Python 3.13 refuses too), before start(), or from the thread itself.
   void check_joinable() const {
+    if (dummy()) throw UsageError("cannot join a dummy thread");
     if (phase() == ThreadPhase::created) {
       throw UsageError("cannot join thread before it is started");
     }
@@ -157,33 +214,50 @@ class ThreadState : public std::enable_shared_from_this<ThreadState> {
     }
   }
 
-  // Waits until the thread has ended or `deadline` passes; true once it has ended.
+  // Waits until the thread has ended or `deadline` passes; true once it has ended. Throws
+  // UsageError, as before start(), when the start() it waited on failed.
   bool join_until(steady_time deadline) const {
     check_joinable();
-    return wait_for(ThreadPhase::ended, deadline);
+    const ThreadPhase reached = wait_for(ThreadPhase::ended, deadline);
+    if (reached == ThreadPhase::created) {
+      throw UsageError("cannot join thread before it is started");
+    }
+    return reached == ThreadPhase::ended;
   }
 
   // The OS thread of a started Thread is joinable; exactly one caller (a join() of its owner,
-  // or the owner's destructor) gets to join or detach it. True for that one caller.
+  // or the owner's destructor) gets to join or detach it. True for that one caller, and never
+  // in a process other than the one that started the thread: in a fork()ed child the parent's
+  // threads do not exist, and joining or detaching one there is undefined (glibc crashes or
+  // hangs). Whether the thread had ended before the fork or not, nothing is left to join there.
   bool claim_os_thread() noexcept {
+    if (os_thread_pid_.load(std::memory_order_acquire) != ::getpid()) return false;
     return !os_thread_claimed_.exchange(true, std::memory_order_acq_rel);
   }
 
-  // start(): created -> started, or UsageError when the thread was started before.
+  // start(): created -> started, or UsageError when the thread was started before. Only the
+  // phase decides: a waiters bit (none can be set on a created word, see wait_for) is kept.
   void begin_start() {
-    auto expected = static_cast<std::uint32_t>(ThreadPhase::created);
-    if (!phase_.compare_exchange_strong(expected, static_cast<std::uint32_t>(ThreadPhase::started),
-                                        std::memory_order_acq_rel)) {
-      throw UsageError("threads can only be started once");
-    }
+    std::uint32_t word = phase_.load(std::memory_order_acquire);
+    do {
+      if ((word & phase_mask) != static_cast<std::uint32_t>(ThreadPhase::created)) {
+        throw UsageError("threads can only be started once");
+      }
+    } while (!phase_.compare_exchange_weak(
+        word, (word & waiters_bit) | static_cast<std::uint32_t>(ThreadPhase::started),
+        std::memory_order_acq_rel, std::memory_order_acquire));
+    CONCUR_SCHEDULE_POINT("thread.begin_start.after_exchange");
   }
 
-  // start() failed to create the OS thread: back to created, so that start() may be retried.
+  // start() failed to create the OS thread: back to created, so that start() may be retried,
+  // waking whoever came to wait on the start (a native_id() or a join(), which then return as
+  // they do before any start).
   void undo_start() noexcept { advance(ThreadPhase::created); }
 
   // start() created the joinable OS thread `ident`.
   void set_started_os_thread(std::uint64_t ident) noexcept {
     ident_.store(ident, std::memory_order_release);
+    os_thread_pid_.store(::getpid(), std::memory_order_release);
     os_thread_claimed_.store(false, std::memory_order_release);
   }
 
@@ -213,6 +287,7 @@ class ThreadState : public std::enable_shared_from_this<ThreadState> {
   void reset_after_fork(bool survives) noexcept {
     new (&mutex_) std::mutex();
     if (survives) {
+      set_dummy(false);  // the forking thread is the child's main thread, as in Python
       os_forget_native_id();
       native_id_.store(os_thread_native_id(), std::memory_order_release);
     } else {
@@ -243,11 +318,19 @@ class ThreadState : public std::enable_shared_from_this<ThreadState> {
     if (before & waiters_bit) wake_all(phase_);
   }
 
-  // Waits until the phase is at least `target`; false when the deadline passed first.
-  bool wait_for(ThreadPhase target, steady_time deadline) const noexcept {
+  // Waits until the phase is at least `target`, or is back at created (the start failed), or
+  // the deadline passes; returns the phase it saw last. Never sleeps on a created word, so a
+  // created word never carries the waiters bit:
+  //   waiter: loads started            start(): fails, exchanges the word to created, wakes
+  //   waiter: CAS started -> started|W fails (the word changed), reloads created, returns.
+  ThreadPhase wait_for(ThreadPhase target, steady_time deadline) const noexcept {
     for (;;) {
       std::uint32_t word = phase_.load(std::memory_order_acquire);
-      if ((word & phase_mask) >= static_cast<std::uint32_t>(target)) return true;
+      const std::uint32_t now = word & phase_mask;
+      if (now >= static_cast<std::uint32_t>(target) ||
+          now == static_cast<std::uint32_t>(ThreadPhase::created)) {
+        return static_cast<ThreadPhase>(now);
+      }
       if (!(word & waiters_bit)) {
         if (!phase_.compare_exchange_weak(word, word | waiters_bit, std::memory_order_acquire)) {
           continue;
@@ -257,8 +340,7 @@ class ThreadState : public std::enable_shared_from_this<ThreadState> {
         CONCUR_SCHEDULE_POINT("thread.wait.after_setting_waiters");
       }
       if (!wait_on_until(phase_, word, deadline)) {
-        return (phase_.load(std::memory_order_acquire) & phase_mask) >=
-               static_cast<std::uint32_t>(target);
+        return static_cast<ThreadPhase>(phase_.load(std::memory_order_acquire) & phase_mask);
       }
     }
   }
@@ -266,10 +348,12 @@ class ThreadState : public std::enable_shared_from_this<ThreadState> {
   mutable std::mutex mutex_;
   std::string name_;  // guarded by mutex_
   std::atomic<bool> daemon_;
+  std::atomic<bool> dummy_{false};
   const bool started_here_;
   std::atomic<std::uint64_t> ident_{0};
   std::atomic<std::uint64_t> native_id_{0};
   std::atomic<bool> os_thread_claimed_{true};  // true: no OS thread left to join or detach
+  std::atomic<pid_t> os_thread_pid_{0};        // the process whose OS thread it is
   // Written by the waiters (the waiters bit) as well as by the thread: mutable for const waits.
   mutable wait_word phase_{static_cast<std::uint32_t>(ThreadPhase::created)};
   std::unique_ptr<ThreadTarget> target_;
