@@ -16,6 +16,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
+#include <latch>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "concur/connection.hpp"
+#include "concur/detail/process_seams.hpp"
 #include "proc_children.hpp"
 #include "test_support.hpp"
 
@@ -50,6 +52,49 @@ int in_child(Body body) {
   int status = 0;
   ::waitpid(pid, &status, 0);
   return status;
+}
+
+// Runs `body` in a forked "sandbox" that leads a process group of its own, so that a kill(0, ...)
+// made by the sandbox or by its children (the defect of issue 12, item 1) reaches only the
+// sandbox's group, never the test runner. Returns the sandbox's wait status, or -1 when it has not
+// ended within `limit`. Whatever is left in the sandbox's group afterwards is killed.
+template <class Body>
+int in_sandbox(Body body, std::chrono::seconds limit = std::chrono::seconds(30)) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setpgid(0, 0);  // first of all: nothing the body does may reach the runner's group
+    int code = 0;
+    try {
+      code = body();
+    } catch (...) {
+      code = 99;
+    }
+    std::fflush(nullptr);
+    ::_exit(code);
+  }
+  if (pid < 0) return -2;
+  const auto give_up = std::chrono::steady_clock::now() + limit;
+  bool ended = false;
+  while (!ended && std::chrono::steady_clock::now() < give_up) {
+    siginfo_t info{};
+    // WNOWAIT: the sandbox stays a zombie, so its pid (its group's id) cannot be reused before
+    // the group is killed below.
+    ended = ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+            info.si_pid == pid;
+    if (!ended) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ::kill(-pid, SIGKILL);  // the sandbox, if it hangs, and what it left running in its group
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return ended ? status : -1;
+}
+
+std::string describe_status(int status) {
+  if (status == -1) return "the sandbox hung";
+  if (WIFEXITED(status)) return "exited with " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
+  return "wait status " + std::to_string(status);
 }
 
 // The children of this process that are zombies (from /proc).
@@ -276,6 +321,127 @@ TEST(Process, StartDropsTheParentsCopyOfTheArguments) {
   child.join();
   ASSERT_TRUE(parent_end.poll(10s)) << "the parent still holds the child's end";
   EXPECT_THROW((void)parent_end.recv<int>(), concur::EOFError);
+}
+
+// ---- calls that must never reach kill(0) or waitpid(0) (issue 12, item 1)
+// ------------------------
+
+// A child calling terminate(), kill() or join() on its own copy of its Process object: the copy
+// has no pid, and kill(0, SIGTERM) would signal the whole process group (the parent included).
+TEST(ProcessSafety, AChildCannotSignalOrJoinItsOwnProcessObject) {
+  const int status = in_sandbox([] {
+    Process* self = nullptr;
+    Process child([&self] {
+      int refused = 0;
+      try {
+        self->terminate();
+      } catch (const UsageError&) {
+        refused |= 1;
+      }
+      try {
+        self->kill();
+      } catch (const UsageError&) {
+        refused |= 2;
+      }
+      try {
+        self->join();
+      } catch (const UsageError&) {
+        refused |= 4;
+      }
+      try {
+        (void)self->join(10ms);
+      } catch (const UsageError&) {
+        refused |= 8;
+      }
+      return refused;
+    });
+    self = &child;
+    child.start();
+    child.join();
+    return *child.exitcode();  // 15 when all four calls were refused
+  });
+  ASSERT_TRUE(status != -1 && WIFEXITED(status)) << describe_status(status);
+  EXPECT_EQ(WEXITSTATUS(status), 15);
+}
+
+// Held by the start() seam between fork() and the recording of the child's pid.
+std::latch* start_in_window = nullptr;
+std::latch* start_may_go_on = nullptr;
+void hold_start_in_window() {
+  start_in_window->count_down();
+  start_may_go_on->wait();
+}
+
+// Another thread calls terminate(), kill() and join(timeout) while start() is between fork() and
+// the recording of the pid (held there on purpose by the test seam): each is refused.
+TEST(ProcessSafety, CallsWhileStartIsBetweenForkAndPidAreRefused) {
+  const int status = in_sandbox([] {
+    std::latch in_window(1);
+    std::latch may_go_on(1);
+    start_in_window = &in_window;
+    start_may_go_on = &may_go_on;
+    concur::detail::process_seams().after_fork = hold_start_in_window;
+    Process child([] { std::this_thread::sleep_for(60s); });
+    int refused = 0;
+    std::thread other([&] {
+      in_window.wait();
+      try {
+        child.terminate();
+      } catch (const UsageError&) {
+        refused |= 1;
+      }
+      try {
+        child.kill();
+      } catch (const UsageError&) {
+        refused |= 2;
+      }
+      try {
+        (void)child.join(10ms);
+      } catch (const UsageError&) {
+        refused |= 4;
+      }
+      may_go_on.count_down();
+    });
+    child.start();
+    concur::detail::process_seams().after_fork = nullptr;
+    other.join();
+    child.kill();
+    child.join();
+    return refused == 7 && child.exitcode() == -SIGKILL ? 7 : refused;
+  });
+  ASSERT_TRUE(status != -1 && WIFEXITED(status)) << describe_status(status);
+  EXPECT_EQ(WEXITSTATUS(status), 7);
+}
+
+// Sibling Process objects copied into a child belong to the parent: the child may not signal or
+// join them (the pid is real, but not the child's to reap or kill).
+TEST(ProcessSafety, AChildCannotSignalOrJoinItsSiblings) {
+  const int status = in_sandbox([] {
+    Process sibling([] { std::this_thread::sleep_for(60s); });
+    sibling.start();
+    Process child([&sibling] {
+      int refused = 0;
+      try {
+        sibling.terminate();
+      } catch (const UsageError&) {
+        refused |= 1;
+      }
+      try {
+        (void)sibling.join(10ms);
+      } catch (const UsageError&) {
+        refused |= 2;
+      }
+      return refused;
+    });
+    child.start();
+    child.join();
+    const bool sibling_alive = sibling.is_alive();
+    sibling.kill();
+    sibling.join();
+    return sibling_alive ? *child.exitcode() : 100;
+  });
+  ASSERT_TRUE(status != -1 && WIFEXITED(status)) << describe_status(status);
+  EXPECT_EQ(WEXITSTATUS(status), 3);
 }
 
 // ---- no zombies, no leaks, daemons

@@ -60,6 +60,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <string>
 #include <thread>
@@ -71,6 +72,7 @@
 #include "concur/detail/names.hpp"
 #include "concur/detail/posix_io.hpp"
 #include "concur/detail/process_registry.hpp"
+#include "concur/detail/process_seams.hpp"
 #include "concur/errors.hpp"
 
 namespace concur {
@@ -269,7 +271,9 @@ class Process {
   virtual ~Process() {
     {
       std::lock_guard<std::mutex> hold(mutex_);
-      if (pid_ <= 0 || status_ || closed_) return;
+      // Nothing to wait for: no child, or one that belongs to another process (this is a copy
+      // of the object in a child, which can neither reap nor signal it).
+      if (pid_ <= 0 || status_ || closed_ || ::getpid() != parent_pid_) return;
       if (options_.daemon) {
         detail::ProcessRegistry::instance().adopt(pid_);
         return;
@@ -294,6 +298,7 @@ class Process {
       check_open();
       if (started_) throw UsageError("cannot start a process twice");
       started_ = true;  // claimed; the mutex is not held across fork(), so the child may use it
+      parent_pid_ = ::getpid();
     }
     detail::ProcessRegistry::instance().reap_orphans();
     const pid_t parent = ::getpid();
@@ -306,6 +311,7 @@ class Process {
       throw;
     }
     if (pid == 0) run_child(parent);  // never returns
+    if (auto hook = detail::process_seams().after_fork.load(std::memory_order_relaxed)) hook();
     std::unique_ptr<detail::ProcessTarget> spent;
     {
       std::lock_guard<std::mutex> hold(mutex_);
@@ -319,8 +325,10 @@ class Process {
 
   // Process::join()
   //
-  // Waits until the child has ended and reaps it. Throws UsageError before start() or after
-  // close().
+  // Waits until the child has ended and reaps it. Throws UsageError before start() (or while
+  // another thread's start() has not yet recorded the child), after close(), and when called
+  // from any process but the one that started the child (Python: "can only join a child
+  // process"), such as the child itself on its copy of the object.
   void join() { (void)join_until(detail::never); }
 
   // Process::join(timeout)
@@ -334,29 +342,37 @@ class Process {
 
   // Process::is_alive()
   //
-  // Whether the child has been started and has not ended (reaping it if it has).
+  // Whether the child has been started and has not ended (reaping it if it has). In the child,
+  // on its own Process object, true (as in Python). Throws UsageError when called from another
+  // process than the one that started the child.
   [[nodiscard]] bool is_alive() {
     std::lock_guard<std::mutex> hold(mutex_);
     check_open();
+    if (in_child_) return true;
+    if (!started_) return false;
+    if (::getpid() != parent_pid_) throw UsageError("can only test a child process");
     return pid_ > 0 && !try_reap();
   }
 
   // Process::exitcode()
   //
-  // Empty while the child runs (or before start()); then its exit code as Python reports it.
+  // Empty while the child runs (or before start(), or in any process but the one that started
+  // the child); then its exit code as Python reports it.
   [[nodiscard]] std::optional<int> exitcode() {
     std::lock_guard<std::mutex> hold(mutex_);
     check_open();
-    if (pid_ <= 0 || !try_reap()) return std::nullopt;
+    if (pid_ <= 0 || ::getpid() != parent_pid_ || !try_reap()) return std::nullopt;
     return detail::exitcode_of(*status_);
   }
 
   // Process::pid()
   //
-  // The child's process id; empty before start().
+  // The child's process id; empty before start(). In the child, on its own Process object, the
+  // child's own id (as in Python).
   [[nodiscard]] std::optional<pid_t> pid() {
     std::lock_guard<std::mutex> hold(mutex_);
     check_open();
+    if (in_child_) return ::getpid();
     if (pid_ <= 0) return std::nullopt;
     return pid_;
   }
@@ -364,7 +380,9 @@ class Process {
   // Process::terminate(), kill()
   //
   // Sends SIGTERM (SIGKILL) to the child; nothing once it has ended. Throws UsageError before
-  // start() or after close().
+  // start() (or while another thread's start() has not yet recorded the child), after close(),
+  // and when called from any process but the one that started the child: the child itself, on
+  // its copy of the object, has no pid to signal. A pid of 0 or less never reaches kill(2).
   void terminate() { signal(SIGTERM); }
   void kill() { signal(SIGKILL); }
 
@@ -375,7 +393,7 @@ class Process {
   void close() {
     std::lock_guard<std::mutex> hold(mutex_);
     if (closed_) return;
-    if (pid_ > 0 && !try_reap()) {
+    if (pid_ > 0 && ::getpid() == parent_pid_ && !try_reap()) {
       throw UsageError("cannot close a process while it is still running");
     }
     pidfd_.reset();
@@ -429,8 +447,31 @@ class Process {
     if (closed_) throw UsageError("process object is closed");
   }
 
+  // Throws UsageError unless this process started a child that it may signal or reap now: the
+  // object has started, from this process (Python records the parent's pid for this check),
+  // and start() has recorded the pid. Only then is pid_ a positive pid of our own child. With
+  // mutex_ held.
+  void check_own_child(const char* action) const {
+    check_open();
+    if (!started_) {
+      throw UsageError(std::string("can only ") + action + " a started process");
+    }
+    if (::getpid() != parent_pid_) {
+      throw UsageError(std::string("can only ") + action +
+                       " a child process (this Process was started by another process)");
+    }
+    if (pid_ <= 0) {
+      // Another thread's start() is between fork() and recording the pid.
+      throw UsageError(std::string("cannot ") + action + " a process that is still starting");
+    }
+  }
+
   // In the child: runs run() and exits, never returning to the parent's code.
   [[noreturn]] void run_child(pid_t parent) noexcept {
+    // Only this thread exists now; another thread of the parent may have held the mutex at
+    // fork(), and this copy of it would then stay locked forever.
+    new (&mutex_) std::mutex();
+    in_child_ = true;
     int code = 0;
     try {
 #if defined(__linux__)
@@ -481,8 +522,7 @@ class Process {
     int pidfd;
     {
       std::lock_guard<std::mutex> hold(mutex_);
-      check_open();
-      if (!started_) throw UsageError("can only join a started process");
+      check_own_child("join");
       if (try_reap()) return true;
       pidfd = pidfd_.get();
     }
@@ -504,10 +544,9 @@ class Process {
 
   void signal(int number) {
     std::lock_guard<std::mutex> hold(mutex_);
-    check_open();
-    if (!started_) throw UsageError("process has not been started");
-    if (status_) return;  // ended and reaped: the pid may belong to someone else now
-    ::kill(pid_, number);
+    check_own_child(number == SIGKILL ? "kill" : "terminate");
+    if (status_) return;   // ended and reaped: the pid may belong to someone else now
+    ::kill(pid_, number);  // pid_ > 0: checked above
   }
 
   ProcessOptions options_;
@@ -515,7 +554,9 @@ class Process {
   std::mutex mutex_;
   bool started_ = false;
   bool closed_ = false;
-  pid_t pid_ = 0;
+  bool in_child_ = false;  // this is the child's copy of the object, in the child
+  pid_t parent_pid_ = 0;   // the process that started the child
+  pid_t pid_ = 0;          // the child's pid once start() has recorded it; 0 before
   detail::UniqueFd pidfd_;
   std::optional<int> status_;  // the wait status, once reaped
   int child_code_ = 0;         // in the child: the target's result
