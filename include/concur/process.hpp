@@ -204,6 +204,7 @@ inline std::atomic<std::uint64_t>& process_counter() noexcept {
 // A pidfd for a child, or an invalid UniqueFd where the kernel has none (before Linux 5.3).
 inline UniqueFd open_pidfd(pid_t pid) noexcept {
 #if defined(__linux__) && defined(SYS_pidfd_open)
+  if (process_seams().no_pidfd.load(std::memory_order_relaxed)) return UniqueFd();
   const long fd = ::syscall(SYS_pidfd_open, pid, 0);
   if (fd >= 0) {
     // pidfd_open gives close-on-exec descriptors already (PIDFD_NONBLOCK aside).
@@ -536,7 +537,12 @@ class Process {
       }
       if (!ready || detail::expired(deadline)) return false;
       if (pidfd < 0) {
-        std::this_thread::sleep_for(nap);
+        // The nap ends at the deadline at the latest: join(timeout) is never late by a nap.
+        if (deadline == detail::never) {
+          std::this_thread::sleep_for(nap);
+        } else {
+          std::this_thread::sleep_until(std::min(deadline, detail::steady_clock::now() + nap));
+        }
         nap = std::min(nap * 2, std::chrono::milliseconds(50));
       }
     }
