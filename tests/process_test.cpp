@@ -17,6 +17,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <latch>
 #include <memory>
 #include <stdexcept>
@@ -205,6 +206,53 @@ TEST(Process, AnUncaughtExceptionExitsWithOneAndReportsIt) {
   for (ssize_t n; (n = ::read(reader.fileno(), chunk, sizeof chunk)) > 0;) printed.append(chunk, n);
   EXPECT_NE(printed.find("Process failing:"), std::string::npos) << printed;
   EXPECT_NE(printed.find("std::runtime_error: it broke"), std::string::npos) << printed;
+}
+
+// A child's output on unsynchronised C++ streams (std::ios::sync_with_stdio(false)) is buffered
+// in the stream, not in C stdio: it must be flushed before the child's _exit() too (issue 12,
+// item 5).
+TEST(Process, TheChildsCppStreamsAreFlushedAtItsEnd) {
+  auto [reader, writer] = concur::Pipe(false);
+  Process child([&] {
+    ::dup2(writer.fileno(), STDOUT_FILENO);
+    ::dup2(writer.fileno(), STDERR_FILENO);
+    std::ios::sync_with_stdio(false);
+    std::cout << "cout ";
+    std::clog << "clog ";
+    std::wcout << L"wcout";
+  });
+  child.start();
+  child.join();
+  writer.close();
+  EXPECT_EQ(child.exitcode(), 0);
+  std::string printed;
+  char chunk[256];
+  for (ssize_t n; (n = ::read(reader.fileno(), chunk, sizeof chunk)) > 0;) printed.append(chunk, n);
+  EXPECT_NE(printed.find("cout "), std::string::npos) << printed;
+  EXPECT_NE(printed.find("clog "), std::string::npos) << printed;
+  EXPECT_NE(printed.find("wcout"), std::string::npos) << printed;
+}
+
+// What the parent left in an unsynchronised std::cout before start() is written once: start()
+// flushes the C++ streams before fork(), or the child's flush would write it a second time.
+TEST(Process, TheParentsCppStreamsAreFlushedBeforeFork) {
+  auto [reader, writer] = concur::Pipe(false);
+  const int status = in_sandbox([&] {
+    ::dup2(writer.fileno(), STDOUT_FILENO);
+    std::ios::sync_with_stdio(false);
+    std::cout << "once ";
+    Process child([] { std::cout << "child"; });
+    child.start();
+    child.join();
+    std::cout.flush();
+    return 0;
+  });
+  writer.close();
+  ASSERT_TRUE(status != -1 && WIFEXITED(status)) << describe_status(status);
+  std::string printed;
+  char chunk[256];
+  for (ssize_t n; (n = ::read(reader.fileno(), chunk, sizeof chunk)) > 0;) printed.append(chunk, n);
+  EXPECT_EQ(printed, "once child");
 }
 
 TEST(Process, SignalsGiveMinusTheSignalNumber) {

@@ -58,6 +58,7 @@
 #include <cstdio>
 #include <exception>
 #include <functional>
+#include <iostream>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -77,13 +78,36 @@
 
 namespace concur {
 
+namespace detail {
+
+// Flushes the C++ standard streams (narrow and wide: with std::ios::sync_with_stdio(false) they
+// buffer on their own), then every C stdio stream. Called before fork(), so that the child does
+// not inherit a copy of unwritten output, and before a Process child's _exit(), which skips the
+// destructors and atexit handlers that flush them otherwise (Python's multiprocessing flushes
+// sys.stdout and sys.stderr at both points too).
+inline void flush_standard_streams() noexcept {
+  try {
+    std::cout.flush();
+    std::cerr.flush();
+    std::clog.flush();
+    std::wcout.flush();
+    std::wcerr.flush();
+    std::wclog.flush();
+  } catch (...) {  // a stream with exceptions() set whose flush failed: nothing more to do
+  }
+  std::fflush(nullptr);
+}
+
+}  // namespace detail
+
 // fork()
 //
-// Python's os.fork(): flushes stdio (so buffered output is not written twice), then forks.
+// Python's os.fork(): flushes stdio and the C++ standard streams (so that buffered output is not
+// written twice), then forks.
 // Returns 0 in the child and the child's pid in the parent; throws std::system_error when the
 // system cannot fork.
 inline pid_t fork() {
-  std::fflush(nullptr);
+  detail::flush_standard_streams();
   const pid_t pid = ::fork();
   if (pid < 0) detail::throw_errno("fork");
   return pid;
@@ -492,7 +516,7 @@ class Process {
       std::fwrite(text.data(), 1, text.size(), stderr);
       code = 1;
     }
-    std::fflush(nullptr);
+    detail::flush_standard_streams();
     ::_exit(code & 0xff);
   }
 
