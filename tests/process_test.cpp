@@ -319,6 +319,68 @@ TEST(Process, TimedJoinWithoutAPidfdEndsAtItsDeadline) {
   EXPECT_EQ(sleeper.exitcode(), -SIGKILL);
 }
 
+// Held by the join() seam once, just before the joiner waits on the child's pidfd.
+std::atomic<bool> join_hold_once{false};
+std::latch* join_about_to_wait = nullptr;
+std::latch* join_may_wait = nullptr;
+std::atomic<int> join_waits_on{-2};
+void hold_join_before_wait(int pidfd) {
+  if (!join_hold_once.exchange(false)) return;
+  join_waits_on = pidfd;
+  join_about_to_wait->count_down();
+  join_may_wait->wait();
+}
+
+// What descriptor `fd` of this process is ("anon_inode:[pidfd]", "pipe:[...]"), from /proc.
+std::string descriptor_kind(int fd) {
+  char target[256] = {};
+  const std::string path = "/proc/self/fd/" + std::to_string(fd);
+  const ssize_t n = ::readlink(path.c_str(), target, sizeof target - 1);
+  return n > 0 ? std::string(target, static_cast<std::size_t>(n)) : std::string("(closed)");
+}
+
+// close() once the child has ended, while another thread's join() is about to wait on the pidfd
+// (held there by the test seam), and a new descriptor is opened at once: the joiner must still
+// wait on the child's pidfd, not on whatever now has that number (issue 12, item 4). Before the
+// fix it polled the new pipe, and join(5s) took 5 s.
+TEST(Process, CloseRacingJoinKeepsThePidfdTheJoinerWaitsOn) {
+  concur_test::Watchdog watchdog("CloseRacingJoin", 60s);
+  Process child([] { std::this_thread::sleep_for(60s); });
+  child.start();
+  const pid_t pid = *child.pid();
+  std::latch about_to_wait(1);
+  std::latch may_wait(1);
+  join_about_to_wait = &about_to_wait;
+  join_may_wait = &may_wait;
+  join_hold_once = true;
+  concur::detail::process_seams().before_wait = hold_join_before_wait;
+  bool joined = false;
+  std::chrono::steady_clock::duration took{};
+  std::thread joiner([&] {
+    const auto start = std::chrono::steady_clock::now();
+    joined = child.join(5s);
+    took = std::chrono::steady_clock::now() - start;
+  });
+  about_to_wait.wait();
+  concur::detail::process_seams().before_wait = nullptr;
+  const int waits_on = join_waits_on;
+  ::kill(pid, SIGKILL);
+  ASSERT_TRUE(eventually([&] { return is_dead(pid); }));
+  child.close();  // reaps the child: nothing runs any more
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);  // the lowest free numbers: the pidfd's, if it was closed
+  const std::string kind = waits_on >= 0 ? descriptor_kind(waits_on) : "no pidfd";
+  may_wait.count_down();
+  joiner.join();
+  ::close(fds[0]);
+  ::close(fds[1]);
+  if (waits_on >= 0) {
+    EXPECT_EQ(kind, "anon_inode:[pidfd]");
+  }
+  EXPECT_TRUE(joined);
+  EXPECT_LT(took, 4s);
+}
+
 TEST(Process, PidAndNameAndOptions) {
   Process first([] {});
   Process second([] {});

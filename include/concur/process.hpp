@@ -72,6 +72,7 @@
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/names.hpp"
 #include "concur/detail/posix_io.hpp"
+#include "concur/detail/process_child.hpp"
 #include "concur/detail/process_registry.hpp"
 #include "concur/detail/process_seams.hpp"
 #include "concur/errors.hpp"
@@ -225,28 +226,6 @@ inline std::atomic<std::uint64_t>& process_counter() noexcept {
   return counter;
 }
 
-// A pidfd for a child, or an invalid UniqueFd where the kernel has none (before Linux 5.3).
-inline UniqueFd open_pidfd(pid_t pid) noexcept {
-#if defined(__linux__) && defined(SYS_pidfd_open)
-  if (process_seams().no_pidfd.load(std::memory_order_relaxed)) return UniqueFd();
-  const long fd = ::syscall(SYS_pidfd_open, pid, 0);
-  if (fd >= 0) {
-    // pidfd_open gives close-on-exec descriptors already (PIDFD_NONBLOCK aside).
-    return UniqueFd(static_cast<int>(fd));
-  }
-#else
-  (void)pid;
-#endif
-  return UniqueFd();
-}
-
-// Python's exit code for a wait status: the exit status, or minus the signal number.
-inline int exitcode_of(int status) noexcept {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return -WTERMSIG(status);
-  return 255;
-}
-
 }  // namespace detail
 
 // Process
@@ -298,9 +277,10 @@ class Process {
       std::lock_guard<std::mutex> hold(mutex_);
       // Nothing to wait for: no child, or one that belongs to another process (this is a copy
       // of the object in a child, which can neither reap nor signal it).
-      if (pid_ <= 0 || status_ || closed_ || ::getpid() != parent_pid_) return;
+      if (!child_ || closed_ || ::getpid() != parent_pid_) return;
+      if (try_reap()) return;
       if (options_.daemon) {
-        detail::ProcessRegistry::instance().adopt(pid_);
+        detail::ProcessRegistry::instance().adopt(child_->pid());
         return;
       }
     }
@@ -337,11 +317,21 @@ class Process {
     }
     if (pid == 0) run_child(parent);  // never returns
     if (auto hook = detail::process_seams().after_fork.load(std::memory_order_relaxed)) hook();
+    std::shared_ptr<detail::ChildRecord> child;
+    try {
+      child = std::make_shared<detail::ChildRecord>(pid, options_.daemon);
+    } catch (...) {  // out of memory: end the child that nobody could join
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+      std::lock_guard<std::mutex> hold(mutex_);
+      started_ = false;
+      throw;
+    }
     std::unique_ptr<detail::ProcessTarget> spent;
     {
       std::lock_guard<std::mutex> hold(mutex_);
-      pid_ = pid;
-      pidfd_ = detail::open_pidfd(pid);
+      child_ = std::move(child);
       if (options_.daemon) detail::ProcessRegistry::instance().add_daemon(pid);
       spent = std::move(target_);
     }
@@ -376,7 +366,7 @@ class Process {
     if (in_child_) return true;
     if (!started_) return false;
     if (::getpid() != parent_pid_) throw UsageError("can only test a child process");
-    return pid_ > 0 && !try_reap();
+    return child_ && !try_reap();
   }
 
   // Process::exitcode()
@@ -386,8 +376,8 @@ class Process {
   [[nodiscard]] std::optional<int> exitcode() {
     std::lock_guard<std::mutex> hold(mutex_);
     check_open();
-    if (pid_ <= 0 || ::getpid() != parent_pid_ || !try_reap()) return std::nullopt;
-    return detail::exitcode_of(*status_);
+    if (!child_ || ::getpid() != parent_pid_ || !try_reap()) return std::nullopt;
+    return detail::exitcode_of(*child_->status());
   }
 
   // Process::pid()
@@ -398,8 +388,8 @@ class Process {
     std::lock_guard<std::mutex> hold(mutex_);
     check_open();
     if (in_child_) return ::getpid();
-    if (pid_ <= 0) return std::nullopt;
-    return pid_;
+    if (!child_) return std::nullopt;
+    return child_->pid();
   }
 
   // Process::terminate(), kill()
@@ -418,10 +408,11 @@ class Process {
   void close() {
     std::lock_guard<std::mutex> hold(mutex_);
     if (closed_) return;
-    if (pid_ > 0 && ::getpid() == parent_pid_ && !try_reap()) {
+    if (child_ && ::getpid() == parent_pid_ && !try_reap()) {
       throw UsageError("cannot close a process while it is still running");
     }
-    pidfd_.reset();
+    // The record (and its pidfd) lives on while a join() in another thread still waits on it.
+    child_.reset();
     target_.reset();
     closed_ = true;
   }
@@ -474,8 +465,8 @@ class Process {
 
   // Throws UsageError unless this process started a child that it may signal or reap now: the
   // object has started, from this process (Python records the parent's pid for this check),
-  // and start() has recorded the pid. Only then is pid_ a positive pid of our own child. With
-  // mutex_ held.
+  // and start() has recorded the child. Only then is there a child_, whose pid is positive and
+  // our own child's. With mutex_ held.
   void check_own_child(const char* action) const {
     check_open();
     if (!started_) {
@@ -485,7 +476,7 @@ class Process {
       throw UsageError(std::string("can only ") + action +
                        " a child process (this Process was started by another process)");
     }
-    if (pid_ <= 0) {
+    if (!child_) {
       // Another thread's start() is between fork() and recording the pid.
       throw UsageError(std::string("cannot ") + action + " a process that is still starting");
     }
@@ -520,63 +511,40 @@ class Process {
     ::_exit(code & 0xff);
   }
 
-  // Reaps the child if it has ended, without waiting; true once it has. With mutex_ held.
+  // Reaps the child if it has ended, without waiting; true once it has. With mutex_ held and a
+  // child_.
   bool try_reap() {
-    if (status_) return true;
-    for (;;) {
-      int status = 0;
-      const pid_t rc = ::waitpid(pid_, &status, WNOHANG);
-      if (rc == 0) return false;
-      if (rc == pid_) {
-        status_ = status;
-      } else if (errno == EINTR) {
-        continue;
-      } else if (errno == ECHILD) {
-        status_ = 255 << 8;  // reaped behind concur's back (SIGCHLD ignored?): code unknown
-      } else {
-        detail::throw_errno("waitpid");
-      }
-      if (options_.daemon) detail::ProcessRegistry::instance().remove_daemon(pid_);
-      return true;  // pidfd_ stays open until close(): a join() may be polling it
-    }
+    return reaped(*child_);
+  }
+
+  // Reaps `child` if it has ended; true once it has. A daemon child reaped here is not
+  // terminated at exit.
+  static bool reaped(detail::ChildRecord& child) {
+    if (child.status()) return true;
+    if (!child.try_reap()) return false;
+    if (child.daemon()) detail::ProcessRegistry::instance().remove_daemon(child.pid());
+    return true;
   }
 
   // Waits until the child ends or `deadline` passes, without holding mutex_ while it waits (so
-  // that is_alive() and others answer meanwhile); true once it has ended and been reaped.
+  // that is_alive() and others answer meanwhile); true once it has ended and been reaped. The
+  // wait holds its own reference to the child's record: a close() meanwhile cannot close the
+  // pidfd it waits on.
   bool join_until(detail::steady_time deadline) {
-    int pidfd;
+    std::shared_ptr<detail::ChildRecord> child;
     {
       std::lock_guard<std::mutex> hold(mutex_);
       check_own_child("join");
-      if (try_reap()) return true;
-      pidfd = pidfd_.get();
+      child = child_;
     }
-    auto nap = std::chrono::milliseconds(1);
-    for (;;) {
-      // With a pidfd, poll(2) sleeps until the child ends; without one, nap and look again.
-      const bool ready = pidfd >= 0 ? detail::wait_ready(pidfd, POLLIN, deadline) : true;
-      {
-        std::lock_guard<std::mutex> hold(mutex_);
-        if (try_reap()) return true;
-      }
-      if (!ready || detail::expired(deadline)) return false;
-      if (pidfd < 0) {
-        // The nap ends at the deadline at the latest: join(timeout) is never late by a nap.
-        if (deadline == detail::never) {
-          std::this_thread::sleep_for(nap);
-        } else {
-          std::this_thread::sleep_until(std::min(deadline, detail::steady_clock::now() + nap));
-        }
-        nap = std::min(nap * 2, std::chrono::milliseconds(50));
-      }
-    }
+    if (!child->wait_until(deadline)) return false;
+    return reaped(*child);
   }
 
   void signal(int number) {
     std::lock_guard<std::mutex> hold(mutex_);
     check_own_child(number == SIGKILL ? "kill" : "terminate");
-    if (status_) return;   // ended and reaped: the pid may belong to someone else now
-    ::kill(pid_, number);  // pid_ > 0: checked above
+    child_->signal(number);  // nothing once reaped: the pid may belong to someone else now
   }
 
   ProcessOptions options_;
@@ -586,10 +554,8 @@ class Process {
   bool closed_ = false;
   bool in_child_ = false;  // this is the child's copy of the object, in the child
   pid_t parent_pid_ = 0;   // the process that started the child
-  pid_t pid_ = 0;          // the child's pid once start() has recorded it; 0 before
-  detail::UniqueFd pidfd_;
-  std::optional<int> status_;  // the wait status, once reaped
-  int child_code_ = 0;         // in the child: the target's result
+  std::shared_ptr<detail::ChildRecord> child_;  // once start() has recorded the child
+  int child_code_ = 0;                          // in the child: the target's result
 };
 
 }  // namespace concur
