@@ -631,6 +631,52 @@ TEST(Process, NoDescriptorIsLeakedAndEveryOneIsCloseOnExec) {
   EXPECT_EQ(open_descriptors(), before);
 }
 
+// How many pidfds this process holds ("anon_inode:[pidfd]" in /proc/self/fd).
+int pidfds_held() {
+  int count = 0;
+  DIR* fds = ::opendir("/proc/self/fd");
+  if (fds == nullptr) return -1;
+  while (const dirent* entry = ::readdir(fds)) {
+    if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+    if (descriptor_kind(std::atoi(entry->d_name)) == "anon_inode:[pidfd]") ++count;
+  }
+  ::closedir(fds);
+  return count;
+}
+
+// A child started beside 20 live Processes holds none of their pidfds, whether it is a Process
+// or a plain concur::fork() child; so does a child of a child (issue 12, item 8).
+TEST(Process, AChildHoldsNoPidfdOfItsSiblings) {
+  std::vector<std::unique_ptr<Process>> siblings;
+  for (int i = 0; i < 20; ++i) {
+    siblings.push_back(std::make_unique<Process>([] { std::this_thread::sleep_for(60s); }));
+    siblings.back()->start();
+  }
+  if (pidfds_held() < 20) {
+    for (auto& sibling : siblings) sibling->kill();
+    GTEST_SKIP() << "this kernel gives no pidfds";
+  }
+  Process child([] {
+    const int inherited = pidfds_held();
+    Process grandchild([] { std::this_thread::sleep_for(60s); });
+    grandchild.start();  // the child holds this pidfd; its own child must not
+    Process great([] { return pidfds_held(); });
+    great.start();
+    great.join();
+    grandchild.kill();
+    grandchild.join();
+    return inherited * 10 + *great.exitcode();  // 0 when none was inherited
+  });
+  child.start();
+  child.join();
+  EXPECT_EQ(child.exitcode(), 0) << "the child held (tens) and its child held (units) pidfds";
+  const int status = in_child([] { return pidfds_held(); });
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "pidfds held by a concur::fork() child";
+  for (auto& sibling : siblings) sibling->kill();
+  for (auto& sibling : siblings) sibling->join();
+}
+
 TEST(Process, DaemonChildrenAreTerminatedWhenTheParentExits) {
   auto [reader, writer] = concur::Pipe(false);
   const int status = in_child([&] {

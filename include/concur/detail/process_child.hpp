@@ -13,6 +13,7 @@
 #ifndef CONCUR_DETAIL_PROCESS_CHILD_HPP
 #define CONCUR_DETAIL_PROCESS_CHILD_HPP
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -28,6 +29,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <vector>
 
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/posix_io.hpp"
@@ -38,7 +40,7 @@ namespace concur::detail {
 
 // A pidfd for a child, or -1 where the kernel has none (before Linux 5.3). pidfd_open gives a
 // close-on-exec descriptor.
-inline int open_pidfd(pid_t pid) noexcept {
+inline int open_pidfd_now(pid_t pid) noexcept {
 #if defined(__linux__) && defined(SYS_pidfd_open)
   if (process_seams().no_pidfd.load(std::memory_order_relaxed)) return -1;
   const long fd = ::syscall(SYS_pidfd_open, pid, 0);
@@ -48,6 +50,70 @@ inline int open_pidfd(pid_t pid) noexcept {
   return -1;
 #endif
 }
+
+// PidfdTable
+//
+// Every pidfd that this process's ChildRecords hold, so that a fork()ed child closes them all at
+// once: close-on-exec does nothing across fork(), and a child that inherits the pidfds of its
+// parent's other children (issue 12, item 8) holds descriptors it can never use, and keeps
+// every one of those siblings' struct pid alive as long as it runs. A pthread_atfork() child
+// handler closes them, so plain fork() and concur::fork() children are covered too.
+//
+// Opening a pidfd and recording it is one step under the table's mutex, and so is closing and
+// forgetting it; the prepare handler takes the same mutex, so that fork() happens between such
+// steps, never inside one. Otherwise a child could inherit a pidfd not yet recorded (it would
+// leak one descriptor), or, worse, close in the child a number the parent had just closed and
+// reused for something else. In the child, each record's copy of its pidfd is set to -1, so that
+// it never closes the number again (the child may have reused it by then).
+class PidfdTable {
+ public:
+  static PidfdTable& instance() {
+    static PidfdTable* const table = new PidfdTable();  // never destroyed: children use it late
+    return *table;
+  }
+
+  // Opens a pidfd for `pid` into `*slot` (-1 when there is none) and records the slot.
+  void open(pid_t pid, int* slot) noexcept {
+    std::lock_guard<std::mutex> hold(mutex_);
+    *slot = open_pidfd_now(pid);
+    if (*slot < 0) return;
+    try {
+      slots_.push_back(slot);
+    } catch (...) {  // out of memory: no pidfd, then (waits fall back to naps)
+      ::close(*slot);
+      *slot = -1;
+    }
+  }
+
+  // Closes the pidfd in `*slot` and forgets the slot.
+  void close(int* slot) noexcept {
+    std::lock_guard<std::mutex> hold(mutex_);
+    if (*slot < 0) return;
+    ::close(*slot);
+    *slot = -1;
+    slots_.erase(std::remove(slots_.begin(), slots_.end(), slot), slots_.end());
+  }
+
+ private:
+  PidfdTable() {
+    ::pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+                     [] { instance().close_all_in_child(); });
+  }
+
+  // In the child, with the mutex held by the prepare handler (in the forking thread, which is
+  // this thread now). No allocation: clear() keeps the capacity.
+  void close_all_in_child() noexcept {
+    for (int* slot : slots_) {
+      ::close(*slot);
+      *slot = -1;
+    }
+    slots_.clear();
+    mutex_.unlock();
+  }
+
+  std::mutex mutex_;
+  std::vector<int*> slots_;  // guarded by mutex_: the records' pidfd members
+};
 
 // Python's exit code for a wait status: the exit status, or minus the signal number.
 inline int exitcode_of(int status) noexcept {
@@ -60,10 +126,10 @@ class ChildRecord {
  public:
   // A record for the child `pid` (> 0) just forked; opens its pidfd.
   ChildRecord(pid_t pid, bool daemon) noexcept : pid_(pid), daemon_(daemon) {
-    pidfd_ = open_pidfd(pid);
+    PidfdTable::instance().open(pid, &pidfd_);
   }
   ~ChildRecord() {
-    if (pidfd_ >= 0) ::close(pidfd_);
+    if (pidfd_ >= 0) PidfdTable::instance().close(&pidfd_);
   }
   ChildRecord(const ChildRecord&) = delete;
   ChildRecord& operator=(const ChildRecord&) = delete;
@@ -134,7 +200,9 @@ class ChildRecord {
 
   const pid_t pid_;
   const bool daemon_;
-  int pidfd_ = -1;  // fixed for the record's life; closed with it
+  // Fixed for the record's life in the process that started the child; closed with the record,
+  // or in a fork()ed child by the PidfdTable (which sets this copy to -1).
+  int pidfd_ = -1;
   std::mutex mutex_;
   std::optional<int> status_;  // guarded by mutex_: the wait status, once reaped
 };
