@@ -613,6 +613,67 @@ TEST(Process, DestructorsReapWhatTheyStarted) {
   }));
 }
 
+// Whether `pid` is a zombie child of this process.
+bool is_zombie_child(pid_t pid) {
+  for (const auto& [child, state] : concur_test::children_of(::getpid())) {
+    if (child == pid) return state == 'Z';
+  }
+  return false;
+}
+
+// A daemon whose Process object is gone is reaped once it ends, at the next reaping point:
+// active_children() (Python's, which reaps), the end of another Process's join(), or the
+// destruction of any Process object; not only at the next start() (issue 12, item 7).
+TEST(Process, DaemonsWhoseObjectIsGoneAreReapedAtEachReapingPoint) {
+  for (int point = 0; point < 3; ++point) {
+    Process other([] {});
+    other.start();
+    auto extra = std::make_unique<Process>([] {});
+    extra->start();
+    extra->join();
+    auto [reader, writer] = concur::Pipe(false);
+    pid_t pid = 0;
+    {
+      Process daemon({.daemon = true}, [&] {
+        writer.close();
+        try {
+          (void)reader.recv_bytes();  // until the parent closes its end
+        } catch (const concur::EOFError&) {
+        }
+      });
+      daemon.start();
+      pid = *daemon.pid();
+      if (point == 0) {
+        const std::vector<pid_t> running = concur::active_children();
+        EXPECT_NE(std::find(running.begin(), running.end(), pid), running.end());
+      }
+    }                // destroyed while the daemon runs
+    writer.close();  // the daemon ends
+    ASSERT_TRUE(eventually([&] { return is_zombie_child(pid); }));
+    if (point == 0) {
+      const std::vector<pid_t> running = concur::active_children();
+      EXPECT_EQ(std::find(running.begin(), running.end(), pid), running.end());
+    } else if (point == 1) {
+      other.join();
+    } else {
+      extra.reset();
+    }
+    EXPECT_FALSE(is_zombie_child(pid)) << "reaping point " << point;
+  }
+}
+
+// A daemon that has ended when its Process object goes is reaped then.
+TEST(Process, AnEndedDaemonIsReapedWithItsObject) {
+  pid_t pid = 0;
+  {
+    Process daemon({.daemon = true}, [] {});
+    daemon.start();
+    pid = *daemon.pid();
+    ASSERT_TRUE(eventually([&] { return is_zombie_child(pid); }));
+  }
+  EXPECT_FALSE(is_zombie_child(pid));
+}
+
 TEST(Process, NoDescriptorIsLeakedAndEveryOneIsCloseOnExec) {
   const int before = open_descriptors();
   for (int i = 0; i < 20; ++i) {

@@ -68,6 +68,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/names.hpp"
@@ -271,21 +272,21 @@ class Process {
   // Process::~Process()
   //
   // Joins a started non-daemon child (as Python's interpreter does at exit); a daemon child
-  // keeps running and is terminated and reaped when the parent exits.
+  // that has ended is reaped now, and one that still runs is reaped once it has ended by the
+  // next reaping point (start(), join() or destruction of any Process, active_children()), and
+  // terminated and reaped when the parent exits.
   virtual ~Process() {
+    bool join = false;
     {
       std::lock_guard<std::mutex> hold(mutex_);
       // Nothing to wait for: no child, or one that belongs to another process (this is a copy
       // of the object in a child, which can neither reap nor signal it).
       if (!child_ || closed_ || ::getpid() != parent_pid_) return;
-      if (try_reap()) return;
-      if (options_.daemon) {
-        detail::ProcessRegistry::instance().adopt(child_->pid());
-        return;
-      }
+      join = !options_.daemon;
     }
     try {
-      (void)join_until(detail::never);
+      if (join) (void)join_until(detail::never);
+      (void)detail::ProcessRegistry::instance().reap_finished();
     } catch (...) {
     }
   }
@@ -305,7 +306,7 @@ class Process {
       started_ = true;  // claimed; the mutex is not held across fork(), so the child may use it
       parent_pid_ = ::getpid();
     }
-    detail::ProcessRegistry::instance().reap_orphans();
+    (void)detail::ProcessRegistry::instance().reap_finished();
     const pid_t parent = ::getpid();
     pid_t pid;
     try {
@@ -320,6 +321,7 @@ class Process {
     std::shared_ptr<detail::ChildRecord> child;
     try {
       child = std::make_shared<detail::ChildRecord>(pid, options_.daemon);
+      detail::ProcessRegistry::instance().add(child);
     } catch (...) {  // out of memory: end the child that nobody could join
       ::kill(pid, SIGKILL);
       while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
@@ -332,7 +334,6 @@ class Process {
     {
       std::lock_guard<std::mutex> hold(mutex_);
       child_ = std::move(child);
-      if (options_.daemon) detail::ProcessRegistry::instance().add_daemon(pid);
       spent = std::move(target_);
     }
     // `spent` goes here, outside the lock: the child has its own copy of the target now.
@@ -517,12 +518,11 @@ class Process {
     return reaped(*child_);
   }
 
-  // Reaps `child` if it has ended; true once it has. A daemon child reaped here is not
-  // terminated at exit.
+  // Reaps `child` if it has ended; true once it has. The registry then lets it go (a daemon
+  // reaped here is not terminated at exit).
   static bool reaped(detail::ChildRecord& child) {
-    if (child.status()) return true;
     if (!child.try_reap()) return false;
-    if (child.daemon()) detail::ProcessRegistry::instance().remove_daemon(child.pid());
+    detail::ProcessRegistry::instance().forget(&child);
     return true;
   }
 
@@ -538,7 +538,9 @@ class Process {
       child = child_;
     }
     if (!child->wait_until(deadline)) return false;
-    return reaped(*child);
+    (void)reaped(*child);
+    (void)detail::ProcessRegistry::instance().reap_finished();  // a reaping point
+    return true;
   }
 
   void signal(int number) {
@@ -557,6 +559,16 @@ class Process {
   std::shared_ptr<detail::ChildRecord> child_;  // once start() has recorded the child
   int child_code_ = 0;                          // in the child: the target's result
 };
+
+// active_children()
+//
+// Python's multiprocessing.active_children(): the children that Process objects of this process
+// started and that are still running, as pids (Python returns the Process objects; here an
+// object may be gone while its daemon child runs on). Reaps, as Python's does, every such child
+// that has ended, including daemons whose Process objects are gone.
+[[nodiscard]] inline std::vector<pid_t> active_children() {
+  return detail::ProcessRegistry::instance().reap_finished();
+}
 
 }  // namespace concur
 
