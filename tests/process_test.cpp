@@ -754,6 +754,36 @@ TEST(Process, DaemonChildrenAreTerminatedWhenTheParentExits) {
   EXPECT_TRUE(eventually([&] { return is_dead(daemon_pid); }));
 }
 
+// A daemon child that ignores SIGTERM: at the parent's normal exit, SIGTERM, then SIGKILL once the
+// grace period (1 s) has passed; the parent's exit no longer waits forever (issue 12, item 6).
+// The "parent" is a sandbox, which the test kills with its group should it hang.
+TEST(Process, ADaemonThatIgnoresSigtermIsKilledAfterTheGracePeriodAtExit) {
+  auto [reader, writer] = concur::Pipe(false);
+  const auto start = std::chrono::steady_clock::now();
+  const int status = in_sandbox(
+      [&] {
+        Process daemon({.daemon = true}, [&] {
+          std::signal(SIGTERM, SIG_IGN);
+          writer.send(0);  // SIGTERM is ignored from now on
+          std::this_thread::sleep_for(60s);
+        });
+        daemon.start();
+        (void)reader.recv<int>();
+        writer.send(*daemon.pid());
+        std::exit(0);  // a normal exit: atexit handlers run
+        return 0;
+      },
+      std::chrono::seconds(15));
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(status != -1 && WIFEXITED(status)) << describe_status(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_GE(took, 900ms) << "SIGKILL came before the grace period was over";
+  EXPECT_LT(took, 10s);
+  ASSERT_TRUE(reader.poll(1s));
+  const pid_t daemon_pid = reader.recv<pid_t>();
+  EXPECT_TRUE(eventually([&] { return is_dead(daemon_pid); }));
+}
+
 TEST(Process, DieWithParentKillsTheChildWhenItsParentDies) {
   auto [reader, writer] = concur::Pipe(false);
   const int status = in_child([&] {

@@ -19,11 +19,14 @@
 // fork() throws std::system_error.
 //
 // Waiting uses a pidfd where the kernel has one (Linux 5.3 and later: poll(2) with the
-// deadline, then waitid(2)), and otherwise waitpid(WNOHANG) with a growing sleep. No SIGCHLD
-// handler is installed. No child is left a zombie: join() reaps, a failed start leaves nothing,
-// a non-daemon Process's destructor joins, and daemon children are terminated and reaped when the
-// parent exits normally (or asked to die with it, die_with_parent). Every descriptor concur
-// creates is close-on-exec.
+// deadline, then waitpid(2)), and otherwise waitpid(WNOHANG) with growing naps that end at the
+// deadline. No SIGCHLD handler is installed. No child is left a zombie for long: join() reaps, a
+// failed start leaves nothing, a non-daemon Process's destructor joins, a daemon child whose
+// object is gone is reaped at the next reaping point once it has ended (start(), the end of a
+// join(), the destruction of a Process, active_children()), and daemon children still running
+// when the parent exits normally get SIGTERM, then SIGKILL after a grace period of 1 s, and are
+// reaped (Python waits forever for a daemon that ignores SIGTERM). Every descriptor concur
+// creates is close-on-exec, and a fork()ed child inherits no pidfd of its parent's children.
 //
 // Memory ordering: the child starts from a copy of the parent's memory as it was at start();
 // nothing the child writes is seen by the parent (use a Pipe).
@@ -175,7 +178,8 @@ struct ProcessExit {
 struct ProcessOptions {
   // The name; empty gives Python's default, "Process-N".
   std::string name = {};
-  // A daemon child is terminated (SIGTERM) and reaped when the parent exits normally.
+  // A daemon child is terminated (SIGTERM) and reaped when the parent exits normally; one still
+  // running a grace period of 1 s later gets SIGKILL (Python would wait for it forever).
   bool daemon = false;
   // Ask the kernel to send SIGKILL to the child when the parent dies, however it dies (Linux:
   // PR_SET_PDEATHSIG; ignored elsewhere).

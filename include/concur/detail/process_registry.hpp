@@ -5,9 +5,10 @@
 // children whose Process objects are gone (Python's multiprocessing keeps the same list, and
 // reaps it in active_children() and at each start()), list the running ones
 // (concur::active_children()), and terminate and reap daemon children when the parent exits
-// normally (Python does so from an atexit handler; concur escalates to SIGKILL after a grace
-// period, where Python waits forever). There is no SIGCHLD handler: a process-wide signal handler
-// would belong to the application, not to a library.
+// normally (Python does so from an atexit handler). Python then waits for them without a limit;
+// concur sends SIGKILL to those still running after a grace period of 1 s (daemon_grace), so
+// that a daemon that ignores or handles SIGTERM slowly cannot hang its parent's exit. There is no
+// SIGCHLD handler: a process-wide signal handler would belong to the application, not to a library.
 //
 // Reaping points: Process::start(), active_children(), the end of every join(), and the
 // destruction of every Process object. Between them, a finished child whose Process object is
@@ -28,6 +29,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
@@ -39,6 +41,10 @@ namespace concur::detail {
 
 class ProcessRegistry {
  public:
+  // How long daemon children have, after the SIGTERM sent at the parent's normal exit, before
+  // SIGKILL ends them.
+  static constexpr std::chrono::seconds daemon_grace{1};
+
   static ProcessRegistry& instance() {
     static ProcessRegistry* const registry = new ProcessRegistry();  // children use it late
     return *registry;
@@ -116,7 +122,9 @@ class ProcessRegistry {
     }
   }
 
-  // At normal exit: SIGTERM every daemon child still running, then reap them all.
+  // At normal exit: SIGTERM every daemon child still running; SIGKILL those still running after
+  // daemon_grace; reap them all. Python sends SIGTERM and then waits without a limit, so that a
+  // daemon that ignores SIGTERM hangs its parent's exit forever.
   void terminate_daemons() noexcept {
     std::vector<std::shared_ptr<ChildRecord>> daemons;
     {
@@ -127,9 +135,13 @@ class ProcessRegistry {
       }
     }
     for (auto& child : daemons) child->signal(SIGTERM);
+    const steady_time grace_over = steady_clock::now() + daemon_grace;
     for (auto& child : daemons) {
       try {
-        (void)child->wait_until(never);
+        if (!child->wait_until(grace_over)) {
+          child->signal(SIGKILL);
+          (void)child->wait_until(never);
+        }
       } catch (...) {
       }
     }
