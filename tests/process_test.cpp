@@ -799,4 +799,47 @@ TEST(Process, DieWithParentKillsTheChildWhenItsParentDies) {
   EXPECT_TRUE(eventually([&] { return is_dead(orphan); }));
 }
 
+// die_with_parent ends the child with its parent process, not with the thread that started it:
+// PR_SET_PDEATHSIG fires when the forking thread exits, and killed such a child (-9) while its
+// parent lived on (issue 12, item 2).
+TEST(Process, DieWithParentOutlivesTheThreadThatStartedIt) {
+  auto [reader, writer] = concur::Pipe(false);
+  Process child({.daemon = true, .die_with_parent = true}, [&] {
+    writer.send(0);  // armed: the starting thread may end now
+    std::this_thread::sleep_for(60s);
+  });
+  std::thread starter([&] {
+    child.start();
+    (void)reader.recv<int>();
+  });
+  starter.join();
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(child.is_alive()) << "exit code " << child.exitcode().value_or(0);
+  child.kill();
+  child.join();
+}
+
+// The parent's siblings hold no part of the lifeline: a die_with_parent child dies with its
+// parent although another child of that parent lives on; and it dies when the parent is killed.
+TEST(Process, DieWithParentIgnoresSiblingsAndFollowsAKilledParent) {
+  for (const bool killed : {false, true}) {
+    auto [reader, writer] = concur::Pipe(false);
+    const int status = in_child([&] {
+      Process sibling([] { std::this_thread::sleep_for(60s); });
+      sibling.start();
+      Process child({.die_with_parent = true}, [] { std::this_thread::sleep_for(60s); });
+      child.start();
+      writer.send(std::pair<pid_t, pid_t>(*sibling.pid(), *child.pid()));
+      if (killed) ::kill(::getpid(), SIGKILL);
+      ::_exit(0);
+      return 0;
+    });
+    EXPECT_TRUE(killed ? WIFSIGNALED(status) : WIFEXITED(status)) << status;
+    const auto [sibling, orphan] = reader.recv<std::pair<pid_t, pid_t>>();
+    EXPECT_TRUE(eventually([&] { return is_dead(orphan); })) << "killed parent: " << killed;
+    EXPECT_FALSE(is_dead(sibling));
+    ::kill(sibling, SIGKILL);  // alive (checked above), so the pid is still the sibling's
+  }
+}
+
 }  // namespace

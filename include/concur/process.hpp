@@ -48,11 +48,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#if defined(__linux__)
-#include <sys/prctl.h>
-#include <sys/syscall.h>
-#endif
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -181,8 +176,13 @@ struct ProcessOptions {
   // A daemon child is terminated (SIGTERM) and reaped when the parent exits normally; one still
   // running a grace period of 1 s later gets SIGKILL (Python would wait for it forever).
   bool daemon = false;
-  // Ask the kernel to send SIGKILL to the child when the parent dies, however it dies (Linux:
-  // PR_SET_PDEATHSIG; ignored elsewhere).
+  // Ask the kernel to send SIGKILL to the child when the parent process dies, however it dies,
+  // whichever of its threads started the child (Linux; ignored elsewhere). The child holds the
+  // read end of a pipe whose write end only the parent holds, armed with O_ASYNC and F_SETSIG:
+  // when the parent's last descriptor to it closes, the kernel signals the child itself.
+  // (PR_SET_PDEATHSIG would fire when the *thread* that forked the child exits.) The parent also
+  // "dies" in this sense when it exec()s, and the watch ends when the child exec()s or closes
+  // that descriptor.
   bool die_with_parent = false;
 };
 
@@ -311,20 +311,26 @@ class Process {
       parent_pid_ = ::getpid();
     }
     (void)detail::ProcessRegistry::instance().reap_finished();
-    const pid_t parent = ::getpid();
+    std::shared_ptr<detail::ChildRecord> child;
     pid_t pid;
     try {
+      child = std::make_shared<detail::ChildRecord>(options_.daemon);
+      if (options_.die_with_parent) child->open_lifeline();
+      // Of the descriptors kept for children, a fork() from this thread leaves the new child its
+      // lifeline only.
+      detail::ChildFdTable::kept_in_child() = child->lifeline_read();
       pid = concur::fork();
+      detail::ChildFdTable::kept_in_child() = -1;
     } catch (...) {
+      detail::ChildFdTable::kept_in_child() = -1;
       std::lock_guard<std::mutex> hold(mutex_);
       started_ = false;  // nothing was started: start() may be tried again
       throw;
     }
-    if (pid == 0) run_child(parent);  // never returns
+    if (pid == 0) run_child(child->lifeline_read());  // never returns
     if (auto hook = detail::process_seams().after_fork.load(std::memory_order_relaxed)) hook();
-    std::shared_ptr<detail::ChildRecord> child;
+    child->started(pid);
     try {
-      child = std::make_shared<detail::ChildRecord>(pid, options_.daemon);
       detail::ProcessRegistry::instance().add(child);
     } catch (...) {  // out of memory: end the child that nobody could join
       ::kill(pid, SIGKILL);
@@ -488,20 +494,14 @@ class Process {
   }
 
   // In the child: runs run() and exits, never returning to the parent's code.
-  [[noreturn]] void run_child(pid_t parent) noexcept {
+  [[noreturn]] void run_child(int lifeline) noexcept {
     // Only this thread exists now; another thread of the parent may have held the mutex at
     // fork(), and this copy of it would then stay locked forever.
     new (&mutex_) std::mutex();
     in_child_ = true;
     int code = 0;
     try {
-#if defined(__linux__)
-      if (options_.die_with_parent) {
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (::getppid() != parent) ::_exit(1);  // the parent died before the request
-      }
-#endif
-      (void)parent;
+      if (options_.die_with_parent) detail::arm_lifeline(lifeline);
       run();
       code = child_code_;
     } catch (const ProcessExit& exit) {
@@ -518,9 +518,7 @@ class Process {
 
   // Reaps the child if it has ended, without waiting; true once it has. With mutex_ held and a
   // child_.
-  bool try_reap() {
-    return reaped(*child_);
-  }
+  bool try_reap() { return reaped(*child_); }
 
   // Reaps `child` if it has ended; true once it has. The registry then lets it go (a daemon
   // reaped here is not terminated at exit).

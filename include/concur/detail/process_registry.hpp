@@ -98,8 +98,8 @@ class ProcessRegistry {
   }
 
   // In a fork()ed child, the list holds the parent's children: drop them (their pidfds were
-  // closed at fork by the PidfdTable). Not done in the atfork handler itself, where dropping a
-  // record could take the PidfdTable's mutex while its prepare handler still holds it.
+  // closed at fork by the ChildFdTable). Not done in the atfork handler itself, where dropping a
+  // record could take the ChildFdTable's mutex while its prepare handler still holds it.
   void drop_if_forked() noexcept {
     if (owner_ == ::getpid()) return;
     owner_ = ::getpid();
