@@ -74,6 +74,7 @@
 #include "concur/detail/process_child.hpp"
 #include "concur/detail/process_registry.hpp"
 #include "concur/detail/process_seams.hpp"
+#include "concur/detail/process_target.hpp"
 #include "concur/errors.hpp"
 
 namespace concur {
@@ -188,44 +189,6 @@ struct ProcessOptions {
 
 namespace detail {
 
-// What Process(f, args...) accepts: `f` callable with (stored copies of) `args`.
-template <class F, class... Args>
-concept process_target = requires(std::decay_t<F>& f, std::decay_t<Args>&... args) {
-  std::invoke(f, args...);
-};
-
-// The callable a Process runs in its child, with its arguments bound; returns the exit code.
-class ProcessTarget {
- public:
-  virtual ~ProcessTarget() = default;
-  virtual int operator()() = 0;
-};
-
-template <class F, class... Args>
-class BoundProcessTarget final : public ProcessTarget {
- public:
-  template <class G, class... As>
-  explicit BoundProcessTarget(G&& callable, As&&... arguments)
-      : parts_(std::forward<G>(callable), std::forward<As>(arguments)...) {}
-
-  int operator()() override {
-    return std::apply(
-        [](auto& callable, auto&... arguments) -> int {
-          using Result = std::invoke_result_t<F&, Args&...>;
-          if constexpr (std::is_convertible_v<Result, int>) {
-            return static_cast<int>(std::invoke(callable, arguments...));
-          } else {
-            std::invoke(callable, arguments...);
-            return 0;
-          }
-        },
-        parts_);
-  }
-
- private:
-  std::tuple<F, Args...> parts_;
-};
-
 inline std::atomic<std::uint64_t>& process_counter() noexcept {
   static std::atomic<std::uint64_t> counter{0};
   return counter;
@@ -254,19 +217,23 @@ class Process {
   // A process that runs `f(args...)` in its child. The arguments are copied or moved into the
   // Process now; the child gets the parent's copy of them at start(). If `f` returns something
   // convertible to int, that is the exit code.
+  //
+  // Arguments that cannot be stored or called stop the build with one message each, before any
+  // error from inside the library: "pass it with std::move" for a move-only argument (a
+  // Connection, a unique_ptr) given as an lvalue, "cannot be called with" for a mismatch.
   template <class F, class... Args>
-  explicit Process(F&& f, Args&&... args) requires detail::process_target<F, Args...>
+  explicit Process(F&& f, Args&&... args) requires(
+      !std::is_same_v<std::remove_cvref_t<F>, ProcessOptions> &&
+      !std::is_base_of_v<Process, std::remove_cvref_t<F>>)
       : Process(ProcessOptions{}, std::forward<F>(f), std::forward<Args>(args)...) {}
 
   // Process::Process(options, f, args...)
   //
   // As Process(f, args...), with a name and flags.
   template <class F, class... Args>
-  Process(ProcessOptions options, F&& f, Args&&... args) requires detail::process_target<F, Args...>
+  Process(ProcessOptions options, F&& f, Args&&... args)
       : options_(std::move(options)),
-        target_(
-            std::make_unique<detail::BoundProcessTarget<std::decay_t<F>, std::decay_t<Args>...>>(
-                std::forward<F>(f), std::forward<Args>(args)...)) {
+        target_(detail::make_process_target(std::forward<F>(f), std::forward<Args>(args)...)) {
     name_default();
   }
 
