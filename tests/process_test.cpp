@@ -32,6 +32,9 @@
 
 namespace {
 
+// The pipes' ends are named references, not structured bindings: lambdas capture them, which
+// Clang 14 does not allow for a structured binding.
+
 using namespace std::chrono_literals;
 using concur::Process;
 using concur::UsageError;
@@ -138,7 +141,9 @@ TEST(Fork, ChildSeesItsParentAndReturnsZero) {
 
 TEST(Fork, FlushesBufferedOutputFirst) {
   // Buffered output written before fork() must not come out twice.
-  auto [reader, writer] = concur::Pipe(false);
+  auto reader_writer = concur::Pipe(false);
+  concur::Connection& reader = reader_writer.first;
+  concur::Connection& writer = reader_writer.second;
   const int saved = ::dup(STDOUT_FILENO);
   std::fflush(stdout);
   ::dup2(writer.fileno(), STDOUT_FILENO);
@@ -192,7 +197,9 @@ TEST(Process, ExitProcessAndStdExitGiveTheirCode) {
 }
 
 TEST(Process, AnUncaughtExceptionExitsWithOneAndReportsIt) {
-  auto [reader, writer] = concur::Pipe(false);
+  auto reader_writer = concur::Pipe(false);
+  concur::Connection& reader = reader_writer.first;
+  concur::Connection& writer = reader_writer.second;
   Process failing({.name = "failing"}, [&] {
     ::dup2(writer.fileno(), STDERR_FILENO);  // the child's stderr, for this test to read
     throw std::runtime_error("it broke");
@@ -212,7 +219,9 @@ TEST(Process, AnUncaughtExceptionExitsWithOneAndReportsIt) {
 // in the stream, not in C stdio: it must be flushed before the child's _exit() too (issue 12,
 // item 5).
 TEST(Process, TheChildsCppStreamsAreFlushedAtItsEnd) {
-  auto [reader, writer] = concur::Pipe(false);
+  auto reader_writer = concur::Pipe(false);
+  concur::Connection& reader = reader_writer.first;
+  concur::Connection& writer = reader_writer.second;
   Process child([&] {
     ::dup2(writer.fileno(), STDOUT_FILENO);
     ::dup2(writer.fileno(), STDERR_FILENO);
@@ -236,7 +245,9 @@ TEST(Process, TheChildsCppStreamsAreFlushedAtItsEnd) {
 // What the parent left in an unsynchronised std::cout before start() is written once: start()
 // flushes the C++ streams before fork(), or the child's flush would write it a second time.
 TEST(Process, TheParentsCppStreamsAreFlushedBeforeFork) {
-  auto [reader, writer] = concur::Pipe(false);
+  auto reader_writer = concur::Pipe(false);
+  concur::Connection& reader = reader_writer.first;
+  concur::Connection& writer = reader_writer.second;
   const int status = in_sandbox([&] {
     ::dup2(writer.fileno(), STDOUT_FILENO);
     std::ios::sync_with_stdio(false);
@@ -450,7 +461,9 @@ TEST(Process, TheChildGetsACopyOfTheParentsMemory) {
 TEST(Process, StartDropsTheParentsCopyOfTheArguments) {
   // A Connection moved into the Process belongs to the child: once the child has ended, the
   // parent's end reads end of file without the parent closing anything by hand.
-  auto [parent_end, child_end] = concur::Pipe();
+  auto parent_end_child_end = concur::Pipe();
+  concur::Connection& parent_end = parent_end_child_end.first;
+  concur::Connection& child_end = parent_end_child_end.second;
   Process child([](concur::Connection& end) { end.send(41); }, std::move(child_end));
   child.start();
   EXPECT_EQ(parent_end.recv<int>(), 41);
@@ -640,7 +653,9 @@ TEST(Process, DaemonsWhoseObjectIsGoneAreReapedAtEachReapingPoint) {
     auto extra = std::make_unique<Process>([] {});
     extra->start();
     extra->join();
-    auto [reader, writer] = concur::Pipe(false);
+    auto reader_writer = concur::Pipe(false);
+    concur::Connection& reader = reader_writer.first;
+    concur::Connection& writer = reader_writer.second;
     pid_t pid = 0;
     {
       Process daemon({.daemon = true}, [&] {
@@ -686,14 +701,18 @@ TEST(Process, AnEndedDaemonIsReapedWithItsObject) {
 TEST(Process, NoDescriptorIsLeakedAndEveryOneIsCloseOnExec) {
   const int before = open_descriptors();
   for (int i = 0; i < 20; ++i) {
-    auto [a, b] = concur::Pipe();
+    auto a_b = concur::Pipe();
+    concur::Connection& a = a_b.first;
+    concur::Connection& b = a_b.second;
     Process child([&] { b.send_bytes("x"); });
     child.start();
     EXPECT_EQ(a.recv_bytes(), "x");
     child.join();
     EXPECT_NE(::fcntl(a.fileno(), F_GETFD) & FD_CLOEXEC, 0);
   }
-  auto [r, w] = concur::Pipe(false);
+  auto r_w = concur::Pipe(false);
+  concur::Connection& r = r_w.first;
+  concur::Connection& w = r_w.second;
   EXPECT_NE(::fcntl(r.fileno(), F_GETFD) & FD_CLOEXEC, 0);
   EXPECT_NE(::fcntl(w.fileno(), F_GETFD) & FD_CLOEXEC, 0);
   r.close();
@@ -748,7 +767,9 @@ TEST(Process, AChildHoldsNoPidfdOfItsSiblings) {
 }
 
 TEST(Process, DaemonChildrenAreTerminatedWhenTheParentExits) {
-  auto [reader, writer] = concur::Pipe(false);
+  auto reader_writer = concur::Pipe(false);
+  concur::Connection& reader = reader_writer.first;
+  concur::Connection& writer = reader_writer.second;
   const int status = in_child([&] {
     // The "parent": starts a long-sleeping daemon, reports its pid, and exits normally.
     Process daemon({.daemon = true}, [] { std::this_thread::sleep_for(60s); });
@@ -767,7 +788,9 @@ TEST(Process, DaemonChildrenAreTerminatedWhenTheParentExits) {
 // grace period (1 s) has passed; the parent's exit no longer waits forever (issue 12, item 6).
 // The "parent" is a sandbox, which the test kills with its group should it hang.
 TEST(Process, ADaemonThatIgnoresSigtermIsKilledAfterTheGracePeriodAtExit) {
-  auto [reader, writer] = concur::Pipe(false);
+  auto reader_writer = concur::Pipe(false);
+  concur::Connection& reader = reader_writer.first;
+  concur::Connection& writer = reader_writer.second;
   const auto start = std::chrono::steady_clock::now();
   const int status = in_sandbox(
       [&] {
@@ -794,7 +817,9 @@ TEST(Process, ADaemonThatIgnoresSigtermIsKilledAfterTheGracePeriodAtExit) {
 }
 
 TEST(Process, DieWithParentKillsTheChildWhenItsParentDies) {
-  auto [reader, writer] = concur::Pipe(false);
+  auto reader_writer = concur::Pipe(false);
+  concur::Connection& reader = reader_writer.first;
+  concur::Connection& writer = reader_writer.second;
   const int status = in_child([&] {
     Process child({.die_with_parent = true}, [] { std::this_thread::sleep_for(60s); });
     child.start();
@@ -812,7 +837,9 @@ TEST(Process, DieWithParentKillsTheChildWhenItsParentDies) {
 // PR_SET_PDEATHSIG fires when the forking thread exits, and killed such a child (-9) while its
 // parent lived on (issue 12, item 2).
 TEST(Process, DieWithParentOutlivesTheThreadThatStartedIt) {
-  auto [reader, writer] = concur::Pipe(false);
+  auto reader_writer = concur::Pipe(false);
+  concur::Connection& reader = reader_writer.first;
+  concur::Connection& writer = reader_writer.second;
   Process child({.daemon = true, .die_with_parent = true}, [&] {
     writer.send(0);  // armed: the starting thread may end now
     std::this_thread::sleep_for(60s);
@@ -832,7 +859,9 @@ TEST(Process, DieWithParentOutlivesTheThreadThatStartedIt) {
 // parent although another child of that parent lives on; and it dies when the parent is killed.
 TEST(Process, DieWithParentIgnoresSiblingsAndFollowsAKilledParent) {
   for (const bool killed : {false, true}) {
-    auto [reader, writer] = concur::Pipe(false);
+    auto reader_writer = concur::Pipe(false);
+    concur::Connection& reader = reader_writer.first;
+    concur::Connection& writer = reader_writer.second;
     const int status = in_child([&] {
       Process sibling([] { std::this_thread::sleep_for(60s); });
       sibling.start();
@@ -844,7 +873,9 @@ TEST(Process, DieWithParentIgnoresSiblingsAndFollowsAKilledParent) {
       return 0;
     });
     EXPECT_TRUE(killed ? WIFSIGNALED(status) : WIFEXITED(status)) << status;
-    const auto [sibling, orphan] = reader.recv<std::pair<pid_t, pid_t>>();
+    const auto pids = reader.recv<std::pair<pid_t, pid_t>>();
+    const pid_t sibling = pids.first;
+    const pid_t orphan = pids.second;
     EXPECT_TRUE(eventually([&] { return is_dead(orphan); })) << "killed parent: " << killed;
     EXPECT_FALSE(is_dead(sibling));
     ::kill(sibling, SIGKILL);  // alive (checked above), so the pid is still the sibling's
