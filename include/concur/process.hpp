@@ -75,6 +75,7 @@
 #include "concur/detail/process_registry.hpp"
 #include "concur/detail/process_seams.hpp"
 #include "concur/detail/process_target.hpp"
+#include "concur/detail/schedule.hpp"
 #include "concur/errors.hpp"
 
 namespace concur {
@@ -296,6 +297,7 @@ class Process {
     }
     if (pid == 0) run_child(child->lifeline_read());  // never returns
     if (auto hook = detail::process_seams().after_fork.load(std::memory_order_relaxed)) hook();
+    CONCUR_SCHEDULE_POINT("process.start.forked");  // started_, no child_ yet: calls refuse
     child->started(pid);
     try {
       detail::ProcessRegistry::instance().add(child);

@@ -229,6 +229,7 @@ class ChildRecord {
 
   // Reaps the child if it has ended, without waiting; true once it has.
   bool try_reap() {
+    CONCUR_SCHEDULE_POINT("process.reap.before_lock");
     std::lock_guard<std::mutex> hold(mutex_);
     return try_reap_locked();
   }
@@ -236,6 +237,7 @@ class ChildRecord {
   // Sends signal `number` unless the child has been reaped (its pid may be someone else's then).
   // The check and the kill are one step under the mutex, which every reap here holds.
   void signal(int number) {
+    CONCUR_SCHEDULE_POINT("process.signal.before_lock");
     std::lock_guard<std::mutex> hold(mutex_);
     if (!status_) ::kill(pid_, number);
   }

@@ -75,6 +75,7 @@ class ProcessRegistry {
     std::vector<pid_t> running;
     std::lock_guard<std::mutex> hold(mutex_);
     drop_if_forked();
+    CONCUR_SCHEDULE_POINT("process.registry.reap");
     const bool scan = any_child_ended();
     running.reserve(children_.size());
     for (auto& child : children_) {
