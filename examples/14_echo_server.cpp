@@ -27,12 +27,18 @@
 // accept loop (it writes to a pipe that poll() watches: the "self-pipe trick"), and the loop
 // asks each child's exitcode(), which reaps it. It never calls waitpid(-1): each Process reaps
 // its own child. SIGINT and SIGTERM wake the loop the same way; the server then stops
-// accepting, waits for every child to finish its client, prints a summary and exits with 0.
+// accepting and waits for every child to finish its client; a second SIGINT or SIGTERM ends the
+// children (terminate()) instead of waiting for them. Then it prints a summary and exits with 0.
 // (Ctrl-C in a terminal interrupts the children too, which end at once.)
 //
-// Usage: 14_echo_server [port] [--clients N] [--any]. It listens on 127.0.0.1 (--any: on every
-// address); port 0, the default, lets the kernel choose, and the chosen port is printed.
-// --clients N serves N clients, then stops by itself.
+// A server must not let its clients exhaust it: a child disconnects a client that has sent
+// nothing for --idle seconds (60 by default; 0: never), also when the client stops reading its
+// echo; and at most --max-children clients (256 by default) are served at once: the next one
+// waits in the listening socket's backlog until a child has ended.
+//
+// Usage: 14_echo_server [port] [--clients N] [--idle SECONDS] [--max-children N] [--any]. It
+// listens on 127.0.0.1 (--any: on every address); port 0, the default, lets the kernel choose,
+// and the chosen port is printed. --clients N serves N clients, then stops by itself.
 
 #include <concur/process.hpp>
 
@@ -110,15 +116,24 @@ bool send_all(int socket, const char* data, std::size_t size) {
   return true;
 }
 
-// The child: drops what belongs to the parent, then echoes until the client hangs up.
-int serve_client(int client, int listener) {
+// The child: drops what belongs to the parent, then echoes until the client hangs up, or until
+// it has been idle for `idle_seconds` (0: no limit): sent nothing, or read nothing of its echo.
+int serve_client(int client, int listener, int idle_seconds) {
   ::close(listener);
   ::close(wake_pipe[0]);
   ::close(wake_pipe[1]);
   for (int number : handled_signals) ::signal(number, SIG_DFL);
   hold_signals(SIG_UNBLOCK);  // held since before fork(): see start_child()
+  if (idle_seconds > 0) {     // a send() blocked that long on a client that reads nothing fails
+    const timeval limit{idle_seconds, 0};
+    ::setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+  }
   char buffer[65536];
   for (;;) {
+    pollfd ready{client, POLLIN, 0};
+    const int rc = ::poll(&ready, 1, idle_seconds > 0 ? idle_seconds * 1000 : -1);
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc == 0) break;  // idle for too long
     const ssize_t n = ::recv(client, buffer, sizeof buffer, 0);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // 0: the client closed its end; < 0: the connection broke
@@ -131,11 +146,11 @@ int serve_client(int client, int listener) {
 // Starts a child for `client`, then closes the parent's copy of its socket. The signals are held
 // back across fork() until the child has put back their default actions: a SIGTERM meant for the
 // child must not run the parent's handler there and wake the parent's loop.
-bool start_child(std::list<concur::Process>& children, int client, int listener) {
+bool start_child(std::list<concur::Process>& children, int client, int listener, int idle_seconds) {
   bool started = true;
   hold_signals(SIG_BLOCK);
   try {
-    children.emplace_back(serve_client, client, listener).start();
+    children.emplace_back(serve_client, client, listener, idle_seconds).start();
   } catch (const std::system_error& error) {  // out of processes: drop this client, go on
     children.pop_back();
     std::fprintf(stderr, "cannot serve a client: %s\n", error.what());
@@ -147,7 +162,9 @@ bool start_child(std::list<concur::Process>& children, int client, int listener)
 }
 
 // Reaps the children that have ended (exitcode() reaps a finished child and never waits for a
-// running one) and drops their Process objects, so the list holds only running children.
+// running one) and drops their Process objects, so the list holds only running children. The
+// SIGCHLD of a child that ends after this has looked at it wakes the next poll() through the
+// wake-up pipe, so none is missed.
 void reap_finished(std::list<concur::Process>& children) {
   std::erase_if(children, [](concur::Process& child) { return child.exitcode().has_value(); });
 }
@@ -173,30 +190,56 @@ int open_listener(in_addr_t address, int port) {
   return listener;
 }
 
-// Serves clients until SIGINT or SIGTERM, or until `limit` have come (0: no limit); then waits
-// for every child and returns how many clients were served.
-int serve(int listener, int limit) {
+// What the command line asks for.
+struct Settings {
+  int limit = 0;           // --clients: stop after this many (0: no limit)
+  int idle_seconds = 60;   // --idle: disconnect a client idle this long (0: never)
+  int max_children = 256;  // --max-children: serve at most this many clients at once
+};
+
+// Waits for a signal (or, with `listener` >= 0, a client); true if SIGINT or SIGTERM came.
+bool wait_for_event(int listener, bool& client_waiting) {
+  pollfd ready[2] = {{wake_pipe[0], POLLIN, 0}, {listener, POLLIN, 0}};
+  const int count = listener >= 0 ? 2 : 1;
+  client_waiting = false;
+  if (::poll(ready, count, -1) < 0) {
+    if (errno == EINTR) return false;
+    fail("poll");
+  }
+  client_waiting = count == 2 && (ready[1].revents & POLLIN);
+  return (ready[0].revents & POLLIN) && drain_wake_pipe();
+}
+
+// Serves clients until SIGINT or SIGTERM, or until `limit` have come; then waits for every child
+// (a second SIGINT or SIGTERM terminates them) and returns how many clients were served.
+int serve(int listener, const Settings& settings) {
   std::list<concur::Process> children;
   int served = 0;
   bool stopping = false;
-  while (!stopping && (limit == 0 || served < limit)) {
-    pollfd ready[2] = {{listener, POLLIN, 0}, {wake_pipe[0], POLLIN, 0}};
-    if (::poll(ready, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      fail("poll");
-    }
-    if (ready[1].revents & POLLIN) stopping = drain_wake_pipe();
+  while (!stopping && (settings.limit == 0 || served < settings.limit)) {
+    // At the cap, the listening socket is not watched: new clients wait in its backlog, and the
+    // SIGCHLD of a child that ends wakes this loop.
+    const bool room = static_cast<int>(children.size()) < settings.max_children;
+    bool client_waiting = false;
+    stopping = wait_for_event(room ? listener : -1, client_waiting);
     reap_finished(children);
-    if (stopping || !(ready[0].revents & POLLIN)) continue;
+    if (stopping || !client_waiting) continue;
     const int client = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
     if (client >= 0) {
-      served += start_child(children, client, listener) ? 1 : 0;
+      served += start_child(children, client, listener, settings.idle_seconds) ? 1 : 0;
     } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) {
       fail("accept4");
     }
   }
-  ::close(listener);  // no new clients; those already here are served to the end
-  for (concur::Process& child : children) child.join();
+  ::close(listener);  // no new clients; those already here are served to the end...
+  bool ending = false;
+  while (reap_finished(children), !children.empty()) {
+    bool unused = false;
+    if (wait_for_event(-1, unused) && !ending) {  // ...unless a second signal comes
+      ending = true;
+      for (concur::Process& child : children) child.terminate();
+    }
+  }
   return served;
 }
 
@@ -213,26 +256,40 @@ int parse_number(const std::string& text, int max) {
 
 int main(int argc, char** argv) {
   int port = 0;
-  int limit = 0;
+  Settings settings;
   in_addr_t address = htonl(INADDR_LOOPBACK);
-  for (int i = 1; i < argc && port >= 0 && limit >= 0; ++i) {
+  auto valid = [&] {
+    return port >= 0 && settings.limit >= 0 && settings.idle_seconds >= 0 &&
+           settings.max_children >= 1;
+  };
+  for (int i = 1; i < argc && valid(); ++i) {
     const std::string arg = argv[i];
+    const char* value = i + 1 < argc ? argv[i + 1] : "";
     if (arg == "--any") {
       address = htonl(INADDR_ANY);
     } else if (arg == "--clients") {
-      limit = i + 1 < argc ? parse_number(argv[++i], 1'000'000'000) : -1;
-      if (limit == 0) limit = -1;  // N must be at least 1
+      settings.limit = parse_number(value, 1'000'000'000);
+      if (settings.limit == 0) settings.limit = -1;  // N must be at least 1
+      ++i;
+    } else if (arg == "--idle") {
+      settings.idle_seconds = parse_number(value, 1'000'000);
+      ++i;
+    } else if (arg == "--max-children") {
+      settings.max_children = parse_number(value, 1'000'000);
+      ++i;
     } else {
       port = parse_number(arg, 65535);
     }
   }
-  if (port < 0 || limit < 0) {
-    std::fprintf(stderr, "usage: %s [port] [--clients N] [--any]\n", argv[0]);
+  if (!valid()) {
+    std::fprintf(stderr,
+                 "usage: %s [port] [--clients N] [--idle SECONDS] [--max-children N] [--any]\n",
+                 argv[0]);
     return 2;
   }
   try {
     install_handlers();
-    const int served = serve(open_listener(address, port), limit);
+    const int served = serve(open_listener(address, port), settings);
     std::printf("served %d client%s\n", served, served == 1 ? "" : "s");
   } catch (const std::system_error& error) {
     std::fprintf(stderr, "%s: %s\n", argv[0], error.what());

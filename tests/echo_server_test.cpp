@@ -127,6 +127,21 @@ class Client {
     return "";
   }
 
+  // Reads exactly `expected.size()` bytes and compares them with `expected`.
+  std::string expect_bytes(const std::string& expected, Clock::time_point deadline) {
+    std::string got;
+    while (got.size() < expected.size()) {
+      if (wait_for(fd_.get(), POLLIN, deadline) == 0) return "no echo in time";
+      char buffer[256];
+      const ssize_t n =
+          ::recv(fd_.get(), buffer, std::min(sizeof buffer, expected.size() - got.size()), 0);
+      if (n == 0) return "the server closed the connection";
+      if (n > 0) got.append(buffer, static_cast<std::size_t>(n));
+      if (n < 0 && errno != EAGAIN && errno != EINTR) return errno_text("recv");
+    }
+    return got == expected ? "" : "the echo differs from the message";
+  }
+
   // Waits for the server to close its end, expecting no more bytes.
   std::string expect_end(Clock::time_point deadline) {
     for (;;) {
@@ -548,6 +563,69 @@ TEST_F(EchoServer, ClientsModeServesThatManyAndExits) {
   server.expect_clean_exit(3, 10s);
   Client late;  // the listening socket is closed now
   EXPECT_NE(late.connect(server.port(), deadline), "");
+}
+
+// --idle SECONDS: a client that sends nothing for that long is disconnected, and its child ends
+// (issue 12, item 15). Before, an idle client held a process forever.
+TEST_F(EchoServer, DisconnectsIdleClients) {
+  Server& server = start({"--idle", "1"});
+  ASSERT_GT(server.port(), 0);
+  const auto began = Clock::now();
+  Client idle;
+  ASSERT_EQ(idle.connect(server.port(), began + concur_test::generous), "");
+  std::string back;
+  ASSERT_EQ(idle.exchange("hello", back, began + concur_test::generous), "");
+  EXPECT_EQ(idle.expect_end(began + concur_test::generous), "");
+  EXPECT_GE(Clock::now() - began, 900ms) << "disconnected before the idle timeout";
+  expect_children_reaped(server);
+  EXPECT_EQ(echo_once(server.port()), "") << "a busy client is not idle";
+  server.stop(2);
+}
+
+// --max-children N: the server serves at most N clients at once; the next one waits (in the
+// listening socket's backlog) until a child has ended, and is then served (issue 12, item 15).
+TEST_F(EchoServer, ServesAtMostMaxChildrenAtOnce) {
+  Server& server = start({"--max-children", "2"});
+  ASSERT_GT(server.port(), 0);
+  const auto deadline = Clock::now() + concur_test::generous;
+  Client first;
+  Client second;
+  Client third;
+  std::string back;
+  ASSERT_EQ(first.connect(server.port(), deadline), "");
+  ASSERT_EQ(first.exchange("1", back, deadline), "");
+  ASSERT_EQ(second.connect(server.port(), deadline), "");
+  ASSERT_EQ(second.exchange("2", back, deadline), "");
+  ASSERT_EQ(third.connect(server.port(), deadline), "");  // the kernel's backlog accepts it
+  EXPECT_EQ(third.exchange("3", back, Clock::now() + 500ms), "echo timed out")
+      << "a third client was served beside two";
+  EXPECT_LE(children_of(server.pid()).size(), 2u);
+  EXPECT_EQ(first.hang_up(deadline), "");
+  EXPECT_EQ(third.expect_bytes("3", deadline), "");  // echoed once the third client is served
+  ASSERT_EQ(third.exchange("4", back, deadline), "");
+  EXPECT_EQ(back, "4");
+  EXPECT_EQ(second.hang_up(deadline), "");
+  EXPECT_EQ(third.hang_up(deadline), "");
+  expect_children_reaped(server);
+  server.stop(3);
+}
+
+// SIGTERM stops accepting and waits for the clients still connected; a second SIGTERM ends their
+// children, and the server exits cleanly (issue 12, item 15). Before, the second signal was
+// ignored and the server waited for an idle client forever.
+TEST_F(EchoServer, ASecondSignalEndsTheChildren) {
+  Server& server = start();
+  ASSERT_GT(server.port(), 0);
+  const auto deadline = Clock::now() + concur_test::generous;
+  Client lingering;
+  std::string back;
+  ASSERT_EQ(lingering.connect(server.port(), deadline), "");
+  ASSERT_EQ(lingering.exchange("still here", back, deadline), "");
+  ASSERT_EQ(::kill(server.pid(), SIGTERM), 0);
+  EXPECT_FALSE(server.wait_exit(1s)) << "the first signal must wait for the connected client";
+  ASSERT_EQ(::kill(server.pid(), SIGTERM), 0);
+  EXPECT_EQ(lingering.expect_end(deadline), "");
+  server.expect_clean_exit(1, 10s);
 }
 
 }  // namespace

@@ -11,11 +11,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
+#include <latch>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -23,10 +26,14 @@
 #include <vector>
 
 #include "concur/connection.hpp"
+#include "concur/detail/process_seams.hpp"
 #include "proc_children.hpp"
 #include "test_support.hpp"
 
 namespace {
+
+// The pipes' ends are named references, not structured bindings: lambdas capture them, which
+// Clang 14 does not allow for a structured binding.
 
 using namespace std::chrono_literals;
 using concur::Process;
@@ -50,6 +57,49 @@ int in_child(Body body) {
   int status = 0;
   ::waitpid(pid, &status, 0);
   return status;
+}
+
+// Runs `body` in a forked "sandbox" that leads a process group of its own, so that a kill(0, ...)
+// made by the sandbox or by its children (the defect of issue 12, item 1) reaches only the
+// sandbox's group, never the test runner. Returns the sandbox's wait status, or -1 when it has not
+// ended within `limit`. Whatever is left in the sandbox's group afterwards is killed.
+template <class Body>
+int in_sandbox(Body body, std::chrono::seconds limit = std::chrono::seconds(30)) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setpgid(0, 0);  // first of all: nothing the body does may reach the runner's group
+    int code = 0;
+    try {
+      code = body();
+    } catch (...) {
+      code = 99;
+    }
+    std::fflush(nullptr);
+    ::_exit(code);
+  }
+  if (pid < 0) return -2;
+  const auto give_up = std::chrono::steady_clock::now() + limit;
+  bool ended = false;
+  while (!ended && std::chrono::steady_clock::now() < give_up) {
+    siginfo_t info{};
+    // WNOWAIT: the sandbox stays a zombie, so its pid (its group's id) cannot be reused before
+    // the group is killed below.
+    ended = ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+            info.si_pid == pid;
+    if (!ended) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ::kill(-pid, SIGKILL);  // the sandbox, if it hangs, and what it left running in its group
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return ended ? status : -1;
+}
+
+std::string describe_status(int status) {
+  if (status == -1) return "the sandbox hung";
+  if (WIFEXITED(status)) return "exited with " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
+  return "wait status " + std::to_string(status);
 }
 
 // The children of this process that are zombies (from /proc).
@@ -91,7 +141,9 @@ TEST(Fork, ChildSeesItsParentAndReturnsZero) {
 
 TEST(Fork, FlushesBufferedOutputFirst) {
   // Buffered output written before fork() must not come out twice.
-  auto [reader, writer] = concur::Pipe(false);
+  auto reader_writer = concur::Pipe(false);
+  concur::Connection& reader = reader_writer.first;
+  concur::Connection& writer = reader_writer.second;
   const int saved = ::dup(STDOUT_FILENO);
   std::fflush(stdout);
   ::dup2(writer.fileno(), STDOUT_FILENO);
@@ -145,7 +197,9 @@ TEST(Process, ExitProcessAndStdExitGiveTheirCode) {
 }
 
 TEST(Process, AnUncaughtExceptionExitsWithOneAndReportsIt) {
-  auto [reader, writer] = concur::Pipe(false);
+  auto reader_writer = concur::Pipe(false);
+  concur::Connection& reader = reader_writer.first;
+  concur::Connection& writer = reader_writer.second;
   Process failing({.name = "failing"}, [&] {
     ::dup2(writer.fileno(), STDERR_FILENO);  // the child's stderr, for this test to read
     throw std::runtime_error("it broke");
@@ -159,6 +213,57 @@ TEST(Process, AnUncaughtExceptionExitsWithOneAndReportsIt) {
   for (ssize_t n; (n = ::read(reader.fileno(), chunk, sizeof chunk)) > 0;) printed.append(chunk, n);
   EXPECT_NE(printed.find("Process failing:"), std::string::npos) << printed;
   EXPECT_NE(printed.find("std::runtime_error: it broke"), std::string::npos) << printed;
+}
+
+// A child's output on unsynchronised C++ streams (std::ios::sync_with_stdio(false)) is buffered
+// in the stream, not in C stdio: it must be flushed before the child's _exit() too (issue 12,
+// item 5).
+TEST(Process, TheChildsCppStreamsAreFlushedAtItsEnd) {
+  auto reader_writer = concur::Pipe(false);
+  concur::Connection& reader = reader_writer.first;
+  concur::Connection& writer = reader_writer.second;
+  Process child([&] {
+    ::dup2(writer.fileno(), STDOUT_FILENO);
+    ::dup2(writer.fileno(), STDERR_FILENO);
+    std::ios::sync_with_stdio(false);
+    std::cout << "cout ";
+    std::clog << "clog ";
+    std::wcout << L"wcout";
+  });
+  child.start();
+  child.join();
+  writer.close();
+  EXPECT_EQ(child.exitcode(), 0);
+  std::string printed;
+  char chunk[256];
+  for (ssize_t n; (n = ::read(reader.fileno(), chunk, sizeof chunk)) > 0;) printed.append(chunk, n);
+  EXPECT_NE(printed.find("cout "), std::string::npos) << printed;
+  EXPECT_NE(printed.find("clog "), std::string::npos) << printed;
+  EXPECT_NE(printed.find("wcout"), std::string::npos) << printed;
+}
+
+// What the parent left in an unsynchronised std::cout before start() is written once: start()
+// flushes the C++ streams before fork(), or the child's flush would write it a second time.
+TEST(Process, TheParentsCppStreamsAreFlushedBeforeFork) {
+  auto reader_writer = concur::Pipe(false);
+  concur::Connection& reader = reader_writer.first;
+  concur::Connection& writer = reader_writer.second;
+  const int status = in_sandbox([&] {
+    ::dup2(writer.fileno(), STDOUT_FILENO);
+    std::ios::sync_with_stdio(false);
+    std::cout << "once ";
+    Process child([] { std::cout << "child"; });
+    child.start();
+    child.join();
+    std::cout.flush();
+    return 0;
+  });
+  writer.close();
+  ASSERT_TRUE(status != -1 && WIFEXITED(status)) << describe_status(status);
+  std::string printed;
+  char chunk[256];
+  for (ssize_t n; (n = ::read(reader.fileno(), chunk, sizeof chunk)) > 0;) printed.append(chunk, n);
+  EXPECT_EQ(printed, "once child");
 }
 
 TEST(Process, SignalsGiveMinusTheSignalNumber) {
@@ -198,6 +303,93 @@ TEST(Process, TimedJoinOnASleepingChild) {
   sleeper.terminate();
   EXPECT_TRUE(sleeper.join(concur_test::generous));
   EXPECT_FALSE(sleeper.is_alive());
+}
+
+// Without a pidfd (a kernel before Linux 5.3, simulated by the test seam), join(timeout) naps and
+// looks again; the naps grow (1, 2, 4 ... 32 ms, then 50 ms each) but must end at the deadline.
+// With a 138 ms timeout, uncapped naps end at 63, 113 and 163 ms: 25 ms late, or more when the
+// naps themselves run late. The best of three attempts is compared, so that one burst of load on
+// a shared machine cannot fail the test (issue 12, item 3).
+TEST(Process, TimedJoinWithoutAPidfdEndsAtItsDeadline) {
+  concur::detail::process_seams().no_pidfd = true;
+  Process sleeper([] { std::this_thread::sleep_for(60s); });
+  sleeper.start();
+  concur::detail::process_seams().no_pidfd = false;
+  auto best = std::chrono::steady_clock::duration::max();
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_FALSE(sleeper.join(138ms));
+    const auto late = std::chrono::steady_clock::now() - start - 138ms;
+    EXPECT_GE(late, 0ms);
+    best = std::min(best, late);
+  }
+  EXPECT_LT(best, 12ms) << "join(138ms) returned "
+                        << std::chrono::duration<double, std::milli>(best).count() << " ms late";
+  sleeper.kill();
+  sleeper.join();
+  EXPECT_EQ(sleeper.exitcode(), -SIGKILL);
+}
+
+// Held by the join() seam once, just before the joiner waits on the child's pidfd.
+std::atomic<bool> join_hold_once{false};
+std::latch* join_about_to_wait = nullptr;
+std::latch* join_may_wait = nullptr;
+std::atomic<int> join_waits_on{-2};
+void hold_join_before_wait(int pidfd) {
+  if (!join_hold_once.exchange(false)) return;
+  join_waits_on = pidfd;
+  join_about_to_wait->count_down();
+  join_may_wait->wait();
+}
+
+// What descriptor `fd` of this process is ("anon_inode:[pidfd]", "pipe:[...]"), from /proc.
+std::string descriptor_kind(int fd) {
+  char target[256] = {};
+  const std::string path = "/proc/self/fd/" + std::to_string(fd);
+  const ssize_t n = ::readlink(path.c_str(), target, sizeof target - 1);
+  return n > 0 ? std::string(target, static_cast<std::size_t>(n)) : std::string("(closed)");
+}
+
+// close() once the child has ended, while another thread's join() is about to wait on the pidfd
+// (held there by the test seam), and a new descriptor is opened at once: the joiner must still
+// wait on the child's pidfd, not on whatever now has that number (issue 12, item 4). Before the
+// fix it polled the new pipe, and join(5s) took 5 s.
+TEST(Process, CloseRacingJoinKeepsThePidfdTheJoinerWaitsOn) {
+  concur_test::Watchdog watchdog("CloseRacingJoin", 60s);
+  Process child([] { std::this_thread::sleep_for(60s); });
+  child.start();
+  const pid_t pid = *child.pid();
+  std::latch about_to_wait(1);
+  std::latch may_wait(1);
+  join_about_to_wait = &about_to_wait;
+  join_may_wait = &may_wait;
+  join_hold_once = true;
+  concur::detail::process_seams().before_wait = hold_join_before_wait;
+  bool joined = false;
+  std::chrono::steady_clock::duration took{};
+  std::thread joiner([&] {
+    const auto start = std::chrono::steady_clock::now();
+    joined = child.join(5s);
+    took = std::chrono::steady_clock::now() - start;
+  });
+  about_to_wait.wait();
+  concur::detail::process_seams().before_wait = nullptr;
+  const int waits_on = join_waits_on;
+  ::kill(pid, SIGKILL);
+  ASSERT_TRUE(eventually([&] { return is_dead(pid); }));
+  child.close();  // reaps the child: nothing runs any more
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);  // the lowest free numbers: the pidfd's, if it was closed
+  const std::string kind = waits_on >= 0 ? descriptor_kind(waits_on) : "no pidfd";
+  may_wait.count_down();
+  joiner.join();
+  ::close(fds[0]);
+  ::close(fds[1]);
+  if (waits_on >= 0) {
+    EXPECT_EQ(kind, "anon_inode:[pidfd]");
+  }
+  EXPECT_TRUE(joined);
+  EXPECT_LT(took, 4s);
 }
 
 TEST(Process, PidAndNameAndOptions) {
@@ -269,13 +461,136 @@ TEST(Process, TheChildGetsACopyOfTheParentsMemory) {
 TEST(Process, StartDropsTheParentsCopyOfTheArguments) {
   // A Connection moved into the Process belongs to the child: once the child has ended, the
   // parent's end reads end of file without the parent closing anything by hand.
-  auto [parent_end, child_end] = concur::Pipe();
+  auto parent_end_child_end = concur::Pipe();
+  concur::Connection& parent_end = parent_end_child_end.first;
+  concur::Connection& child_end = parent_end_child_end.second;
   Process child([](concur::Connection& end) { end.send(41); }, std::move(child_end));
   child.start();
   EXPECT_EQ(parent_end.recv<int>(), 41);
   child.join();
   ASSERT_TRUE(parent_end.poll(10s)) << "the parent still holds the child's end";
   EXPECT_THROW((void)parent_end.recv<int>(), concur::EOFError);
+}
+
+// ---- calls that must never reach kill(0) or waitpid(0) (issue 12, item 1)
+// ------------------------
+
+// A child calling terminate(), kill() or join() on its own copy of its Process object: the copy
+// has no pid, and kill(0, SIGTERM) would signal the whole process group (the parent included).
+TEST(ProcessSafety, AChildCannotSignalOrJoinItsOwnProcessObject) {
+  const int status = in_sandbox([] {
+    Process* self = nullptr;
+    Process child([&self] {
+      int refused = 0;
+      try {
+        self->terminate();
+      } catch (const UsageError&) {
+        refused |= 1;
+      }
+      try {
+        self->kill();
+      } catch (const UsageError&) {
+        refused |= 2;
+      }
+      try {
+        self->join();
+      } catch (const UsageError&) {
+        refused |= 4;
+      }
+      try {
+        (void)self->join(10ms);
+      } catch (const UsageError&) {
+        refused |= 8;
+      }
+      return refused;
+    });
+    self = &child;
+    child.start();
+    child.join();
+    return *child.exitcode();  // 15 when all four calls were refused
+  });
+  ASSERT_TRUE(status != -1 && WIFEXITED(status)) << describe_status(status);
+  EXPECT_EQ(WEXITSTATUS(status), 15);
+}
+
+// Held by the start() seam between fork() and the recording of the child's pid.
+std::latch* start_in_window = nullptr;
+std::latch* start_may_go_on = nullptr;
+void hold_start_in_window() {
+  start_in_window->count_down();
+  start_may_go_on->wait();
+}
+
+// Another thread calls terminate(), kill() and join(timeout) while start() is between fork() and
+// the recording of the pid (held there on purpose by the test seam): each is refused.
+TEST(ProcessSafety, CallsWhileStartIsBetweenForkAndPidAreRefused) {
+  const int status = in_sandbox([] {
+    std::latch in_window(1);
+    std::latch may_go_on(1);
+    start_in_window = &in_window;
+    start_may_go_on = &may_go_on;
+    concur::detail::process_seams().after_fork = hold_start_in_window;
+    Process child([] { std::this_thread::sleep_for(60s); });
+    int refused = 0;
+    std::thread other([&] {
+      in_window.wait();
+      try {
+        child.terminate();
+      } catch (const UsageError&) {
+        refused |= 1;
+      }
+      try {
+        child.kill();
+      } catch (const UsageError&) {
+        refused |= 2;
+      }
+      try {
+        (void)child.join(10ms);
+      } catch (const UsageError&) {
+        refused |= 4;
+      }
+      may_go_on.count_down();
+    });
+    child.start();
+    concur::detail::process_seams().after_fork = nullptr;
+    other.join();
+    child.kill();
+    child.join();
+    return refused == 7 && child.exitcode() == -SIGKILL ? 7 : refused;
+  });
+  ASSERT_TRUE(status != -1 && WIFEXITED(status)) << describe_status(status);
+  EXPECT_EQ(WEXITSTATUS(status), 7);
+}
+
+// Sibling Process objects copied into a child belong to the parent: the child may not signal or
+// join them (the pid is real, but not the child's to reap or kill).
+TEST(ProcessSafety, AChildCannotSignalOrJoinItsSiblings) {
+  const int status = in_sandbox([] {
+    Process sibling([] { std::this_thread::sleep_for(60s); });
+    sibling.start();
+    Process child([&sibling] {
+      int refused = 0;
+      try {
+        sibling.terminate();
+      } catch (const UsageError&) {
+        refused |= 1;
+      }
+      try {
+        (void)sibling.join(10ms);
+      } catch (const UsageError&) {
+        refused |= 2;
+      }
+      return refused;
+    });
+    child.start();
+    child.join();
+    const bool sibling_alive = sibling.is_alive();
+    sibling.kill();
+    sibling.join();
+    return sibling_alive ? *child.exitcode() : 100;
+  });
+  ASSERT_TRUE(status != -1 && WIFEXITED(status)) << describe_status(status);
+  EXPECT_EQ(WEXITSTATUS(status), 3);
 }
 
 // ---- no zombies, no leaks, daemons
@@ -311,17 +626,93 @@ TEST(Process, DestructorsReapWhatTheyStarted) {
   }));
 }
 
+// Whether the child `pid` has ended and waits to be reaped (waitid with WNOWAIT reaps nothing).
+// Not /proc's 'Z' alone: a process whose other threads (a sanitizer's, say) are still exiting
+// shows 'Z' for its main thread before it can be reaped.
+bool reapable(pid_t pid) {
+  siginfo_t info{};
+  return ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+         info.si_pid == pid;
+}
+
+// Whether `pid` is a zombie child of this process.
+bool is_zombie_child(pid_t pid) {
+  for (const auto& [child, state] : concur_test::children_of(::getpid())) {
+    if (child == pid) return state == 'Z';
+  }
+  return false;
+}
+
+// A daemon whose Process object is gone is reaped once it ends, at the next reaping point:
+// active_children() (Python's, which reaps), the end of another Process's join(), or the
+// destruction of any Process object; not only at the next start() (issue 12, item 7).
+TEST(Process, DaemonsWhoseObjectIsGoneAreReapedAtEachReapingPoint) {
+  for (int point = 0; point < 3; ++point) {
+    Process other([] {});
+    other.start();
+    auto extra = std::make_unique<Process>([] {});
+    extra->start();
+    extra->join();
+    auto reader_writer = concur::Pipe(false);
+    concur::Connection& reader = reader_writer.first;
+    concur::Connection& writer = reader_writer.second;
+    pid_t pid = 0;
+    {
+      Process daemon({.daemon = true}, [&] {
+        writer.close();
+        try {
+          (void)reader.recv_bytes();  // until the parent closes its end
+        } catch (const concur::EOFError&) {
+        }
+      });
+      daemon.start();
+      pid = *daemon.pid();
+      if (point == 0) {
+        const std::vector<pid_t> running = concur::active_children();
+        EXPECT_NE(std::find(running.begin(), running.end(), pid), running.end());
+      }
+    }                // destroyed while the daemon runs
+    writer.close();  // the daemon ends
+    ASSERT_TRUE(eventually([&] { return reapable(pid); }));
+    if (point == 0) {
+      const std::vector<pid_t> running = concur::active_children();
+      EXPECT_EQ(std::find(running.begin(), running.end(), pid), running.end());
+    } else if (point == 1) {
+      other.join();
+    } else {
+      extra.reset();
+    }
+    EXPECT_FALSE(is_zombie_child(pid)) << "reaping point " << point;
+  }
+}
+
+// A daemon that has ended when its Process object goes is reaped then.
+TEST(Process, AnEndedDaemonIsReapedWithItsObject) {
+  pid_t pid = 0;
+  {
+    Process daemon({.daemon = true}, [] {});
+    daemon.start();
+    pid = *daemon.pid();
+    ASSERT_TRUE(eventually([&] { return reapable(pid); }));
+  }
+  EXPECT_FALSE(is_zombie_child(pid));
+}
+
 TEST(Process, NoDescriptorIsLeakedAndEveryOneIsCloseOnExec) {
   const int before = open_descriptors();
   for (int i = 0; i < 20; ++i) {
-    auto [a, b] = concur::Pipe();
+    auto a_b = concur::Pipe();
+    concur::Connection& a = a_b.first;
+    concur::Connection& b = a_b.second;
     Process child([&] { b.send_bytes("x"); });
     child.start();
     EXPECT_EQ(a.recv_bytes(), "x");
     child.join();
     EXPECT_NE(::fcntl(a.fileno(), F_GETFD) & FD_CLOEXEC, 0);
   }
-  auto [r, w] = concur::Pipe(false);
+  auto r_w = concur::Pipe(false);
+  concur::Connection& r = r_w.first;
+  concur::Connection& w = r_w.second;
   EXPECT_NE(::fcntl(r.fileno(), F_GETFD) & FD_CLOEXEC, 0);
   EXPECT_NE(::fcntl(w.fileno(), F_GETFD) & FD_CLOEXEC, 0);
   r.close();
@@ -329,8 +720,56 @@ TEST(Process, NoDescriptorIsLeakedAndEveryOneIsCloseOnExec) {
   EXPECT_EQ(open_descriptors(), before);
 }
 
+// How many pidfds this process holds ("anon_inode:[pidfd]" in /proc/self/fd).
+int pidfds_held() {
+  int count = 0;
+  DIR* fds = ::opendir("/proc/self/fd");
+  if (fds == nullptr) return -1;
+  while (const dirent* entry = ::readdir(fds)) {
+    if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+    if (descriptor_kind(std::atoi(entry->d_name)) == "anon_inode:[pidfd]") ++count;
+  }
+  ::closedir(fds);
+  return count;
+}
+
+// A child started beside 20 live Processes holds none of their pidfds, whether it is a Process
+// or a plain concur::fork() child; so does a child of a child (issue 12, item 8).
+TEST(Process, AChildHoldsNoPidfdOfItsSiblings) {
+  std::vector<std::unique_ptr<Process>> siblings;
+  for (int i = 0; i < 20; ++i) {
+    siblings.push_back(std::make_unique<Process>([] { std::this_thread::sleep_for(60s); }));
+    siblings.back()->start();
+  }
+  if (pidfds_held() < 20) {
+    for (auto& sibling : siblings) sibling->kill();
+    GTEST_SKIP() << "this kernel gives no pidfds";
+  }
+  Process child([] {
+    const int inherited = pidfds_held();
+    Process grandchild([] { std::this_thread::sleep_for(60s); });
+    grandchild.start();  // the child holds this pidfd; its own child must not
+    Process great([] { return pidfds_held(); });
+    great.start();
+    great.join();
+    grandchild.kill();
+    grandchild.join();
+    return inherited * 10 + *great.exitcode();  // 0 when none was inherited
+  });
+  child.start();
+  child.join();
+  EXPECT_EQ(child.exitcode(), 0) << "the child held (tens) and its child held (units) pidfds";
+  const int status = in_child([] { return pidfds_held(); });
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "pidfds held by a concur::fork() child";
+  for (auto& sibling : siblings) sibling->kill();
+  for (auto& sibling : siblings) sibling->join();
+}
+
 TEST(Process, DaemonChildrenAreTerminatedWhenTheParentExits) {
-  auto [reader, writer] = concur::Pipe(false);
+  auto reader_writer = concur::Pipe(false);
+  concur::Connection& reader = reader_writer.first;
+  concur::Connection& writer = reader_writer.second;
   const int status = in_child([&] {
     // The "parent": starts a long-sleeping daemon, reports its pid, and exits normally.
     Process daemon({.daemon = true}, [] { std::this_thread::sleep_for(60s); });
@@ -345,8 +784,42 @@ TEST(Process, DaemonChildrenAreTerminatedWhenTheParentExits) {
   EXPECT_TRUE(eventually([&] { return is_dead(daemon_pid); }));
 }
 
+// A daemon child that ignores SIGTERM: at the parent's normal exit, SIGTERM, then SIGKILL once the
+// grace period (1 s) has passed; the parent's exit no longer waits forever (issue 12, item 6).
+// The "parent" is a sandbox, which the test kills with its group should it hang.
+TEST(Process, ADaemonThatIgnoresSigtermIsKilledAfterTheGracePeriodAtExit) {
+  auto reader_writer = concur::Pipe(false);
+  concur::Connection& reader = reader_writer.first;
+  concur::Connection& writer = reader_writer.second;
+  const auto start = std::chrono::steady_clock::now();
+  const int status = in_sandbox(
+      [&] {
+        Process daemon({.daemon = true}, [&] {
+          std::signal(SIGTERM, SIG_IGN);
+          writer.send(0);  // SIGTERM is ignored from now on
+          std::this_thread::sleep_for(60s);
+        });
+        daemon.start();
+        (void)reader.recv<int>();
+        writer.send(*daemon.pid());
+        std::exit(0);  // a normal exit: atexit handlers run
+        return 0;
+      },
+      std::chrono::seconds(15));
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(status != -1 && WIFEXITED(status)) << describe_status(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_GE(took, 900ms) << "SIGKILL came before the grace period was over";
+  EXPECT_LT(took, 10s);
+  ASSERT_TRUE(reader.poll(1s));
+  const pid_t daemon_pid = reader.recv<pid_t>();
+  EXPECT_TRUE(eventually([&] { return is_dead(daemon_pid); }));
+}
+
 TEST(Process, DieWithParentKillsTheChildWhenItsParentDies) {
-  auto [reader, writer] = concur::Pipe(false);
+  auto reader_writer = concur::Pipe(false);
+  concur::Connection& reader = reader_writer.first;
+  concur::Connection& writer = reader_writer.second;
   const int status = in_child([&] {
     Process child({.die_with_parent = true}, [] { std::this_thread::sleep_for(60s); });
     child.start();
@@ -358,6 +831,55 @@ TEST(Process, DieWithParentKillsTheChildWhenItsParentDies) {
   const pid_t orphan = reader.recv<pid_t>();
   // Killed by the kernel, then reaped by whichever process adopted it.
   EXPECT_TRUE(eventually([&] { return is_dead(orphan); }));
+}
+
+// die_with_parent ends the child with its parent process, not with the thread that started it:
+// PR_SET_PDEATHSIG fires when the forking thread exits, and killed such a child (-9) while its
+// parent lived on (issue 12, item 2).
+TEST(Process, DieWithParentOutlivesTheThreadThatStartedIt) {
+  auto reader_writer = concur::Pipe(false);
+  concur::Connection& reader = reader_writer.first;
+  concur::Connection& writer = reader_writer.second;
+  Process child({.daemon = true, .die_with_parent = true}, [&] {
+    writer.send(0);  // armed: the starting thread may end now
+    std::this_thread::sleep_for(60s);
+  });
+  std::thread starter([&] {
+    child.start();
+    (void)reader.recv<int>();
+  });
+  starter.join();
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(child.is_alive()) << "exit code " << child.exitcode().value_or(0);
+  child.kill();
+  child.join();
+}
+
+// The parent's siblings hold no part of the lifeline: a die_with_parent child dies with its
+// parent although another child of that parent lives on; and it dies when the parent is killed.
+TEST(Process, DieWithParentIgnoresSiblingsAndFollowsAKilledParent) {
+  for (const bool killed : {false, true}) {
+    auto reader_writer = concur::Pipe(false);
+    concur::Connection& reader = reader_writer.first;
+    concur::Connection& writer = reader_writer.second;
+    const int status = in_child([&] {
+      Process sibling([] { std::this_thread::sleep_for(60s); });
+      sibling.start();
+      Process child({.die_with_parent = true}, [] { std::this_thread::sleep_for(60s); });
+      child.start();
+      writer.send(std::pair<pid_t, pid_t>(*sibling.pid(), *child.pid()));
+      if (killed) ::kill(::getpid(), SIGKILL);
+      ::_exit(0);
+      return 0;
+    });
+    EXPECT_TRUE(killed ? WIFSIGNALED(status) : WIFEXITED(status)) << status;
+    const auto pids = reader.recv<std::pair<pid_t, pid_t>>();
+    const pid_t sibling = pids.first;
+    const pid_t orphan = pids.second;
+    EXPECT_TRUE(eventually([&] { return is_dead(orphan); })) << "killed parent: " << killed;
+    EXPECT_FALSE(is_dead(sibling));
+    ::kill(sibling, SIGKILL);  // alive (checked above), so the pid is still the sibling's
+  }
 }
 
 }  // namespace

@@ -19,11 +19,14 @@
 // fork() throws std::system_error.
 //
 // Waiting uses a pidfd where the kernel has one (Linux 5.3 and later: poll(2) with the
-// deadline, then waitid(2)), and otherwise waitpid(WNOHANG) with a growing sleep. No SIGCHLD
-// handler is installed. No child is left a zombie: join() reaps, a failed start leaves nothing,
-// a non-daemon Process's destructor joins, and daemon children are terminated and reaped when the
-// parent exits normally (or asked to die with it, die_with_parent). Every descriptor concur
-// creates is close-on-exec.
+// deadline, then waitpid(2)), and otherwise waitpid(WNOHANG) with growing naps that end at the
+// deadline. No SIGCHLD handler is installed. No child is left a zombie for long: join() reaps, a
+// failed start leaves nothing, a non-daemon Process's destructor joins, a daemon child whose
+// object is gone is reaped at the next reaping point once it has ended (start(), the end of a
+// join(), the destruction of a Process, active_children()), and daemon children still running
+// when the parent exits normally get SIGTERM, then SIGKILL after a grace period of 1 s, and are
+// reaped (Python waits forever for a daemon that ignores SIGTERM). Every descriptor concur
+// creates is close-on-exec, and a fork()ed child inherits no pidfd of its parent's children.
 //
 // Memory ordering: the child starts from a copy of the parent's memory as it was at start();
 // nothing the child writes is seen by the parent (use a Pipe).
@@ -45,11 +48,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#if defined(__linux__)
-#include <sys/prctl.h>
-#include <sys/syscall.h>
-#endif
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -58,30 +56,60 @@
 #include <cstdio>
 #include <exception>
 #include <functional>
+#include <iostream>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <string>
 #include <thread>
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/names.hpp"
 #include "concur/detail/posix_io.hpp"
+#include "concur/detail/process_child.hpp"
 #include "concur/detail/process_registry.hpp"
+#include "concur/detail/process_seams.hpp"
+#include "concur/detail/process_target.hpp"
+#include "concur/detail/schedule.hpp"
 #include "concur/errors.hpp"
 
 namespace concur {
 
+namespace detail {
+
+// Flushes the C++ standard streams (narrow and wide: with std::ios::sync_with_stdio(false) they
+// buffer on their own), then every C stdio stream. Called before fork(), so that the child does
+// not inherit a copy of unwritten output, and before a Process child's _exit(), which skips the
+// destructors and atexit handlers that flush them otherwise (Python's multiprocessing flushes
+// sys.stdout and sys.stderr at both points too).
+inline void flush_standard_streams() noexcept {
+  try {
+    std::cout.flush();
+    std::cerr.flush();
+    std::clog.flush();
+    std::wcout.flush();
+    std::wcerr.flush();
+    std::wclog.flush();
+  } catch (...) {  // a stream with exceptions() set whose flush failed: nothing more to do
+  }
+  std::fflush(nullptr);
+}
+
+}  // namespace detail
+
 // fork()
 //
-// Python's os.fork(): flushes stdio (so buffered output is not written twice), then forks.
+// Python's os.fork(): flushes stdio and the C++ standard streams (so that buffered output is not
+// written twice), then forks.
 // Returns 0 in the child and the child's pid in the parent; throws std::system_error when the
 // system cannot fork.
 inline pid_t fork() {
-  std::fflush(nullptr);
+  detail::flush_standard_streams();
   const pid_t pid = ::fork();
   if (pid < 0) detail::throw_errno("fork");
   return pid;
@@ -147,77 +175,24 @@ struct ProcessExit {
 struct ProcessOptions {
   // The name; empty gives Python's default, "Process-N".
   std::string name = {};
-  // A daemon child is terminated (SIGTERM) and reaped when the parent exits normally.
+  // A daemon child is terminated (SIGTERM) and reaped when the parent exits normally; one still
+  // running a grace period of 1 s later gets SIGKILL (Python would wait for it forever).
   bool daemon = false;
-  // Ask the kernel to send SIGKILL to the child when the parent dies, however it dies (Linux:
-  // PR_SET_PDEATHSIG; ignored elsewhere).
+  // Ask the kernel to send SIGKILL to the child when the parent process dies, however it dies,
+  // whichever of its threads started the child (Linux; ignored elsewhere). The child holds the
+  // read end of a pipe whose write end only the parent holds, armed with O_ASYNC and F_SETSIG:
+  // when the parent's last descriptor to it closes, the kernel signals the child itself.
+  // (PR_SET_PDEATHSIG would fire when the *thread* that forked the child exits.) The parent also
+  // "dies" in this sense when it exec()s, and the watch ends when the child exec()s or closes
+  // that descriptor.
   bool die_with_parent = false;
 };
 
 namespace detail {
 
-// What Process(f, args...) accepts: `f` callable with (stored copies of) `args`.
-template <class F, class... Args>
-concept process_target = requires(std::decay_t<F>& f, std::decay_t<Args>&... args) {
-  std::invoke(f, args...);
-};
-
-// The callable a Process runs in its child, with its arguments bound; returns the exit code.
-class ProcessTarget {
- public:
-  virtual ~ProcessTarget() = default;
-  virtual int operator()() = 0;
-};
-
-template <class F, class... Args>
-class BoundProcessTarget final : public ProcessTarget {
- public:
-  template <class G, class... As>
-  explicit BoundProcessTarget(G&& callable, As&&... arguments)
-      : parts_(std::forward<G>(callable), std::forward<As>(arguments)...) {}
-
-  int operator()() override {
-    return std::apply(
-        [](auto& callable, auto&... arguments) -> int {
-          using Result = std::invoke_result_t<F&, Args&...>;
-          if constexpr (std::is_convertible_v<Result, int>) {
-            return static_cast<int>(std::invoke(callable, arguments...));
-          } else {
-            std::invoke(callable, arguments...);
-            return 0;
-          }
-        },
-        parts_);
-  }
-
- private:
-  std::tuple<F, Args...> parts_;
-};
-
 inline std::atomic<std::uint64_t>& process_counter() noexcept {
   static std::atomic<std::uint64_t> counter{0};
   return counter;
-}
-
-// A pidfd for a child, or an invalid UniqueFd where the kernel has none (before Linux 5.3).
-inline UniqueFd open_pidfd(pid_t pid) noexcept {
-#if defined(__linux__) && defined(SYS_pidfd_open)
-  const long fd = ::syscall(SYS_pidfd_open, pid, 0);
-  if (fd >= 0) {
-    // pidfd_open gives close-on-exec descriptors already (PIDFD_NONBLOCK aside).
-    return UniqueFd(static_cast<int>(fd));
-  }
-#else
-  (void)pid;
-#endif
-  return UniqueFd();
-}
-
-// Python's exit code for a wait status: the exit status, or minus the signal number.
-inline int exitcode_of(int status) noexcept {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return -WTERMSIG(status);
-  return 255;
 }
 
 }  // namespace detail
@@ -243,19 +218,23 @@ class Process {
   // A process that runs `f(args...)` in its child. The arguments are copied or moved into the
   // Process now; the child gets the parent's copy of them at start(). If `f` returns something
   // convertible to int, that is the exit code.
+  //
+  // Arguments that cannot be stored or called stop the build with one message each, before any
+  // error from inside the library: "pass it with std::move" for a move-only argument (a
+  // Connection, a unique_ptr) given as an lvalue, "cannot be called with" for a mismatch.
   template <class F, class... Args>
-  explicit Process(F&& f, Args&&... args) requires detail::process_target<F, Args...>
+  explicit Process(F&& f, Args&&... args) requires(
+      !std::is_same_v<std::remove_cvref_t<F>, ProcessOptions> &&
+      !std::is_base_of_v<Process, std::remove_cvref_t<F>>)
       : Process(ProcessOptions{}, std::forward<F>(f), std::forward<Args>(args)...) {}
 
   // Process::Process(options, f, args...)
   //
   // As Process(f, args...), with a name and flags.
   template <class F, class... Args>
-  Process(ProcessOptions options, F&& f, Args&&... args) requires detail::process_target<F, Args...>
+  Process(ProcessOptions options, F&& f, Args&&... args)
       : options_(std::move(options)),
-        target_(
-            std::make_unique<detail::BoundProcessTarget<std::decay_t<F>, std::decay_t<Args>...>>(
-                std::forward<F>(f), std::forward<Args>(args)...)) {
+        target_(detail::make_process_target(std::forward<F>(f), std::forward<Args>(args)...)) {
     name_default();
   }
 
@@ -265,18 +244,21 @@ class Process {
   // Process::~Process()
   //
   // Joins a started non-daemon child (as Python's interpreter does at exit); a daemon child
-  // keeps running and is terminated and reaped when the parent exits.
+  // that has ended is reaped now, and one that still runs is reaped once it has ended by the
+  // next reaping point (start(), join() or destruction of any Process, active_children()), and
+  // terminated and reaped when the parent exits.
   virtual ~Process() {
+    bool join = false;
     {
       std::lock_guard<std::mutex> hold(mutex_);
-      if (pid_ <= 0 || status_ || closed_) return;
-      if (options_.daemon) {
-        detail::ProcessRegistry::instance().adopt(pid_);
-        return;
-      }
+      // Nothing to wait for: no child, or one that belongs to another process (this is a copy
+      // of the object in a child, which can neither reap nor signal it).
+      if (!child_ || closed_ || ::getpid() != parent_pid_) return;
+      join = !options_.daemon;
     }
     try {
-      (void)join_until(detail::never);
+      if (join) (void)join_until(detail::never);
+      (void)detail::ProcessRegistry::instance().reap_finished();
     } catch (...) {
     }
   }
@@ -294,24 +276,43 @@ class Process {
       check_open();
       if (started_) throw UsageError("cannot start a process twice");
       started_ = true;  // claimed; the mutex is not held across fork(), so the child may use it
+      parent_pid_ = ::getpid();
     }
-    detail::ProcessRegistry::instance().reap_orphans();
-    const pid_t parent = ::getpid();
+    (void)detail::ProcessRegistry::instance().reap_finished();
+    std::shared_ptr<detail::ChildRecord> child;
     pid_t pid;
     try {
+      child = std::make_shared<detail::ChildRecord>(options_.daemon);
+      if (options_.die_with_parent) child->open_lifeline();
+      // Of the descriptors kept for children, a fork() from this thread leaves the new child its
+      // lifeline only.
+      detail::ChildFdTable::kept_in_child() = child->lifeline_read();
       pid = concur::fork();
+      detail::ChildFdTable::kept_in_child() = -1;
     } catch (...) {
+      detail::ChildFdTable::kept_in_child() = -1;
       std::lock_guard<std::mutex> hold(mutex_);
       started_ = false;  // nothing was started: start() may be tried again
       throw;
     }
-    if (pid == 0) run_child(parent);  // never returns
+    if (pid == 0) run_child(child->lifeline_read());  // never returns
+    if (auto hook = detail::process_seams().after_fork.load(std::memory_order_relaxed)) hook();
+    CONCUR_SCHEDULE_POINT("process.start.forked");  // started_, no child_ yet: calls refuse
+    child->started(pid);
+    try {
+      detail::ProcessRegistry::instance().add(child);
+    } catch (...) {  // out of memory: end the child that nobody could join
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+      }
+      std::lock_guard<std::mutex> hold(mutex_);
+      started_ = false;
+      throw;
+    }
     std::unique_ptr<detail::ProcessTarget> spent;
     {
       std::lock_guard<std::mutex> hold(mutex_);
-      pid_ = pid;
-      pidfd_ = detail::open_pidfd(pid);
-      if (options_.daemon) detail::ProcessRegistry::instance().add_daemon(pid);
+      child_ = std::move(child);
       spent = std::move(target_);
     }
     // `spent` goes here, outside the lock: the child has its own copy of the target now.
@@ -319,8 +320,10 @@ class Process {
 
   // Process::join()
   //
-  // Waits until the child has ended and reaps it. Throws UsageError before start() or after
-  // close().
+  // Waits until the child has ended and reaps it. Throws UsageError before start() (or while
+  // another thread's start() has not yet recorded the child), after close(), and when called
+  // from any process but the one that started the child (Python: "can only join a child
+  // process"), such as the child itself on its copy of the object.
   void join() { (void)join_until(detail::never); }
 
   // Process::join(timeout)
@@ -334,37 +337,47 @@ class Process {
 
   // Process::is_alive()
   //
-  // Whether the child has been started and has not ended (reaping it if it has).
+  // Whether the child has been started and has not ended (reaping it if it has). In the child,
+  // on its own Process object, true (as in Python). Throws UsageError when called from another
+  // process than the one that started the child.
   [[nodiscard]] bool is_alive() {
     std::lock_guard<std::mutex> hold(mutex_);
     check_open();
-    return pid_ > 0 && !try_reap();
+    if (in_child_) return true;
+    if (!started_) return false;
+    if (::getpid() != parent_pid_) throw UsageError("can only test a child process");
+    return child_ && !try_reap();
   }
 
   // Process::exitcode()
   //
-  // Empty while the child runs (or before start()); then its exit code as Python reports it.
+  // Empty while the child runs (or before start(), or in any process but the one that started
+  // the child); then its exit code as Python reports it.
   [[nodiscard]] std::optional<int> exitcode() {
     std::lock_guard<std::mutex> hold(mutex_);
     check_open();
-    if (pid_ <= 0 || !try_reap()) return std::nullopt;
-    return detail::exitcode_of(*status_);
+    if (!child_ || ::getpid() != parent_pid_ || !try_reap()) return std::nullopt;
+    return detail::exitcode_of(*child_->status());
   }
 
   // Process::pid()
   //
-  // The child's process id; empty before start().
+  // The child's process id; empty before start(). In the child, on its own Process object, the
+  // child's own id (as in Python).
   [[nodiscard]] std::optional<pid_t> pid() {
     std::lock_guard<std::mutex> hold(mutex_);
     check_open();
-    if (pid_ <= 0) return std::nullopt;
-    return pid_;
+    if (in_child_) return ::getpid();
+    if (!child_) return std::nullopt;
+    return child_->pid();
   }
 
   // Process::terminate(), kill()
   //
   // Sends SIGTERM (SIGKILL) to the child; nothing once it has ended. Throws UsageError before
-  // start() or after close().
+  // start() (or while another thread's start() has not yet recorded the child), after close(),
+  // and when called from any process but the one that started the child: the child itself, on
+  // its copy of the object, has no pid to signal. A pid of 0 or less never reaches kill(2).
   void terminate() { signal(SIGTERM); }
   void kill() { signal(SIGKILL); }
 
@@ -375,10 +388,11 @@ class Process {
   void close() {
     std::lock_guard<std::mutex> hold(mutex_);
     if (closed_) return;
-    if (pid_ > 0 && !try_reap()) {
+    if (child_ && ::getpid() == parent_pid_ && !try_reap()) {
       throw UsageError("cannot close a process while it is still running");
     }
-    pidfd_.reset();
+    // The record (and its pidfd) lives on while a join() in another thread still waits on it.
+    child_.reset();
     target_.reset();
     closed_ = true;
   }
@@ -429,17 +443,34 @@ class Process {
     if (closed_) throw UsageError("process object is closed");
   }
 
+  // Throws UsageError unless this process started a child that it may signal or reap now: the
+  // object has started, from this process (Python records the parent's pid for this check),
+  // and start() has recorded the child. Only then is there a child_, whose pid is positive and
+  // our own child's. With mutex_ held.
+  void check_own_child(const char* action) const {
+    check_open();
+    if (!started_) {
+      throw UsageError(std::string("can only ") + action + " a started process");
+    }
+    if (::getpid() != parent_pid_) {
+      throw UsageError(std::string("can only ") + action +
+                       " a child process (this Process was started by another process)");
+    }
+    if (!child_) {
+      // Another thread's start() is between fork() and recording the pid.
+      throw UsageError(std::string("cannot ") + action + " a process that is still starting");
+    }
+  }
+
   // In the child: runs run() and exits, never returning to the parent's code.
-  [[noreturn]] void run_child(pid_t parent) noexcept {
+  [[noreturn]] void run_child(int lifeline) noexcept {
+    // Only this thread exists now; another thread of the parent may have held the mutex at
+    // fork(), and this copy of it would then stay locked forever.
+    new (&mutex_) std::mutex();
+    in_child_ = true;
     int code = 0;
     try {
-#if defined(__linux__)
-      if (options_.die_with_parent) {
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (::getppid() != parent) ::_exit(1);  // the parent died before the request
-      }
-#endif
-      (void)parent;
+      if (options_.die_with_parent) detail::arm_lifeline(lifeline);
       run();
       code = child_code_;
     } catch (const ProcessExit& exit) {
@@ -450,64 +481,43 @@ class Process {
       std::fwrite(text.data(), 1, text.size(), stderr);
       code = 1;
     }
-    std::fflush(nullptr);
+    detail::flush_standard_streams();
     ::_exit(code & 0xff);
   }
 
-  // Reaps the child if it has ended, without waiting; true once it has. With mutex_ held.
-  bool try_reap() {
-    if (status_) return true;
-    for (;;) {
-      int status = 0;
-      const pid_t rc = ::waitpid(pid_, &status, WNOHANG);
-      if (rc == 0) return false;
-      if (rc == pid_) {
-        status_ = status;
-      } else if (errno == EINTR) {
-        continue;
-      } else if (errno == ECHILD) {
-        status_ = 255 << 8;  // reaped behind concur's back (SIGCHLD ignored?): code unknown
-      } else {
-        detail::throw_errno("waitpid");
-      }
-      if (options_.daemon) detail::ProcessRegistry::instance().remove_daemon(pid_);
-      return true;  // pidfd_ stays open until close(): a join() may be polling it
-    }
+  // Reaps the child if it has ended, without waiting; true once it has. With mutex_ held and a
+  // child_.
+  bool try_reap() { return reaped(*child_); }
+
+  // Reaps `child` if it has ended; true once it has. The registry then lets it go (a daemon
+  // reaped here is not terminated at exit).
+  static bool reaped(detail::ChildRecord& child) {
+    if (!child.try_reap()) return false;
+    detail::ProcessRegistry::instance().forget(&child);
+    return true;
   }
 
   // Waits until the child ends or `deadline` passes, without holding mutex_ while it waits (so
-  // that is_alive() and others answer meanwhile); true once it has ended and been reaped.
+  // that is_alive() and others answer meanwhile); true once it has ended and been reaped. The
+  // wait holds its own reference to the child's record: a close() meanwhile cannot close the
+  // pidfd it waits on.
   bool join_until(detail::steady_time deadline) {
-    int pidfd;
+    std::shared_ptr<detail::ChildRecord> child;
     {
       std::lock_guard<std::mutex> hold(mutex_);
-      check_open();
-      if (!started_) throw UsageError("can only join a started process");
-      if (try_reap()) return true;
-      pidfd = pidfd_.get();
+      check_own_child("join");
+      child = child_;
     }
-    auto nap = std::chrono::milliseconds(1);
-    for (;;) {
-      // With a pidfd, poll(2) sleeps until the child ends; without one, nap and look again.
-      const bool ready = pidfd >= 0 ? detail::wait_ready(pidfd, POLLIN, deadline) : true;
-      {
-        std::lock_guard<std::mutex> hold(mutex_);
-        if (try_reap()) return true;
-      }
-      if (!ready || detail::expired(deadline)) return false;
-      if (pidfd < 0) {
-        std::this_thread::sleep_for(nap);
-        nap = std::min(nap * 2, std::chrono::milliseconds(50));
-      }
-    }
+    if (!child->wait_until(deadline)) return false;
+    (void)reaped(*child);
+    (void)detail::ProcessRegistry::instance().reap_finished();  // a reaping point
+    return true;
   }
 
   void signal(int number) {
     std::lock_guard<std::mutex> hold(mutex_);
-    check_open();
-    if (!started_) throw UsageError("process has not been started");
-    if (status_) return;  // ended and reaped: the pid may belong to someone else now
-    ::kill(pid_, number);
+    check_own_child(number == SIGKILL ? "kill" : "terminate");
+    child_->signal(number);  // nothing once reaped: the pid may belong to someone else now
   }
 
   ProcessOptions options_;
@@ -515,11 +525,21 @@ class Process {
   std::mutex mutex_;
   bool started_ = false;
   bool closed_ = false;
-  pid_t pid_ = 0;
-  detail::UniqueFd pidfd_;
-  std::optional<int> status_;  // the wait status, once reaped
-  int child_code_ = 0;         // in the child: the target's result
+  bool in_child_ = false;  // this is the child's copy of the object, in the child
+  pid_t parent_pid_ = 0;   // the process that started the child
+  std::shared_ptr<detail::ChildRecord> child_;  // once start() has recorded the child
+  int child_code_ = 0;                          // in the child: the target's result
 };
+
+// active_children()
+//
+// Python's multiprocessing.active_children(): the children that Process objects of this process
+// started and that are still running, as pids (Python returns the Process objects; here an
+// object may be gone while its daemon child runs on). Reaps, as Python's does, every such child
+// that has ended, including daemons whose Process objects are gone.
+[[nodiscard]] inline std::vector<pid_t> active_children() {
+  return detail::ProcessRegistry::instance().reap_finished();
+}
 
 }  // namespace concur
 
