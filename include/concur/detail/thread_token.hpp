@@ -1,9 +1,9 @@
 // concur/detail/thread_token.hpp
 //
 // A small number naming the calling thread among the live threads of the process, for locks
-// that keep their owner inside their 32-bit lock word (RLock). A thread gets its number on first
-// use and gives it back when it exits, so numbers stay small however many threads come and go.
-// A fork()ed child keeps its thread's number (thread-local memory is copied), so a lock the
+// that name their owner in a 32-bit word beside the lock word (RLock). A thread gets its number
+// on first use and gives it back when it exits, so numbers stay small however many threads come and
+// go. A fork()ed child keeps its thread's number (thread-local memory is copied), so a lock the
 // forking thread held is still its own in the child, as Python's RLock is.
 
 #ifndef CONCUR_DETAIL_THREAD_TOKEN_HPP
@@ -22,7 +22,7 @@ namespace concur::detail {
 
 class ThreadTokens {
  public:
-  // Tokens are 1 .. max_token: they must fit in 29 bits beside a lock word's three flags.
+  // Tokens are 1 .. max_token (0 means "nobody").
   static constexpr std::uint32_t max_token = (1u << 29) - 1;
 
   static ThreadTokens& instance() {
