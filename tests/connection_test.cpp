@@ -236,6 +236,19 @@ TEST(Connection, AClosedHandleThrowsOnUse) {
   EXPECT_THROW(Connection(-1), std::invalid_argument);
 }
 
+// Issue 12 item 10: a refused handle stays the caller's, open.
+TEST(Connection, ARefusedHandleStaysOpenAndTheCallers) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  EXPECT_THROW(Connection(fds[0], false, false), std::invalid_argument);
+  EXPECT_NE(::fcntl(fds[0], F_GETFD), -1) << "the refused descriptor was closed";
+  raw_write(fds[1], "x");
+  char byte = 0;
+  EXPECT_EQ(::read(fds[0], &byte, 1), 1);
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
 TEST(Connection, ReadsTheLongFormatOfPythonsFraming) {
   // Python sends -1 and an 8-byte length for messages over 2 GiB; the decoder reads that form
   // whatever the size.

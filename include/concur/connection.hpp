@@ -89,13 +89,13 @@ class Connection {
   // Connection::Connection(fd, readable, writable)
   //
   // Takes ownership of the open descriptor `fd` (a pipe end or a stream socket), as Python's
-  // Connection(handle, readable, writable) does.
+  // Connection(handle, readable, writable) does. A negative `fd`, or neither direction, throws
+  // std::invalid_argument before anything is taken: a refused descriptor stays the caller's.
   explicit Connection(int fd, bool readable = true, bool writable = true)
-      : fd_(fd), readable_(readable), writable_(writable), socket_(detail::is_socket(fd)) {
-    if (fd < 0) throw std::invalid_argument("invalid handle");
-    if (!readable && !writable)
-      throw std::invalid_argument("at least one of readable and writable");
-  }
+      : fd_(checked_handle(fd, readable, writable)),
+        readable_(readable),
+        writable_(writable),
+        socket_(detail::is_socket(fd)) {}
 
   Connection(Connection&&) noexcept = default;
   Connection& operator=(Connection&&) noexcept = default;
@@ -219,6 +219,15 @@ class Connection {
   void set_max_message_size(std::size_t bytes) noexcept { max_message_size_ = bytes; }
 
  private:
+  // Runs before fd_ takes `fd`, so that a throw leaves the descriptor to the caller.
+  static int checked_handle(int fd, bool readable, bool writable) {
+    if (fd < 0) throw std::invalid_argument("invalid handle");
+    if (!readable && !writable) {
+      throw std::invalid_argument("at least one of readable and writable");
+    }
+    return fd;
+  }
+
   void check_open() const {
     if (!fd_) throw std::system_error(EBADF, std::generic_category(), "handle is closed");
   }
