@@ -249,6 +249,48 @@ TEST(Connection, ARefusedHandleStaysOpenAndTheCallers) {
   ::close(fds[1]);
 }
 
+// Issue 12 item 11: an error in the middle of a frame (here EAGAIN on a non-blocking
+// descriptor, after the header and part of the payload) leaves the stream out of step; the
+// connection must refuse further reads rather than take payload bytes for a header.
+TEST(Connection, AnErrorInsideAMessageLeavesTheConnectionUnreadable) {
+  for (bool duplex : {true, false}) {
+    auto [reader, writer] = Pipe(duplex);
+    ASSERT_EQ(::fcntl(reader.fileno(), F_SETFL, ::fcntl(reader.fileno(), F_GETFL) | O_NONBLOCK), 0);
+    // A frame of 10 bytes whose last 7 look like a frame of their own: "\0\0\0\1X" + "yz".
+    raw_write(writer.fileno(), std::string("\0\0\0\x0a"
+                                           "abc",
+                                           7));
+    EXPECT_EQ(error_of([&] { (void)reader.recv_bytes(); }), EAGAIN);
+    raw_write(writer.fileno(), std::string("\0\0\0\x01Xyz", 7));
+    writer.send_bytes("next");
+    int second = 0;
+    std::string got;
+    try {
+      got = reader.recv_bytes();
+    } catch (const std::system_error& e) {
+      second = e.code().value();
+    }
+    EXPECT_NE(second, 0) << "read a message out of step: \"" << got << "\"";
+    EXPECT_THROW((void)reader.poll(), std::system_error);
+  }
+}
+
+// Before any byte of a message is taken, an error leaves the stream in step: a non-blocking
+// reader that finds nothing may try again.
+TEST(Connection, AnErrorBetweenMessagesLeavesTheConnectionReadable) {
+  for (bool duplex : {true, false}) {
+    auto [reader, writer] = Pipe(duplex);
+    ASSERT_EQ(::fcntl(reader.fileno(), F_SETFL, ::fcntl(reader.fileno(), F_GETFL) | O_NONBLOCK), 0);
+    EXPECT_EQ(error_of([&] { (void)reader.recv_bytes(); }), EAGAIN);
+    writer.send_bytes("first");
+    EXPECT_EQ(reader.recv_bytes(), "first");
+    EXPECT_EQ(error_of([&] { (void)reader.recv_bytes(); }), EAGAIN);
+    writer.send_bytes("second");
+    std::string into(16, '.');
+    EXPECT_EQ(reader.recv_bytes_into(into), 6u);
+  }
+}
+
 TEST(Connection, ReadsTheLongFormatOfPythonsFraming) {
   // Python sends -1 and an 8-byte length for messages over 2 GiB; the decoder reads that form
   // whatever the size.

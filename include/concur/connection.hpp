@@ -18,6 +18,10 @@
 // recv_bytes(maxlength) throw std::system_error (the latter also leaves the connection unfit
 // for reading, as in Python); bad arguments to send_bytes throw std::invalid_argument;
 // recv_bytes_into() with too small a buffer throws BufferTooShort carrying the whole message.
+// Any error once part of a message has been read (a read error, EAGAIN on a non-blocking
+// descriptor, bad_alloc) also leaves the connection unfit for reading: the stream is out of
+// step. An error before the first byte of a message (EAGAIN on an idle non-blocking end) does
+// not.
 // When the other end has closed, the messages already sent are still received, then recv
 // throws EOFError; an end of file inside a message throws std::system_error(EPROTO). send to a
 // closed peer throws std::system_error(EPIPE), and the process is never killed by SIGPIPE.
@@ -130,13 +134,19 @@ class Connection {
   [[nodiscard]] std::string recv_bytes(std::optional<std::int64_t> maxlength = std::nullopt) {
     check_readable();
     if (maxlength && *maxlength < 0) throw std::invalid_argument("negative maxlength");
-    const std::size_t length = read_header();
-    if (maxlength && length > static_cast<std::uint64_t>(*maxlength)) {
-      read_broken_ = true;
-      throw std::system_error(EMSGSIZE, std::generic_category(), "bad message length");
-    }
     std::string message;
-    read_payload(message, length);
+    frame_taken_ = 0;
+    try {
+      const std::size_t length = read_header();
+      if (maxlength && length > static_cast<std::uint64_t>(*maxlength)) {
+        read_broken_ = true;
+        throw std::system_error(EMSGSIZE, std::generic_category(), "bad message length");
+      }
+      read_payload(message, length);
+    } catch (...) {
+      broken_if_inside_frame();
+      throw;
+    }
     return message;
   }
 
@@ -151,13 +161,22 @@ class Connection {
       throw std::invalid_argument("offset too large");
     }
     const std::size_t room = buffer.size() - static_cast<std::size_t>(offset);
-    const std::size_t length = read_header();
-    if (length > room) {
-      std::string message;
-      read_payload(message, length);
-      throw BufferTooShort(std::move(message));
+    std::size_t length;
+    std::string message;  // the whole message, when it does not fit
+    frame_taken_ = 0;
+    try {
+      length = read_header();
+      if (length > room) {
+        read_payload(message, length);
+      } else {
+        read_exactly(reinterpret_cast<char*>(buffer.data()) + offset, length);
+      }
+    } catch (...) {
+      broken_if_inside_frame();
+      throw;
     }
-    read_exactly(reinterpret_cast<char*>(buffer.data()) + offset, length);
+    // Outside the try: the message was read whole, so the stream is still in step.
+    if (length > room) throw BufferTooShort(std::move(message));
     return length;
   }
   std::size_t recv_bytes_into(std::string& buffer, std::int64_t offset = 0) {
@@ -237,13 +256,21 @@ class Connection {
       throw std::system_error(EBADF, std::generic_category(), "connection is write-only");
     if (read_broken_) {
       throw std::system_error(EBADMSG, std::generic_category(),
-                              "connection unreadable after a bad message length");
+                              "connection unreadable: an earlier message was refused or cut short");
     }
   }
   void check_writable() const {
     check_open();
     if (!writable_)
       throw std::system_error(EBADF, std::generic_category(), "connection is read-only");
+  }
+
+  // After an exception inside recv_bytes or recv_bytes_into: once part of a frame has been taken
+  // from the stream (a read error, EAGAIN on a non-blocking descriptor, bad_alloc midway), the
+  // next byte is not a header, so the connection refuses to read again (as Python's does after
+  // a bad length). Before the first byte of a frame, the stream is in step and stays readable.
+  void broken_if_inside_frame() noexcept {
+    if (frame_taken_ > 0) read_broken_ = true;
   }
 
   // Python's framing, header and payload in one system call.
@@ -315,6 +342,7 @@ class Connection {
       std::size_t got;
       if (want >= buffer_capacity) {
         got = detail::read_some(fd_.get(), out + done, want);
+        frame_taken_ += got;
       } else {
         fill_buffer();
         got = take_buffered(out + done, want);
@@ -334,6 +362,7 @@ class Connection {
     if (n > 0) {
       std::memcpy(out, buffer_.data() + buffer_begin_, n);
       buffer_begin_ += n;
+      frame_taken_ += n;
     }
     return n;
   }
@@ -341,7 +370,9 @@ class Connection {
   // One read into the (empty) buffer: whatever has arrived, up to its capacity.
   void fill_buffer() {
     if (buffer_.size() < buffer_capacity) buffer_.resize(buffer_capacity);
+    // Empty before reading: if the read throws, no stale bytes may look unread.
     buffer_begin_ = 0;
+    buffer_end_ = 0;
     buffer_end_ = detail::read_some(fd_.get(), buffer_.data(), buffer_capacity);
   }
 
@@ -358,6 +389,7 @@ class Connection {
   bool writable_ = false;
   bool socket_ = false;
   bool read_broken_ = false;
+  std::size_t frame_taken_ = 0;  // bytes of the current frame taken from the stream so far
   std::size_t max_message_size_ = default_max_message_size;
   std::vector<char> buffer_;  // received bytes not yet taken: [buffer_begin_, buffer_end_)
   std::size_t buffer_begin_ = 0;
