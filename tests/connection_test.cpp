@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -150,6 +151,22 @@ TEST(Connection, QueuedMessagesArriveThenEofError) {
   }
 }
 
+// Issue 12 item 14: a one-way Pipe is a socket pair (so that sends use MSG_NOSIGNAL, with no
+// extra system call), with the unused direction shut down in the kernel, as a pipe's would be.
+TEST(Pipe, OneWayEndsAreSocketsThatRefuseTheOtherDirection) {
+  auto [reader, writer] = Pipe(false);
+  int type = 0;
+  socklen_t length = sizeof type;
+  EXPECT_EQ(::getsockopt(writer.fileno(), SOL_SOCKET, SO_TYPE, &type, &length), 0);
+  EXPECT_EQ(type, SOCK_STREAM);
+  EXPECT_EQ(::send(reader.fileno(), "x", 1, MSG_NOSIGNAL), -1);
+  EXPECT_EQ(errno, EPIPE);
+  char byte = 0;
+  EXPECT_EQ(::recv(writer.fileno(), &byte, 1, MSG_DONTWAIT), 0);  // nothing can ever come
+  writer.send_bytes("still one way");
+  EXPECT_EQ(reader.recv_bytes(), "still one way");
+}
+
 TEST(Connection, SendingToAClosedPeerThrowsEpipeAndTheProcessLives) {
   for (bool duplex : {true, false}) {
     auto [reader, writer] = Pipe(duplex);
@@ -163,6 +180,14 @@ TEST(Connection, SendingToAClosedPeerThrowsEpipeAndTheProcessLives) {
   EXPECT_FALSE(sigismember(&pending, SIGPIPE));
 }
 
+// A real pipe given to Connection(fd) is written with SIGPIPE blocked around each write (both
+// kinds of Pipe() are socket pairs, written with MSG_NOSIGNAL instead).
+std::pair<Connection, Connection> os_pipe() {
+  int fds[2];
+  EXPECT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  return {Connection(fds[0], true, false), Connection(fds[1], false, true)};
+}
+
 TEST(Connection, WritingToAPipeLeavesTheSignalMaskAsItWas) {
   // In a thread of its own, so that this test's mask changes stay there.
   std::thread([] {
@@ -172,7 +197,7 @@ TEST(Connection, WritingToAPipeLeavesTheSignalMaskAsItWas) {
     for (bool caller_blocks : {false, true}) {
       if (caller_blocks) pthread_sigmask(SIG_BLOCK, &pipe_only, nullptr);
       pthread_sigmask(SIG_SETMASK, nullptr, &before);
-      auto [reader, writer] = Pipe(false);
+      auto [reader, writer] = os_pipe();
       writer.send_bytes("fine");
       reader.close();
       EXPECT_EQ(error_of([&] { writer.send_bytes("gone"); }), EPIPE);
@@ -195,8 +220,8 @@ TEST(Connection, IgnoreSigpipeIgnoresItProcessWideAndSendsStillReportEpipe) {
     concur::ignore_sigpipe();
     struct sigaction now {};
     if (sigaction(SIGPIPE, nullptr, &now) != 0 || now.sa_handler != SIG_IGN) return 10;
-    for (bool duplex : {false, true}) {
-      auto [reader, writer] = Pipe(duplex);
+    for (int kind = 0; kind < 3; ++kind) {
+      auto [reader, writer] = kind == 2 ? os_pipe() : Pipe(kind == 1);
       writer.send_bytes("fine");
       if (reader.recv_bytes() != "fine") return 11;
       reader.close();

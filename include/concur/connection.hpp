@@ -33,11 +33,13 @@
 //
 // Efficiency: a header and a payload go out in one writev/sendmsg call; the receiver reads
 // into a small buffer of its own (4 KiB), so a stream of small messages costs one read for many
-// of them, while most of a large payload is read straight into its destination. A socket is
-// written with MSG_NOSIGNAL at no extra cost; a one-way Pipe(false) has no such flag, so each
-// send blocks SIGPIPE around its write (two more system calls): for high rates of small
-// messages prefer the duplex Pipe(), or call ignore_sigpipe() once, as Python's interpreter
-// does at start-up.
+// of them, while most of a large payload is read straight into its destination. Both kinds of
+// Pipe are Unix socket pairs, written with MSG_NOSIGNAL: safe from SIGPIPE at no extra cost
+// (a one-way Pipe(false) is a socket pair with one direction shut down, where Python uses
+// os.pipe(); on Linux a socket pair carries small messages as fast as a pipe and large ones
+// faster). Only a descriptor given to Connection(fd) that is a real pipe pays for SIGPIPE
+// safety: each send blocks SIGPIPE around its write (two more system calls), unless the
+// program has called ignore_sigpipe().
 //
 // A Connection is not thread-safe: give each direction one user at a time (Python's is not
 // either). Descriptors are created close-on-exec.
@@ -400,30 +402,36 @@ class Connection {
 //
 // Python's multiprocessing.Pipe(): two connected ends. Duplex (the default): each end reads and
 // writes (an AF_UNIX stream socket pair). Not duplex: the first end only reads, the second
-// only writes (a pipe). Descriptors are close-on-exec; throws std::system_error on failure.
+// only writes: a socket pair too, with the other direction shut down in the kernel (so the
+// descriptors refuse it as a pipe's would), which lets every send use MSG_NOSIGNAL instead of
+// two more system calls to keep SIGPIPE away. Descriptors are close-on-exec; throws
+// std::system_error on failure.
 inline std::pair<Connection, Connection> Pipe(bool duplex = true) {
   int fds[2];
-  if (duplex) {
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
-      detail::throw_errno("socketpair");
-    }
-    return {Connection(fds[0], true, true), Connection(fds[1], true, true)};
+#if defined(SOCK_CLOEXEC)
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    detail::throw_errno("socketpair");
   }
-#if defined(__linux__)
-  if (::pipe2(fds, O_CLOEXEC) != 0) detail::throw_errno("pipe2");
 #else
-  if (::pipe(fds) != 0) detail::throw_errno("pipe");
+  if (::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) detail::throw_errno("socketpair");
   ::fcntl(fds[0], F_SETFD, FD_CLOEXEC);
   ::fcntl(fds[1], F_SETFD, FD_CLOEXEC);
 #endif
-  return {Connection(fds[0], true, false), Connection(fds[1], false, true)};
+  if (!duplex && (::shutdown(fds[0], SHUT_WR) != 0 || ::shutdown(fds[1], SHUT_RD) != 0)) {
+    const int error = errno;
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw std::system_error(error, std::generic_category(), "shutdown");
+  }
+  return {Connection(fds[0], true, duplex), Connection(fds[1], duplex, true)};
 }
 
 // ignore_sigpipe()
 //
 // Sets SIGPIPE's action to "ignore" for the whole process, as Python's interpreter does when it
-// starts, and tells concur so: sends on a one-way Pipe(false) then skip the two system calls
-// that otherwise keep SIGPIPE away from the process (see Connection). Afterwards every write to
+// starts, and tells concur so: sends on a Connection(fd) made from a real pipe then skip the
+// two system calls that otherwise keep SIGPIPE away from the process (see Connection; both
+// kinds of Pipe() need neither). Afterwards every write to
 // a closed pipe or socket in the process, concur's or not, fails with EPIPE instead of killing
 // it; children started by fork() or Process inherit this. Do not give SIGPIPE another action
 // later in a process that has called this: one-way sends would no longer be protected. Throws
