@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -369,6 +370,168 @@ TEST(Connection, SixteenMebibyteMessagesBetweenProcesses) {
   child.join();
   EXPECT_EQ(child.exitcode(), 0);
   EXPECT_TRUE(echoed == big);
+}
+
+// ---- close-on-fork (issue 12 item 9)
+
+// A worker of the pool below: adds up the numbers it receives until end of file; the sum is
+// its exit code.
+int add_until_eof(Connection& end) {
+  int sum = 0;
+  for (;;) {
+    try {
+      sum += end.recv<int>();
+    } catch (const EOFError&) {
+      return sum;
+    }
+  }
+}
+
+// The natural process pool: one Pipe per worker, the worker's end moved into its Process, the
+// parent keeping its own end; then the parent feeds each worker, closes that worker's end and
+// joins it, in order. Without close-on-fork, every later worker inherits the parent's ends to
+// the earlier ones, so worker 0 never sees end of file while worker 1 lives, and the join
+// times out (each worker is later terminated, so the test ends either way).
+TEST(CloseOnFork, TheNaturalProcessPoolEndsWithoutClosingEndsByHand) {
+  concur_test::Watchdog watchdog("process pool", std::chrono::seconds(120));
+  constexpr int workers = 4;
+  for (bool duplex : {true, false}) {
+    struct Worker {
+      std::unique_ptr<concur::Process> process;
+      Connection end;  // the parent's
+    };
+    std::vector<Worker> pool;
+    for (int i = 0; i < workers; ++i) {
+      auto [first, second] = Pipe(duplex);  // duplex: either end; one-way: (reader, writer)
+      auto process = std::make_unique<concur::Process>(add_until_eof, std::move(first));
+      process->start();
+      pool.push_back({std::move(process), std::move(second)});
+    }
+    std::vector<bool> ended(workers, false);
+    for (int i = 0; i < workers; ++i) {
+      for (int n = 1; n <= i + 3; ++n) pool[i].end.send(n);
+      pool[i].end.close();
+      ended[i] = pool[i].process->join(10s);
+      EXPECT_TRUE(ended[i]) << "worker " << i << " (duplex " << duplex << ") never saw end of file";
+    }
+    for (int i = 0; i < workers; ++i) {
+      if (!ended[i]) pool[i].process->terminate();
+      pool[i].process->join();
+      if (ended[i]) {
+        EXPECT_EQ(pool[i].process->exitcode(), (i + 3) * (i + 4) / 2);
+      }
+    }
+  }
+}
+
+// The rule never closes an end that a child's own code uses: a lambda capturing the child's
+// end by reference keeps working, while the parent's end to an earlier worker (whose peer
+// went to that worker) is closed in the new child.
+TEST(CloseOnFork, ALambdaCapturingItsEndByReferenceKeepsWorking) {
+  concur_test::Watchdog watchdog("by-reference lambda", std::chrono::seconds(60));
+  auto [earlier_parent, earlier_child] = Pipe();
+  concur::Process earlier(add_until_eof, std::move(earlier_child));
+  earlier.start();
+  EXPECT_TRUE(earlier_parent.close_on_fork());  // its peer lives in `earlier` only
+
+  auto [parent_end, child_end] = Pipe();
+  EXPECT_FALSE(parent_end.close_on_fork());
+  EXPECT_FALSE(child_end.close_on_fork());
+  concur::Process child([&]() -> int {
+    if (child_end.closed()) return 10;
+    if (!earlier_parent.closed()) return 11;  // the fork closed it here
+    const int got = child_end.recv<int>();
+    child_end.send(got + 1);
+    return 0;
+  });
+  child.start();
+  parent_end.send(41);
+  EXPECT_EQ(parent_end.recv<int>(), 42);
+  ASSERT_TRUE(child.join(20s));
+  EXPECT_EQ(child.exitcode(), 0);
+  // The parent's own copy is untouched.
+  earlier_parent.send(5);
+  earlier_parent.close();
+  ASSERT_TRUE(earlier.join(20s));
+  EXPECT_EQ(earlier.exitcode(), 5);
+}
+
+// An end whose peer already lives in another process, handed to a second child (a pipeline),
+// needs set_close_on_fork(false); without it the child gets a clear error, and the number the
+// fork closed is never closed again, even once it is reused.
+TEST(CloseOnFork, SetCloseOnForkFalseHandsAMarkedEndToAChild) {
+  concur_test::Watchdog watchdog("pipeline", std::chrono::seconds(60));
+  auto [reader, writer] = Pipe(false);
+  concur::Process producer(
+      [](Connection& out) {
+        for (int n = 1; n <= 3; ++n) out.send(n);
+      },
+      std::move(writer));
+  producer.start();
+  ASSERT_TRUE(reader.close_on_fork());
+
+  concur::Process without([&]() -> int {
+    if (!reader.closed()) return 10;
+    int error = 0;
+    try {
+      (void)reader.recv<int>();
+    } catch (const std::system_error& e) {
+      error = e.code().value();
+    }
+    if (error != EBADF) return 11;
+    // The closed number, reused, must survive the Connection's end.
+    const int reused = ::dup(STDERR_FILENO);
+    reader.close();
+    return ::fcntl(reused, F_GETFD) == -1 ? 12 : 0;
+  });
+  without.start();
+  ASSERT_TRUE(without.join(20s));
+  EXPECT_EQ(without.exitcode(), 0);
+
+  reader.set_close_on_fork(false);
+  EXPECT_FALSE(reader.close_on_fork());
+  concur::Process consumer(add_until_eof, std::move(reader));
+  consumer.start();
+  ASSERT_TRUE(consumer.join(20s));
+  EXPECT_EQ(consumer.exitcode(), 6);
+  ASSERT_TRUE(producer.join(20s));
+}
+
+// Two children talking over one Pipe, each capturing its end by reference, while the parent
+// closes both of its copies: nothing may be closed or shut down under them (neither end was
+// moved away, so closing them here is a plain close).
+TEST(CloseOnFork, ChildrenSharingAPipeByReferenceOutliveTheParentsCopies) {
+  concur_test::Watchdog watchdog("pipe between children", std::chrono::seconds(60));
+  auto [left, right] = Pipe();
+  concur::Process asker([&]() -> int {
+    left.send(20);
+    return left.recv<int>() == 21 ? 0 : 1;
+  });
+  concur::Process answerer([&] { right.send(right.recv<int>() + 1); });
+  asker.start();
+  answerer.start();
+  left.close();
+  right.close();
+  ASSERT_TRUE(asker.join(20s));
+  ASSERT_TRUE(answerer.join(20s));
+  EXPECT_EQ(asker.exitcode(), 0);
+  EXPECT_EQ(answerer.exitcode(), 0);
+}
+
+// What Process may do for its arguments: keep_in_child exempts a Connection and ignores the
+// rest.
+TEST(CloseOnFork, KeepInChildExemptsConnectionsOnly) {
+  auto [a, b] = Pipe();
+  b.close();
+  EXPECT_TRUE(a.close_on_fork());
+  concur::detail::keep_in_child(a);
+  EXPECT_FALSE(a.close_on_fork());
+  int plain = 3;
+  concur::detail::keep_in_child(plain);
+  EXPECT_EQ(plain, 3);
+  Connection none;
+  concur::detail::keep_in_child(none);  // closed: nothing to do, nothing thrown
+  EXPECT_FALSE(none.close_on_fork());
 }
 
 TEST(Connection, ManyMessagesBetweenThreadsArriveInOrder) {

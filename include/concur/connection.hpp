@@ -43,6 +43,18 @@
 //
 // A Connection is not thread-safe: give each direction one user at a time (Python's is not
 // either). Descriptors are created close-on-exec.
+//
+// Close-on-fork (concur goes beyond Python here, which has the same trap under fork): once one
+// end of a Pipe has been closed in a process while the other stays open there, the open end
+// talks to another process, and children forked afterwards (concur::fork(), Process) do not
+// inherit it; if the closed end had been moved (into a Process's arguments), closing the open
+// end also shuts the stream down for copies that children inherited earlier. So the natural
+// pool works: for each worker, Pipe(), move the worker's end into its Process, start it, keep
+// the parent's end; each worker reads until EOFError, which comes when the parent closes that
+// worker's end. Ends whose peer is still open here (a lambda capturing an end by reference, an
+// end passed in a Process's arguments) are inherited as before. To hand a child an end whose
+// peer already went to another process (a pipeline), call set_close_on_fork(false) on it
+// first. The rules and their reasons: concur/detail/close_on_fork.hpp.
 
 #ifndef CONCUR_CONNECTION_HPP
 #define CONCUR_CONNECTION_HPP
@@ -69,10 +81,12 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 #include "concur/codec.hpp"
+#include "concur/detail/close_on_fork.hpp"
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/posix_io.hpp"
 #include "concur/errors.hpp"
@@ -102,6 +116,22 @@ class Connection {
         readable_(readable),
         writable_(writable),
         socket_(detail::is_socket(fd)) {}
+
+  // Connection::Connection(pipe_end, fd, readable, writable, link)
+  //
+  // For Pipe(): one end of a new pair, built in place (ends that were never moved matter to
+  // the close-on-fork rules), linked to the end `link` names (the first end fills it in).
+  struct pipe_end_t {
+    detail::ForkNode* first = nullptr;
+  };
+  Connection(pipe_end_t& link, int fd, bool readable, bool writable)
+      : Connection(fd, readable, writable) {
+    if (link.first == nullptr) {
+      link.first = fd_.node();
+    } else {
+      fd_.link_to(link.first);
+    }
+  }
 
   Connection(Connection&&) noexcept = default;
   Connection& operator=(Connection&&) noexcept = default;
@@ -232,6 +262,17 @@ class Connection {
   [[nodiscard]] bool readable() const noexcept { return readable_; }
   [[nodiscard]] bool writable() const noexcept { return writable_; }
 
+  // Connection::close_on_fork(), set_close_on_fork(close)
+  //
+  // Whether children forked from now on (concur::fork(), Process) close this end: by default,
+  // once its Pipe peer has been closed in this process (see the header comment). The setter
+  // overrides that for this end: true closes it in every later child; false never does (and
+  // never shuts the stream down on close), for an end meant to go to a child although its
+  // peer already lives in another process. In a child where a fork closed an end, using it
+  // throws std::system_error(EBADF) saying so. Nothing happens on a closed Connection.
+  [[nodiscard]] bool close_on_fork() const noexcept { return fd_.close_on_fork(); }
+  void set_close_on_fork(bool close) noexcept { fd_.set_close_on_fork(close); }
+
   // Connection::max_message_size(), set_max_message_size()
   //
   // The longest message recv_bytes() and recv<T>() accept, a guard against a hostile or broken
@@ -250,7 +291,15 @@ class Connection {
   }
 
   void check_open() const {
-    if (!fd_) throw std::system_error(EBADF, std::generic_category(), "handle is closed");
+    if (!fd_) {
+      if (fd_.closed_by_fork()) {
+        throw std::system_error(EBADF, std::generic_category(),
+                                "handle was closed when this process was forked: its Pipe "
+                                "peer lives in another process (see "
+                                "Connection::set_close_on_fork)");
+      }
+      throw std::system_error(EBADF, std::generic_category(), "handle is closed");
+    }
   }
   void check_readable() const {
     check_open();
@@ -386,7 +435,7 @@ class Connection {
 
   static constexpr std::size_t buffer_capacity = 4 * 1024;
 
-  detail::UniqueFd fd_;
+  detail::ForkFd fd_;
   bool readable_ = false;
   bool writable_ = false;
   bool socket_ = false;
@@ -423,7 +472,17 @@ inline std::pair<Connection, Connection> Pipe(bool duplex = true) {
     ::close(fds[1]);
     throw std::system_error(error, std::generic_category(), "shutdown");
   }
-  return {Connection(fds[0], true, duplex), Connection(fds[1], duplex, true)};
+  // Built in place (piecewise, and returned as a prvalue): the ends start out never moved.
+  Connection::pipe_end_t link;
+  try {
+    return std::pair<Connection, Connection>(std::piecewise_construct,
+                                             std::forward_as_tuple(link, fds[0], true, duplex),
+                                             std::forward_as_tuple(link, fds[1], duplex, true));
+  } catch (...) {  // bad_alloc: an end that was not taken is still ours to close
+    if (link.first == nullptr) ::close(fds[0]);
+    ::close(fds[1]);
+    throw;
+  }
 }
 
 // ignore_sigpipe()

@@ -67,6 +67,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "concur/detail/close_on_fork.hpp"
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/names.hpp"
 #include "concur/detail/posix_io.hpp"
@@ -84,6 +85,7 @@ inline pid_t fork() {
   std::fflush(nullptr);
   const pid_t pid = ::fork();
   if (pid < 0) detail::throw_errno("fork");
+  if (pid == 0) detail::close_on_fork_in_child();  // concur's close-on-fork descriptors
   return pid;
 }
 
