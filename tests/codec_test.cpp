@@ -28,7 +28,18 @@ struct Point {
   bool operator==(const Point&) const = default;
 };
 
+// A user type whose codec writes nothing at all.
+struct Marker {
+  bool operator==(const Marker&) const = default;
+};
+
 }  // namespace
+
+template <>
+struct concur::codec<Marker> {
+  static void encode(concur::Writer&, const Marker&) {}
+  static Marker decode(concur::Reader&) { return {}; }
+};
 
 template <>
 struct concur::codec<Point> {
@@ -93,6 +104,30 @@ TEST(Codec, BuiltInTypesRoundTrip) {
 TEST(Codec, UserTypesJoinThroughTheCustomizationPoint) {
   expect_round_trip(Point{1.0, 2.0, "origin-ish"});
   expect_round_trip(std::vector<Point>{{0, 0, "a"}, {1, 1, "b"}});
+}
+
+// Issue 12 item 13: values that encode to zero bytes decode, alone and by the million-free
+// count check: a container of them is its count and nothing else.
+TEST(Codec, TypesThatEncodeToNothingRoundTrip) {
+  expect_round_trip(std::tuple<>{});
+  expect_round_trip(std::vector<std::tuple<>>(3));
+  expect_round_trip(std::vector<std::array<int, 0>>(2));
+  expect_round_trip(std::list<std::pair<std::tuple<>, std::tuple<>>>(4));
+  expect_round_trip(std::vector<Marker>(5));
+  expect_round_trip(std::map<int, std::tuple<>>{{1, {}}, {2, {}}});
+  expect_round_trip(std::vector<std::vector<std::tuple<>>>{{}, {{}, {}}});
+}
+
+// A hostile count of elements that take no bytes still cannot make the decoder loop or
+// allocate without bound.
+TEST(Codec, AHostileCountOfEmptyElementsIsRefused) {
+  const std::string huge("\0\0\0\0\0\x01\0\0", 8);  // 2^40 elements
+  EXPECT_EQ(decode_error(huge, tag<std::vector<std::tuple<>>>{}), EBADMSG);
+  EXPECT_EQ(decode_error(huge, tag<std::vector<Marker>>{}), EBADMSG);
+  // Many small claims that add up: 4 vectors of 2^30 empty tuples each.
+  std::string nested("\x04\0\0\0\0\0\0\0", 8);
+  for (int i = 0; i < 4; ++i) nested += std::string("\0\0\0\x40\0\0\0\0", 8);
+  EXPECT_EQ(decode_error(nested, tag<std::vector<std::vector<std::tuple<>>>>{}), EBADMSG);
 }
 
 TEST(Codec, MalformedInputIsRefused) {

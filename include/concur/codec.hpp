@@ -125,19 +125,36 @@ class Reader {
     position_ += size;
   }
 
+  // The most elements that encode to no bytes at all (std::tuple<>, a user type whose codec
+  // writes nothing) that one message may hold: without a limit, a hostile count of them could
+  // make the decoder loop and allocate without bound.
+  static constexpr std::size_t max_empty_elements = std::size_t{1} << 20;
+
   // Reader::get_count(smallest_element)
   //
   // Reads an element count and checks it against what is left: each element takes at least
   // `smallest_element` bytes, so a hostile count cannot make the decoder allocate more than the
-  // message's own size.
+  // message's own size. With `smallest_element` 0 (elements that may take no bytes), the count
+  // may exceed the bytes left by at most what remains of max_empty_elements; the container's
+  // decoder then reports each element that took no bytes to empty_element().
   std::size_t get_count(std::size_t smallest_element) {
     unsigned char raw[8];
     get_bytes(raw, sizeof raw);
     std::uint64_t n = 0;
     for (int i = 0; i < 8; ++i) n |= static_cast<std::uint64_t>(raw[i]) << (8 * i);
-    const std::size_t per = smallest_element > 0 ? smallest_element : 1;
-    if (n > remaining() / per) malformed("element count larger than the message");
+    if (smallest_element > 0 ? n > remaining() / smallest_element : n > remaining() + empty_left_) {
+      malformed("element count larger than the message");
+    }
     return static_cast<std::size_t>(n);
+  }
+
+  // Reader::empty_element()
+  //
+  // Counts one decoded element that took no bytes against max_empty_elements; throws once the
+  // message has used them up.
+  void empty_element() {
+    if (empty_left_ == 0) malformed("too many elements that take no bytes");
+    --empty_left_;
   }
 
   // Reader::remaining()
@@ -159,6 +176,7 @@ class Reader {
 
   std::string_view bytes_;
   std::size_t position_ = 0;
+  std::size_t empty_left_ = max_empty_elements;
 };
 
 namespace detail {
@@ -182,13 +200,74 @@ template <class T>
 inline constexpr bool is_raw = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> &&
                                !std::is_same_v<T, bool> && !is_std_composite<T>::value;
 
-// The fewest bytes an encoded T can take (a guard for counts; never more than the truth).
+template <class T>
+struct is_basic_string : std::false_type {};
+template <class C, class Tr, class A>
+struct is_basic_string<std::basic_string<C, Tr, A>> : std::true_type {};
+
+template <class T>
+struct is_sequence;
+template <class T>
+struct is_associative;
+
+// The fewest bytes an encoded T can take: a guard for counts, so never more than the truth
+// (0 where it cannot be known: a user's codec may write nothing, as std::tuple<> does).
+template <class T>
+constexpr std::size_t min_encoded_size();
+
+template <class T>
+struct min_size_of {
+  static constexpr std::size_t value = 0;
+};
+template <class A, class B>
+struct min_size_of<std::pair<A, B>> {
+  static constexpr std::size_t value = min_encoded_size<A>() + min_encoded_size<B>();
+};
+template <class... Ts>
+struct min_size_of<std::tuple<Ts...>> {
+  static constexpr std::size_t value = (std::size_t{0} + ... + min_encoded_size<Ts>());
+};
+template <class T, std::size_t N>
+struct min_size_of<std::array<T, N>> {
+  static constexpr std::size_t value = N * min_encoded_size<T>();
+};
+template <class T>
+struct min_size_of<std::optional<T>> {
+  static constexpr std::size_t value = 1;  // the flag
+};
+
+// Whether codec<T> is the raw-bytes codec below (a user's specialisation of codec for a
+// trivially copyable type takes precedence over it, and may write anything).
+template <class T>
+concept uses_raw_codec = requires {
+  typename codec<T>::concur_raw_bytes;
+};
+
 template <class T>
 constexpr std::size_t min_encoded_size() {
-  if constexpr (is_raw<T>) {
+  if constexpr (uses_raw_codec<T>) {
     return sizeof(T);
-  } else {
+  } else if constexpr (std::is_same_v<T, bool>) {
     return 1;
+  } else if constexpr (is_basic_string<T>::value || is_sequence<T>::value ||
+                       is_associative<T>::value) {
+    return 8;  // the count
+  } else {
+    return min_size_of<T>::value;
+  }
+}
+
+// Decodes one element of a container of Ts, counting it against the message's allowance of
+// elements that take no bytes when it took none.
+template <class T>
+T get_element(Reader& in) {
+  if constexpr (min_encoded_size<T>() == 0) {
+    const std::size_t before = in.remaining();
+    T item = in.get<T>();
+    if (in.remaining() == before) in.empty_element();
+    return item;
+  } else {
+    return in.get<T>();
   }
 }
 
@@ -237,6 +316,7 @@ struct stored_element<M, std::void_t<typename M::mapped_type>> {
 // Trivially copyable values (that no more specific codec claims): their bytes.
 template <class T>
 struct codec<T, std::enable_if_t<detail::is_raw<T>>> {
+  using concur_raw_bytes = void;  // see detail::uses_raw_codec
   static void encode(Writer& out, const T& value) { out.put_bytes(&value, sizeof value); }
   static T decode(Reader& in) {
     T value;
@@ -277,7 +357,7 @@ struct codec<S, std::enable_if_t<detail::is_sequence<S>::value>> {
   static S decode(Reader& in) {
     const std::size_t n = in.get_count(detail::min_encoded_size<T>());
     S items;
-    for (std::size_t i = 0; i < n; ++i) items.push_back(in.get<T>());
+    for (std::size_t i = 0; i < n; ++i) items.push_back(detail::get_element<T>(in));
     return items;
   }
 };
@@ -294,7 +374,7 @@ struct codec<M, std::enable_if_t<detail::is_associative<M>::value>> {
     const std::size_t n = in.get_count(detail::min_encoded_size<Stored>());
     M items;
     for (std::size_t i = 0; i < n; ++i) {
-      auto inserted = items.insert(in.get<Stored>());
+      auto inserted = items.insert(detail::get_element<Stored>(in));
       if constexpr (std::is_same_v<decltype(inserted), std::pair<typename M::iterator, bool>>) {
         // An encoder never writes a key twice into a map or set: such a message is forged.
         if (!inserted.second) Reader::malformed("duplicate key");
