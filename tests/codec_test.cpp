@@ -13,7 +13,9 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <unordered_map>
 #include <unordered_set>
@@ -28,12 +30,49 @@ struct Point {
   bool operator==(const Point&) const = default;
 };
 
+// Trivially copyable types that hold pointers (issue 12 item 12), and one the user opts in.
+struct Named {
+  int id;
+  const char* name;
+};
+struct Nested {
+  double weight;
+  Named inner;
+};
+struct Viewed {
+  int n;
+  std::string_view text;
+};
+struct Handles {
+  int* slots[2];
+};
+struct Plain {
+  int id;
+  double values[3];
+  struct {
+    char tag;
+    long count;
+  } detail;
+};
+struct Offset {  // a pointer the program knows is meaningful in the other process
+  const void* base;
+};
+
+// Whether concur has a codec for T (so send(T) and recv<T>() compile).
+template <class T>
+constexpr bool has_encoder = requires(concur::Writer& w, const T& v) {
+  concur::codec<T>::encode(w, v);
+};
+
 // A user type whose codec writes nothing at all.
 struct Marker {
   bool operator==(const Marker&) const = default;
 };
 
 }  // namespace
+
+template <>
+struct concur::codec<Offset> : concur::bytes_codec<Offset> {};
 
 template <>
 struct concur::codec<Marker> {
@@ -128,6 +167,34 @@ TEST(Codec, AHostileCountOfEmptyElementsIsRefused) {
   std::string nested("\x04\0\0\0\0\0\0\0", 8);
   for (int i = 0; i < 4; ++i) nested += std::string("\0\0\0\x40\0\0\0\0", 8);
   EXPECT_EQ(decode_error(nested, tag<std::vector<std::vector<std::tuple<>>>>{}), EBADMSG);
+}
+
+// Issue 12 item 12: a type whose bytes hold a pointer means nothing in another process (and a
+// received one points where the sender chose); concur refuses it at compile time unless the
+// program opts it in.
+TEST(Codec, TypesHoldingPointersHaveNoCodecUnlessOptedIn) {
+  EXPECT_FALSE(has_encoder<std::string_view>);
+  EXPECT_FALSE(has_encoder<std::span<const int>>);
+  EXPECT_FALSE(has_encoder<const char*>);
+  EXPECT_FALSE(has_encoder<int Plain::*>);
+  EXPECT_FALSE(has_encoder<std::nullptr_t>);
+  EXPECT_FALSE(has_encoder<Named>);
+  EXPECT_FALSE(has_encoder<Nested>);
+  EXPECT_FALSE(has_encoder<Viewed>);
+  EXPECT_FALSE(has_encoder<Handles>);
+  EXPECT_FALSE((has_encoder<std::pair<int, std::string_view>>));
+  EXPECT_FALSE(has_encoder<std::vector<const char*>>);
+  EXPECT_TRUE(has_encoder<Plain>);
+  EXPECT_TRUE((has_encoder<std::array<int, 4>>));
+  EXPECT_TRUE(has_encoder<Offset>);
+  const Offset sent{&sent};
+  EXPECT_EQ(concur::decode<Offset>(concur::encode(sent)).base, &sent);
+  expect_round_trip(std::array<int, 2>{3, 4});
+  const Plain plain{7, {1.0, 2.0, 3.0}, {'x', 9}};
+  const Plain back = concur::decode<Plain>(concur::encode(plain));
+  EXPECT_EQ(back.id, 7);
+  EXPECT_EQ(back.values[2], 3.0);
+  EXPECT_EQ(back.detail.count, 9);
 }
 
 TEST(Codec, MalformedInputIsRefused) {

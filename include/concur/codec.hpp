@@ -18,8 +18,21 @@
 //     }
 //   };
 //
+// A trivially copyable type whose bytes hold a pointer (a raw pointer, std::string_view,
+// std::span, or an aggregate with such a field, found field by field) has no codec: its bytes
+// mean nothing in another process, and a received one would point where the sender chose.
+// Sending one stops the compilation with a message saying so; send an owning type instead
+// (std::string, std::vector), or opt the type in when its bytes do make sense there:
+//
+//   template <> struct concur::codec<Handle> : concur::bytes_codec<Handle> {};
+//
+// (A class with private members cannot be looked into: one that hides a pointer, other than
+// the standard views, is sent as bytes; give it a codec of its own.) A type with no codec at
+// all stops the compilation with a message saying how to add one. has_codec<T> tells whether
+// T has one.
+//
 // The encoding is concur's own (not Python's pickle; byte messages are what Python and concur
-// share): a trivially copyable value is its bytes (pointers are refused), a bool one checked
+// share): a trivially copyable value is its bytes (see above for pointers), a bool one checked
 // byte, a container its element count (8 bytes, little-endian) and then its elements, a pair,
 // tuple or array its parts in order, an optional a checked flag byte and its value. It is meant for
 // processes of the same program on the same machine. The decoder trusts nothing: every length
@@ -35,10 +48,12 @@
 #include <cstdint>
 #include <cstring>
 #include <deque>
+#include <exception>
 #include <list>
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -62,6 +77,41 @@ struct codec;
 class Writer;
 class Reader;
 
+// has_codec<T>
+//
+// Whether concur can send and receive a T (built in, or through a specialisation of codec).
+// Containers, pairs, tuples, arrays and optionals have one when their parts do.
+template <class T>
+concept has_codec = requires(Writer& out, Reader& in, const T& value) {
+  codec<T>::encode(out, value);
+  codec<T>::decode(in);
+};
+
+namespace detail {
+
+template <class T>
+constexpr bool raw_bytes_safe();
+
+// Explains, at the call that needs it, why a type cannot be sent (issue 12 item 19): one
+// static_assert with a message, instead of pages about an incomplete codec<T>.
+template <class T>
+constexpr bool check_codec() {
+  constexpr bool holds_pointer = std::is_trivially_copyable_v<T> && !raw_bytes_safe<T>();
+  static_assert(has_codec<T> || !holds_pointer,
+                "concur cannot send this type: its bytes hold a pointer (a raw pointer, "
+                "std::string_view, std::span, or a member of such a type), which means nothing "
+                "in another process. Send an owning type (std::string, std::vector), or opt the "
+                "type in if its bytes do make sense there: template <> struct "
+                "concur::codec<T> : concur::bytes_codec<T> {};");
+  static_assert(has_codec<T> || holds_pointer,
+                "concur has no codec for this type (or for a type inside it). Add one: "
+                "template <> struct concur::codec<T> { static void encode(concur::Writer&, "
+                "const T&); static T decode(concur::Reader&); }; (see concur/codec.hpp)");
+  return has_codec<T>;
+}
+
+}  // namespace detail
+
 // Writer
 //
 // Appends encoded values to a byte string.
@@ -72,7 +122,8 @@ class Writer {
   // Encodes `value` with its codec.
   template <class T>
   void put(const T& value) {
-    codec<std::remove_cv_t<T>>::encode(*this, value);
+    using U = std::remove_cv_t<T>;
+    if constexpr (detail::check_codec<U>()) codec<U>::encode(*this, value);
   }
 
   // Writer::put_bytes(data, size)
@@ -113,7 +164,12 @@ class Reader {
   // Decodes a T with its codec.
   template <class T>
   T get() {
-    return codec<std::remove_cv_t<T>>::decode(*this);
+    using U = std::remove_cv_t<T>;
+    if constexpr (detail::check_codec<U>()) {
+      return codec<U>::decode(*this);
+    } else {
+      std::terminate();  // not reached: check_codec has stopped the compilation
+    }
   }
 
   // Reader::get_bytes(data, size)
@@ -193,12 +249,70 @@ struct is_std_composite<std::optional<T>> : std::true_type {};
 template <class T, std::size_t N>
 struct is_std_composite<std::array<T, N>> : std::true_type {};
 
-// The types sent as their raw bytes: trivially copyable, and neither a pointer (meaningless in
-// another process), nor bool (not every byte is a bool), nor a standard composite (encoded part
-// by part, so that a hostile byte cannot forge an optional's flag).
+// Views: classes that are known to hold a pointer in their bytes.
 template <class T>
-inline constexpr bool is_raw = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> &&
-                               !std::is_same_v<T, bool> && !is_std_composite<T>::value;
+struct is_view : std::false_type {};
+template <class C, class Tr>
+struct is_view<std::basic_string_view<C, Tr>> : std::true_type {};
+template <class T, std::size_t N>
+struct is_view<std::span<T, N>> : std::true_type {};
+
+// Field-by-field inspection of aggregates (the idea of Boost.PFR: an aggregate's fields are
+// found by brace-initialising it from objects that convert to anything). `any_field` converts
+// to any type, to count the fields; `safe_field` only to types whose bytes hold no pointer, so
+// T{safe_field...} compiles exactly when no field (or element, or field of a field) does.
+// Brace elision still splits array fields into their elements, which are checked one by one.
+struct any_field {
+  template <class U>
+  operator U() const noexcept;  // never defined: unevaluated use only
+};
+struct safe_field {
+  template <class U>
+  requires(raw_bytes_safe<U>()) operator U() const noexcept;
+  // Deleted rather than absent: a conversion that exists stops brace elision, which would
+  // otherwise initialise an unsafe aggregate field's own fields and leave its pointer out.
+  template <class U>
+  requires(!raw_bytes_safe<U>()) operator U() const noexcept = delete;
+};
+template <class T, class Field, std::size_t... I>
+constexpr bool brace_initialises(std::index_sequence<I...>) {
+  return requires {
+    T{(static_cast<void>(I), Field{})...};
+  };
+}
+template <class T, std::size_t N = 0>
+constexpr std::size_t field_count() {
+  if constexpr (N >= 256 || !brace_initialises<T, any_field>(std::make_index_sequence<N + 1>{})) {
+    return N;
+  } else {
+    return field_count<T, N + 1>();
+  }
+}
+
+// Whether T's bytes hold no pointer that concur can see: not a pointer, member pointer,
+// nullptr_t or view, and, for an array or an aggregate, none in its elements or fields. A class
+// with private members cannot be looked into; it counts as safe unless it is a known view.
+template <class T>
+constexpr bool raw_bytes_safe() {
+  if constexpr (std::is_pointer_v<T> || std::is_member_pointer_v<T> || std::is_null_pointer_v<T> ||
+                is_view<std::remove_cv_t<T>>::value) {
+    return false;
+  } else if constexpr (std::is_array_v<T>) {
+    return raw_bytes_safe<std::remove_all_extents_t<T>>();
+  } else if constexpr (std::is_class_v<T> && std::is_aggregate_v<T>) {
+    return brace_initialises<T, safe_field>(std::make_index_sequence<field_count<T>()>{});
+  } else {
+    return true;
+  }
+}
+
+// The types sent as their raw bytes: trivially copyable, and neither a type holding a pointer
+// (meaningless in another process: see raw_bytes_safe), nor bool (not every byte is a bool),
+// nor a standard composite (encoded part by part, so that a hostile byte cannot forge an
+// optional's flag).
+template <class T>
+inline constexpr bool is_raw = std::is_trivially_copyable_v<T> && !std::is_same_v<T, bool> &&
+                               !is_std_composite<T>::value && raw_bytes_safe<T>();
 
 template <class T>
 struct is_basic_string : std::false_type {};
@@ -313,9 +427,14 @@ struct stored_element<M, std::void_t<typename M::mapped_type>> {
 
 }  // namespace detail
 
-// Trivially copyable values (that no more specific codec claims): their bytes.
+// bytes_codec<T>
+//
+// A trivially copyable T sent as its bytes. concur uses it for such types that hold no pointer;
+// a program opts in a type that does, when its bytes make sense in the other process:
+//   template <> struct concur::codec<Handle> : concur::bytes_codec<Handle> {};
 template <class T>
-struct codec<T, std::enable_if_t<detail::is_raw<T>>> {
+struct bytes_codec {
+  static_assert(std::is_trivially_copyable_v<T>, "bytes_codec needs a trivially copyable type");
   using concur_raw_bytes = void;  // see detail::uses_raw_codec
   static void encode(Writer& out, const T& value) { out.put_bytes(&value, sizeof value); }
   static T decode(Reader& in) {
@@ -324,6 +443,10 @@ struct codec<T, std::enable_if_t<detail::is_raw<T>>> {
     return value;
   }
 };
+
+// Trivially copyable values that hold no pointer (and that no more specific codec claims).
+template <class T>
+struct codec<T, std::enable_if_t<detail::is_raw<T>>> : bytes_codec<T> {};
 
 template <>
 struct codec<bool> {
@@ -351,7 +474,8 @@ struct codec<std::basic_string<C, Tr, A>> {
 
 // vector, deque, list.
 template <class S>
-struct codec<S, std::enable_if_t<detail::is_sequence<S>::value>> {
+requires detail::is_sequence<S>::value && has_codec<typename S::value_type>
+struct codec<S> {
   using T = typename S::value_type;
   static void encode(Writer& out, const S& items) { detail::encode_range(out, items); }
   static S decode(Reader& in) {
@@ -364,7 +488,8 @@ struct codec<S, std::enable_if_t<detail::is_sequence<S>::value>> {
 
 // Maps and sets: their elements (pairs for maps), inserted back in order.
 template <class M>
-struct codec<M, std::enable_if_t<detail::is_associative<M>::value>> {
+requires detail::is_associative<M>::value && has_codec<typename detail::stored_element<M>::type>
+struct codec<M> {
   using Stored = typename detail::stored_element<M>::type;
   static void encode(Writer& out, const M& items) {
     out.put_count(items.size());
@@ -385,6 +510,7 @@ struct codec<M, std::enable_if_t<detail::is_associative<M>::value>> {
 };
 
 template <class T, std::size_t N>
+requires has_codec<T>
 struct codec<std::array<T, N>> {
   static void encode(Writer& out, const std::array<T, N>& items) {
     for (const auto& item : items) out.put(item);
@@ -397,6 +523,7 @@ struct codec<std::array<T, N>> {
 };
 
 template <class A, class B>
+requires has_codec<A> && has_codec<B>
 struct codec<std::pair<A, B>> {
   static void encode(Writer& out, const std::pair<A, B>& p) {
     out.put(p.first);
@@ -410,7 +537,7 @@ struct codec<std::pair<A, B>> {
 };
 
 template <class... Ts>
-struct codec<std::tuple<Ts...>> {
+requires(has_codec<Ts>&&...) struct codec<std::tuple<Ts...>> {
   static void encode(Writer& out, const std::tuple<Ts...>& t) {
     std::apply([&](const auto&... parts) { (out.put(parts), ...); }, t);
   }
@@ -420,6 +547,7 @@ struct codec<std::tuple<Ts...>> {
 };
 
 template <class T>
+requires has_codec<T>
 struct codec<std::optional<T>> {
   static void encode(Writer& out, const std::optional<T>& value) {
     out.put(static_cast<std::uint8_t>(value.has_value()));
