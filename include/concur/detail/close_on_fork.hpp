@@ -87,23 +87,23 @@ namespace concur::detail {
 
 // One registered descriptor. Lives on the heap so that the ForkFd owning it can move freely.
 struct ForkNode {
-  enum class Mode : std::uint8_t { automatic, always, never };
+  enum class Mode : std::uint8_t { by_rule, always_close, never_close };
 
   int fd = -1;
   ForkNode* peer = nullptr;  // the other end of its Pipe, while open in this process
   ForkNode* prev = nullptr;  // the registry's list
   ForkNode* next = nullptr;
-  Mode mode = Mode::automatic;
+  Mode mode = Mode::by_rule;
   bool moved = false;           // its ForkFd was moved (to a Process's arguments, say)
   bool peer_gone = false;       // the peer was closed in this process while this end was open
   bool peer_was_moved = false;  // ... and had been moved before (rule 2)
   bool closed_by_fork = false;  // in a child: close_on_fork_in_child() closed it
 
   bool marked() const noexcept {
-    return mode == Mode::always || (mode == Mode::automatic && peer_gone);
+    return mode == Mode::always_close || (mode == Mode::by_rule && peer_gone);
   }
   bool shut_down_on_close() const noexcept {
-    return mode == Mode::automatic && peer_gone && peer_was_moved;
+    return mode == Mode::by_rule && peer_gone && peer_was_moved;
   }
 };
 
@@ -249,7 +249,7 @@ class ForkFd {
   void set_close_on_fork(bool close) noexcept {
     if (node_ == nullptr) return;
     std::lock_guard<std::mutex> hold(ForkRegistry::instance().mutex());
-    node_->mode = close ? ForkNode::Mode::always : ForkNode::Mode::never;
+    node_->mode = close ? ForkNode::Mode::always_close : ForkNode::Mode::never_close;
   }
 
  private:
