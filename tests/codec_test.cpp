@@ -54,6 +54,14 @@ struct Plain {
     long count;
   } detail;
 };
+struct PointerLast {
+  Plain plain;
+  int count;
+  const int* where;
+};
+struct Buffer {  // more leaves than concur inspects: sent as bytes, as before
+  char data[4096];
+};
 struct Offset {  // a pointer the program knows is meaningful in the other process
   const void* base;
 };
@@ -184,7 +192,9 @@ TEST(Codec, TypesHoldingPointersHaveNoCodecUnlessOptedIn) {
   EXPECT_FALSE(has_encoder<Handles>);
   EXPECT_FALSE((has_encoder<std::pair<int, std::string_view>>));
   EXPECT_FALSE(has_encoder<std::vector<const char*>>);
+  EXPECT_FALSE(has_encoder<PointerLast>);
   EXPECT_TRUE(has_encoder<Plain>);
+  EXPECT_TRUE(has_encoder<Buffer>);
   EXPECT_TRUE((has_encoder<std::array<int, 4>>));
   EXPECT_TRUE(has_encoder<Offset>);
   const Offset sent{&sent};

@@ -258,40 +258,44 @@ template <class T, std::size_t N>
 struct is_view<std::span<T, N>> : std::true_type {};
 
 // Field-by-field inspection of aggregates (the idea of Boost.PFR: an aggregate's fields are
-// found by brace-initialising it from objects that convert to anything). `any_field` converts
-// to any type, to count the fields; `safe_field` only to types whose bytes hold no pointer, so
-// T{safe_field...} compiles exactly when no field (or element, or field of a field) does.
-// Brace elision still splits array fields into their elements, which are checked one by one.
-struct any_field {
+// found by brace-initialising it from objects that convert to anything). Here the probes
+// convert only to types that are not aggregates, so brace elision opens every aggregate field
+// (a struct, an array, a std::array) down to its scalar leaves: `leaf` counts them, and
+// `safe_leaf`, which converts only to leaves whose bytes hold no pointer, initialises the same
+// number exactly when none of them does. (Probes that converted to aggregates would let an
+// unsafe one be opened by elision and its pointer left to default initialisation.)
+struct leaf {
   template <class U>
-  operator U() const noexcept;  // never defined: unevaluated use only
+  requires(!std::is_aggregate_v<U>) operator U()
+      const noexcept;  // never defined: unevaluated use only
 };
-struct safe_field {
+struct safe_leaf {
   template <class U>
-  requires(raw_bytes_safe<U>()) operator U() const noexcept;
-  // Deleted rather than absent: a conversion that exists stops brace elision, which would
-  // otherwise initialise an unsafe aggregate field's own fields and leave its pointer out.
-  template <class U>
-  requires(!raw_bytes_safe<U>()) operator U() const noexcept = delete;
+  requires(!std::is_aggregate_v<U> && raw_bytes_safe<U>()) operator U() const noexcept;
 };
-template <class T, class Field, std::size_t... I>
+template <class T, class Probe, std::size_t... I>
 constexpr bool brace_initialises(std::index_sequence<I...>) {
   return requires {
-    T{(static_cast<void>(I), Field{})...};
+    T{(static_cast<void>(I), Probe{})...};
   };
 }
+// Aggregates with more leaves than this are not inspected (a large buffer would cost the
+// compiler dearly); they count as safe.
+inline constexpr std::size_t max_inspected_leaves = 128;
 template <class T, std::size_t N = 0>
-constexpr std::size_t field_count() {
-  if constexpr (N >= 256 || !brace_initialises<T, any_field>(std::make_index_sequence<N + 1>{})) {
+constexpr std::size_t leaf_count() {
+  if constexpr (N > max_inspected_leaves ||
+                !brace_initialises<T, leaf>(std::make_index_sequence<N + 1>{})) {
     return N;
   } else {
-    return field_count<T, N + 1>();
+    return leaf_count<T, N + 1>();
   }
 }
 
 // Whether T's bytes hold no pointer that concur can see: not a pointer, member pointer,
 // nullptr_t or view, and, for an array or an aggregate, none in its elements or fields. A class
-// with private members cannot be looked into; it counts as safe unless it is a known view.
+// with private members cannot be looked into; it counts as safe unless it is a known view, and
+// so does an aggregate of more than max_inspected_leaves scalars.
 template <class T>
 constexpr bool raw_bytes_safe() {
   if constexpr (std::is_pointer_v<T> || std::is_member_pointer_v<T> || std::is_null_pointer_v<T> ||
@@ -300,7 +304,12 @@ constexpr bool raw_bytes_safe() {
   } else if constexpr (std::is_array_v<T>) {
     return raw_bytes_safe<std::remove_all_extents_t<T>>();
   } else if constexpr (std::is_class_v<T> && std::is_aggregate_v<T>) {
-    return brace_initialises<T, safe_field>(std::make_index_sequence<field_count<T>()>{});
+    constexpr std::size_t leaves = leaf_count<T>();
+    if constexpr (leaves > max_inspected_leaves) {
+      return true;
+    } else {
+      return brace_initialises<T, safe_leaf>(std::make_index_sequence<leaves>{});
+    }
   } else {
     return true;
   }
