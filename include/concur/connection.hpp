@@ -4,7 +4,8 @@
 // message-oriented endpoints between processes (or threads), speaking Python's wire format.
 //
 //   auto [parent_end, child_end] = concur::Pipe();        // duplex: a Unix socket pair
-//   concur::Process child([&] { child_end.send(std::string("hello")); });
+//   concur::Process child([](concur::Connection& end) { end.send(std::string("hello")); },
+//                         std::move(child_end));          // the child's end goes to the child
 //   child.start();
 //   std::string greeting = parent_end.recv<std::string>();
 //
