@@ -13,7 +13,9 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <unordered_map>
 #include <unordered_set>
@@ -28,7 +30,63 @@ struct Point {
   bool operator==(const Point&) const = default;
 };
 
+// Trivially copyable types that hold pointers (issue 12 item 12), and one the user opts in.
+struct Named {
+  int id;
+  const char* name;
+};
+struct Nested {
+  double weight;
+  Named inner;
+};
+struct Viewed {
+  int n;
+  std::string_view text;
+};
+struct Handles {
+  int* slots[2];
+};
+struct Plain {
+  int id;
+  double values[3];
+  struct {
+    char tag;
+    long count;
+  } detail;
+};
+struct PointerLast {
+  Plain plain;
+  int count;
+  const int* where;
+};
+struct Buffer {  // more leaves than concur inspects: sent as bytes, as before
+  char data[4096];
+};
+struct Offset {  // a pointer the program knows is meaningful in the other process
+  const void* base;
+};
+
+// Whether concur has a codec for T (so send(T) and recv<T>() compile).
+template <class T>
+constexpr bool has_encoder = requires(concur::Writer& w, const T& v) {
+  concur::codec<T>::encode(w, v);
+};
+
+// A user type whose codec writes nothing at all.
+struct Marker {
+  bool operator==(const Marker&) const = default;
+};
+
 }  // namespace
+
+template <>
+struct concur::codec<Offset> : concur::bytes_codec<Offset> {};
+
+template <>
+struct concur::codec<Marker> {
+  static void encode(concur::Writer&, const Marker&) {}
+  static Marker decode(concur::Reader&) { return {}; }
+};
 
 template <>
 struct concur::codec<Point> {
@@ -93,6 +151,60 @@ TEST(Codec, BuiltInTypesRoundTrip) {
 TEST(Codec, UserTypesJoinThroughTheCustomizationPoint) {
   expect_round_trip(Point{1.0, 2.0, "origin-ish"});
   expect_round_trip(std::vector<Point>{{0, 0, "a"}, {1, 1, "b"}});
+}
+
+// Issue 12 item 13: values that encode to zero bytes decode, alone and by the million-free
+// count check: a container of them is its count and nothing else.
+TEST(Codec, TypesThatEncodeToNothingRoundTrip) {
+  expect_round_trip(std::tuple<>{});
+  expect_round_trip(std::vector<std::tuple<>>(3));
+  expect_round_trip(std::vector<std::array<int, 0>>(2));
+  expect_round_trip(std::list<std::pair<std::tuple<>, std::tuple<>>>(4));
+  expect_round_trip(std::vector<Marker>(5));
+  expect_round_trip(std::map<int, std::tuple<>>{{1, {}}, {2, {}}});
+  expect_round_trip(std::vector<std::vector<std::tuple<>>>{{}, {{}, {}}});
+}
+
+// A hostile count of elements that take no bytes still cannot make the decoder loop or
+// allocate without bound.
+TEST(Codec, AHostileCountOfEmptyElementsIsRefused) {
+  const std::string huge("\0\0\0\0\0\x01\0\0", 8);  // 2^40 elements
+  EXPECT_EQ(decode_error(huge, tag<std::vector<std::tuple<>>>{}), EBADMSG);
+  EXPECT_EQ(decode_error(huge, tag<std::vector<Marker>>{}), EBADMSG);
+  // Many small claims that add up: 4 vectors of 2^30 empty tuples each.
+  std::string nested("\x04\0\0\0\0\0\0\0", 8);
+  for (int i = 0; i < 4; ++i) nested += std::string("\0\0\0\x40\0\0\0\0", 8);
+  EXPECT_EQ(decode_error(nested, tag<std::vector<std::vector<std::tuple<>>>>{}), EBADMSG);
+}
+
+// Issue 12 item 12: a type whose bytes hold a pointer means nothing in another process (and a
+// received one points where the sender chose); concur refuses it at compile time unless the
+// program opts it in.
+TEST(Codec, TypesHoldingPointersHaveNoCodecUnlessOptedIn) {
+  EXPECT_FALSE(has_encoder<std::string_view>);
+  EXPECT_FALSE(has_encoder<std::span<const int>>);
+  EXPECT_FALSE(has_encoder<const char*>);
+  EXPECT_FALSE(has_encoder<int Plain::*>);
+  EXPECT_FALSE(has_encoder<std::nullptr_t>);
+  EXPECT_FALSE(has_encoder<Named>);
+  EXPECT_FALSE(has_encoder<Nested>);
+  EXPECT_FALSE(has_encoder<Viewed>);
+  EXPECT_FALSE(has_encoder<Handles>);
+  EXPECT_FALSE((has_encoder<std::pair<int, std::string_view>>));
+  EXPECT_FALSE(has_encoder<std::vector<const char*>>);
+  EXPECT_FALSE(has_encoder<PointerLast>);
+  EXPECT_TRUE(has_encoder<Plain>);
+  EXPECT_TRUE(has_encoder<Buffer>);
+  EXPECT_TRUE((has_encoder<std::array<int, 4>>));
+  EXPECT_TRUE(has_encoder<Offset>);
+  const Offset sent{&sent};
+  EXPECT_EQ(concur::decode<Offset>(concur::encode(sent)).base, &sent);
+  expect_round_trip(std::array<int, 2>{3, 4});
+  const Plain plain{7, {1.0, 2.0, 3.0}, {'x', 9}};
+  const Plain back = concur::decode<Plain>(concur::encode(plain));
+  EXPECT_EQ(back.id, 7);
+  EXPECT_EQ(back.values[2], 3.0);
+  EXPECT_EQ(back.detail.count, 9);
 }
 
 TEST(Codec, MalformedInputIsRefused) {

@@ -4,7 +4,8 @@
 // message-oriented endpoints between processes (or threads), speaking Python's wire format.
 //
 //   auto [parent_end, child_end] = concur::Pipe();        // duplex: a Unix socket pair
-//   concur::Process child([&] { child_end.send(std::string("hello")); });
+//   concur::Process child([](concur::Connection& end) { end.send(std::string("hello")); },
+//                         std::move(child_end));          // the child's end goes to the child
 //   child.start();
 //   std::string greeting = parent_end.recv<std::string>();
 //
@@ -18,6 +19,10 @@
 // recv_bytes(maxlength) throw std::system_error (the latter also leaves the connection unfit
 // for reading, as in Python); bad arguments to send_bytes throw std::invalid_argument;
 // recv_bytes_into() with too small a buffer throws BufferTooShort carrying the whole message.
+// Any error once part of a message has been read (a read error, EAGAIN on a non-blocking
+// descriptor, bad_alloc) also leaves the connection unfit for reading: the stream is out of
+// step. An error before the first byte of a message (EAGAIN on an idle non-blocking end) does
+// not.
 // When the other end has closed, the messages already sent are still received, then recv
 // throws EOFError; an end of file inside a message throws std::system_error(EPROTO). send to a
 // closed peer throws std::system_error(EPIPE), and the process is never killed by SIGPIPE.
@@ -29,14 +34,28 @@
 //
 // Efficiency: a header and a payload go out in one writev/sendmsg call; the receiver reads
 // into a small buffer of its own (4 KiB), so a stream of small messages costs one read for many
-// of them, while most of a large payload is read straight into its destination. A socket is
-// written with MSG_NOSIGNAL at no extra cost; a one-way Pipe(false) has no such flag, so each
-// send blocks SIGPIPE around its write (two more system calls): for high rates of small
-// messages prefer the duplex Pipe(), or call ignore_sigpipe() once, as Python's interpreter
-// does at start-up.
+// of them, while most of a large payload is read straight into its destination. Both kinds of
+// Pipe are Unix socket pairs, written with MSG_NOSIGNAL: safe from SIGPIPE at no extra cost
+// (a one-way Pipe(false) is a socket pair with one direction shut down, where Python uses
+// os.pipe(); on Linux a socket pair carries small messages as fast as a pipe and large ones
+// faster). Only a descriptor given to Connection(fd) that is a real pipe pays for SIGPIPE
+// safety: each send blocks SIGPIPE around its write (two more system calls), unless the
+// program has called ignore_sigpipe().
 //
 // A Connection is not thread-safe: give each direction one user at a time (Python's is not
 // either). Descriptors are created close-on-exec.
+//
+// Close-on-fork (concur goes beyond Python here, which has the same trap under fork): once one
+// end of a Pipe has been closed in a process while the other stays open there, the open end
+// talks to another process, and children forked afterwards (concur::fork(), Process) do not
+// inherit it; if the closed end had been moved (into a Process's arguments), closing the open
+// end also shuts the stream down for copies that children inherited earlier. So the natural
+// pool works: for each worker, Pipe(), move the worker's end into its Process, start it, keep
+// the parent's end; each worker reads until EOFError, which comes when the parent closes that
+// worker's end. Ends whose peer is still open here (a lambda capturing an end by reference, an
+// end passed in a Process's arguments) are inherited as before. To hand a child an end whose
+// peer already went to another process (a pipeline), call set_close_on_fork(false) on it
+// first. The rules and their reasons: concur/detail/close_on_fork.hpp.
 
 #ifndef CONCUR_CONNECTION_HPP
 #define CONCUR_CONNECTION_HPP
@@ -63,10 +82,12 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 #include "concur/codec.hpp"
+#include "concur/detail/close_on_fork.hpp"
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/posix_io.hpp"
 #include "concur/errors.hpp"
@@ -89,12 +110,28 @@ class Connection {
   // Connection::Connection(fd, readable, writable)
   //
   // Takes ownership of the open descriptor `fd` (a pipe end or a stream socket), as Python's
-  // Connection(handle, readable, writable) does.
+  // Connection(handle, readable, writable) does. A negative `fd`, or neither direction, throws
+  // std::invalid_argument before anything is taken: a refused descriptor stays the caller's.
   explicit Connection(int fd, bool readable = true, bool writable = true)
-      : fd_(fd), readable_(readable), writable_(writable), socket_(detail::is_socket(fd)) {
-    if (fd < 0) throw std::invalid_argument("invalid handle");
-    if (!readable && !writable)
-      throw std::invalid_argument("at least one of readable and writable");
+      : fd_(checked_handle(fd, readable, writable)),
+        readable_(readable),
+        writable_(writable),
+        socket_(detail::is_socket(fd)) {}
+
+  // Connection::Connection(pipe_end, fd, readable, writable, link)
+  //
+  // For Pipe(): one end of a new pair, built in place (ends that were never moved matter to
+  // the close-on-fork rules), linked to the end `link` names (the first end fills it in).
+  struct pipe_end_t {
+    detail::ForkNode* first = nullptr;
+  };
+  Connection(pipe_end_t& link, int fd, bool readable, bool writable)
+      : Connection(fd, readable, writable) {
+    if (link.first == nullptr) {
+      link.first = fd_.node();
+    } else {
+      fd_.link_to(link.first);
+    }
   }
 
   Connection(Connection&&) noexcept = default;
@@ -130,13 +167,19 @@ class Connection {
   [[nodiscard]] std::string recv_bytes(std::optional<std::int64_t> maxlength = std::nullopt) {
     check_readable();
     if (maxlength && *maxlength < 0) throw std::invalid_argument("negative maxlength");
-    const std::size_t length = read_header();
-    if (maxlength && length > static_cast<std::uint64_t>(*maxlength)) {
-      read_broken_ = true;
-      throw std::system_error(EMSGSIZE, std::generic_category(), "bad message length");
-    }
     std::string message;
-    read_payload(message, length);
+    frame_taken_ = 0;
+    try {
+      const std::size_t length = read_header();
+      if (maxlength && length > static_cast<std::uint64_t>(*maxlength)) {
+        read_broken_ = true;
+        throw std::system_error(EMSGSIZE, std::generic_category(), "bad message length");
+      }
+      read_payload(message, length);
+    } catch (...) {
+      broken_if_inside_frame();
+      throw;
+    }
     return message;
   }
 
@@ -151,13 +194,22 @@ class Connection {
       throw std::invalid_argument("offset too large");
     }
     const std::size_t room = buffer.size() - static_cast<std::size_t>(offset);
-    const std::size_t length = read_header();
-    if (length > room) {
-      std::string message;
-      read_payload(message, length);
-      throw BufferTooShort(std::move(message));
+    std::size_t length;
+    std::string message;  // the whole message, when it does not fit
+    frame_taken_ = 0;
+    try {
+      length = read_header();
+      if (length > room) {
+        read_payload(message, length);
+      } else {
+        read_exactly(reinterpret_cast<char*>(buffer.data()) + offset, length);
+      }
+    } catch (...) {
+      broken_if_inside_frame();
+      throw;
     }
-    read_exactly(reinterpret_cast<char*>(buffer.data()) + offset, length);
+    // Outside the try: the message was read whole, so the stream is still in step.
+    if (length > room) throw BufferTooShort(std::move(message));
     return length;
   }
   std::size_t recv_bytes_into(std::string& buffer, std::int64_t offset = 0) {
@@ -211,6 +263,17 @@ class Connection {
   [[nodiscard]] bool readable() const noexcept { return readable_; }
   [[nodiscard]] bool writable() const noexcept { return writable_; }
 
+  // Connection::close_on_fork(), set_close_on_fork(close)
+  //
+  // Whether children forked from now on (concur::fork(), Process) close this end: by default,
+  // once its Pipe peer has been closed in this process (see the header comment). The setter
+  // overrides that for this end: true closes it in every later child; false never does (and
+  // never shuts the stream down on close), for an end meant to go to a child although its
+  // peer already lives in another process. In a child where a fork closed an end, using it
+  // throws std::system_error(EBADF) saying so. Nothing happens on a closed Connection.
+  [[nodiscard]] bool close_on_fork() const noexcept { return fd_.close_on_fork(); }
+  void set_close_on_fork(bool close) noexcept { fd_.set_close_on_fork(close); }
+
   // Connection::max_message_size(), set_max_message_size()
   //
   // The longest message recv_bytes() and recv<T>() accept, a guard against a hostile or broken
@@ -219,8 +282,25 @@ class Connection {
   void set_max_message_size(std::size_t bytes) noexcept { max_message_size_ = bytes; }
 
  private:
+  // Runs before fd_ takes `fd`, so that a throw leaves the descriptor to the caller.
+  static int checked_handle(int fd, bool readable, bool writable) {
+    if (fd < 0) throw std::invalid_argument("invalid handle");
+    if (!readable && !writable) {
+      throw std::invalid_argument("at least one of readable and writable");
+    }
+    return fd;
+  }
+
   void check_open() const {
-    if (!fd_) throw std::system_error(EBADF, std::generic_category(), "handle is closed");
+    if (!fd_) {
+      if (fd_.closed_by_fork()) {
+        throw std::system_error(EBADF, std::generic_category(),
+                                "handle was closed when this process was forked: its Pipe "
+                                "peer lives in another process (see "
+                                "Connection::set_close_on_fork)");
+      }
+      throw std::system_error(EBADF, std::generic_category(), "handle is closed");
+    }
   }
   void check_readable() const {
     check_open();
@@ -228,13 +308,21 @@ class Connection {
       throw std::system_error(EBADF, std::generic_category(), "connection is write-only");
     if (read_broken_) {
       throw std::system_error(EBADMSG, std::generic_category(),
-                              "connection unreadable after a bad message length");
+                              "connection unreadable: an earlier message was refused or cut short");
     }
   }
   void check_writable() const {
     check_open();
     if (!writable_)
       throw std::system_error(EBADF, std::generic_category(), "connection is read-only");
+  }
+
+  // After an exception inside recv_bytes or recv_bytes_into: once part of a frame has been taken
+  // from the stream (a read error, EAGAIN on a non-blocking descriptor, bad_alloc midway), the
+  // next byte is not a header, so the connection refuses to read again (as Python's does after
+  // a bad length). Before the first byte of a frame, the stream is in step and stays readable.
+  void broken_if_inside_frame() noexcept {
+    if (frame_taken_ > 0) read_broken_ = true;
   }
 
   // Python's framing, header and payload in one system call.
@@ -306,6 +394,7 @@ class Connection {
       std::size_t got;
       if (want >= buffer_capacity) {
         got = detail::read_some(fd_.get(), out + done, want);
+        frame_taken_ += got;
       } else {
         fill_buffer();
         got = take_buffered(out + done, want);
@@ -325,6 +414,7 @@ class Connection {
     if (n > 0) {
       std::memcpy(out, buffer_.data() + buffer_begin_, n);
       buffer_begin_ += n;
+      frame_taken_ += n;
     }
     return n;
   }
@@ -332,7 +422,9 @@ class Connection {
   // One read into the (empty) buffer: whatever has arrived, up to its capacity.
   void fill_buffer() {
     if (buffer_.size() < buffer_capacity) buffer_.resize(buffer_capacity);
+    // Empty before reading: if the read throws, no stale bytes may look unread.
     buffer_begin_ = 0;
+    buffer_end_ = 0;
     buffer_end_ = detail::read_some(fd_.get(), buffer_.data(), buffer_capacity);
   }
 
@@ -344,11 +436,12 @@ class Connection {
 
   static constexpr std::size_t buffer_capacity = 4 * 1024;
 
-  detail::UniqueFd fd_;
+  detail::ForkFd fd_;
   bool readable_ = false;
   bool writable_ = false;
   bool socket_ = false;
   bool read_broken_ = false;
+  std::size_t frame_taken_ = 0;  // bytes of the current frame taken from the stream so far
   std::size_t max_message_size_ = default_max_message_size;
   std::vector<char> buffer_;  // received bytes not yet taken: [buffer_begin_, buffer_end_)
   std::size_t buffer_begin_ = 0;
@@ -359,30 +452,46 @@ class Connection {
 //
 // Python's multiprocessing.Pipe(): two connected ends. Duplex (the default): each end reads and
 // writes (an AF_UNIX stream socket pair). Not duplex: the first end only reads, the second
-// only writes (a pipe). Descriptors are close-on-exec; throws std::system_error on failure.
+// only writes: a socket pair too, with the other direction shut down in the kernel (so the
+// descriptors refuse it as a pipe's would), which lets every send use MSG_NOSIGNAL instead of
+// two more system calls to keep SIGPIPE away. Descriptors are close-on-exec; throws
+// std::system_error on failure.
 inline std::pair<Connection, Connection> Pipe(bool duplex = true) {
   int fds[2];
-  if (duplex) {
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
-      detail::throw_errno("socketpair");
-    }
-    return {Connection(fds[0], true, true), Connection(fds[1], true, true)};
+#if defined(SOCK_CLOEXEC)
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    detail::throw_errno("socketpair");
   }
-#if defined(__linux__)
-  if (::pipe2(fds, O_CLOEXEC) != 0) detail::throw_errno("pipe2");
 #else
-  if (::pipe(fds) != 0) detail::throw_errno("pipe");
+  if (::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) detail::throw_errno("socketpair");
   ::fcntl(fds[0], F_SETFD, FD_CLOEXEC);
   ::fcntl(fds[1], F_SETFD, FD_CLOEXEC);
 #endif
-  return {Connection(fds[0], true, false), Connection(fds[1], false, true)};
+  if (!duplex && (::shutdown(fds[0], SHUT_WR) != 0 || ::shutdown(fds[1], SHUT_RD) != 0)) {
+    const int error = errno;
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw std::system_error(error, std::generic_category(), "shutdown");
+  }
+  // Built in place (piecewise, and returned as a prvalue): the ends start out never moved.
+  Connection::pipe_end_t link;
+  try {
+    return std::pair<Connection, Connection>(std::piecewise_construct,
+                                             std::forward_as_tuple(link, fds[0], true, duplex),
+                                             std::forward_as_tuple(link, fds[1], duplex, true));
+  } catch (...) {  // bad_alloc: an end that was not taken is still ours to close
+    if (link.first == nullptr) ::close(fds[0]);
+    ::close(fds[1]);
+    throw;
+  }
 }
 
 // ignore_sigpipe()
 //
 // Sets SIGPIPE's action to "ignore" for the whole process, as Python's interpreter does when it
-// starts, and tells concur so: sends on a one-way Pipe(false) then skip the two system calls
-// that otherwise keep SIGPIPE away from the process (see Connection). Afterwards every write to
+// starts, and tells concur so: sends on a Connection(fd) made from a real pipe then skip the
+// two system calls that otherwise keep SIGPIPE away from the process (see Connection; both
+// kinds of Pipe() need neither). Afterwards every write to
 // a closed pipe or socket in the process, concur's or not, fails with EPIPE instead of killing
 // it; children started by fork() or Process inherit this. Do not give SIGPIPE another action
 // later in a process that has called this: one-way sends would no longer be protected. Throws

@@ -68,6 +68,7 @@
 #include <utility>
 #include <vector>
 
+#include "concur/detail/close_on_fork.hpp"
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/names.hpp"
 #include "concur/detail/posix_io.hpp"
@@ -112,6 +113,7 @@ inline pid_t fork() {
   detail::flush_standard_streams();
   const pid_t pid = ::fork();
   if (pid < 0) detail::throw_errno("fork");
+  if (pid == 0) detail::close_on_fork_in_child();  // concur's close-on-fork descriptors
   return pid;
 }
 
