@@ -553,6 +553,27 @@ TEST(CloseOnFork, SetCloseOnForkFalseHandsAMarkedEndToAChild) {
   ASSERT_TRUE(producer.join(20s));
 }
 
+// The pipeline started one stage at a time, each end moved into the Process that uses it: the
+// reader's partner is already in the producer (and closed here) when the consumer starts, so
+// the reader is close-on-fork, but a Connection passed as a Process's argument is that child's
+// to use, and the Process exempts it. Before the exemption the consumer failed with EBADF
+// unless the program called set_close_on_fork(false) itself.
+TEST(CloseOnFork, APipelineStartedStageByStageNeedsNoCallByHand) {
+  concur_test::Watchdog watchdog("pipeline by arguments", std::chrono::seconds(60));
+  auto reader_writer = Pipe(false);
+  concur::Process producer(
+      [](Connection& out) {
+        for (int n = 1; n <= 3; ++n) out.send(n);
+      },
+      std::move(reader_writer.second));
+  producer.start();
+  concur::Process consumer(add_until_eof, std::move(reader_writer.first));
+  consumer.start();
+  ASSERT_TRUE(consumer.join(20s));
+  EXPECT_EQ(consumer.exitcode(), 6);
+  ASSERT_TRUE(producer.join(20s));
+}
+
 // Two children talking over one Pipe, each capturing its end by reference, while the parent
 // closes both of its copies: nothing may be closed or shut down under them (neither end was
 // moved away, so closing them here is a plain close).

@@ -15,6 +15,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "concur/detail/close_on_fork.hpp"
+
 namespace concur::detail {
 
 // The callable a Process runs in its child, with its arguments bound; returns the exit code.
@@ -29,7 +31,11 @@ class BoundProcessTarget final : public ProcessTarget {
  public:
   template <class G, class... As>
   explicit BoundProcessTarget(G&& callable, As&&... arguments)
-      : parts_(std::forward<G>(callable), std::forward<As>(arguments)...) {}
+      : parts_(std::forward<G>(callable), std::forward<As>(arguments)...) {
+    // A Connection among the arguments is meant for this child: close-on-fork must not take it
+    // from it (detail/close_on_fork.hpp).
+    std::apply([](auto&, auto&... stored) { (keep_in_child(stored), ...); }, parts_);
+  }
 
   int operator()() override {
     return std::apply(
