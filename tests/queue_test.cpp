@@ -20,6 +20,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "lateness.hpp"
@@ -284,6 +285,78 @@ TEST(PriorityQueue, SmallestFirstOrByTheGivenOrder) {
   jobs.put(std::pair{2, std::string("write")});
   jobs.put(std::pair{1, std::string("read")});
   EXPECT_EQ(jobs.get().second, "read");
+}
+
+// ---- items built from braces and in place ----------------------------------------------------
+
+using IntLong = std::pair<int, long>;
+
+// An item whose constructor is explicit: braces cannot build it, emplace() can.
+struct Explicit {
+  explicit Explicit(int a, std::string b) : number(a), text(std::move(b)) {}
+  int number;
+  std::string text;
+  bool operator<(const Explicit& other) const { return number < other.number; }
+};
+
+// Issue 12, item 17: put({1, 2L}) did not compile (put's template parameter cannot be deduced
+// from braces); every member of the put family now defaults it to T. emplace() builds an item
+// from constructor arguments.
+template <class Q>
+void expect_braced_puts_and_emplace(Q& q) {
+  q.put({1, 2L});
+  q.put({2, 3L}, true);
+  q.put({3, 4L}, false);
+  q.put({4, 5L}, 1s);
+  q.put_nowait({5, 6L});
+  EXPECT_TRUE(q.try_put({6, 7L}));
+  EXPECT_TRUE(q.try_put({7, 8L}, 1s));
+  q.emplace(8, 9L);
+  EXPECT_EQ(q.qsize(), 8u);
+  long sum = 0;
+  for (int i = 0; i < 8; ++i) {
+    const IntLong item = q.get();
+    EXPECT_EQ(item.second, item.first + 1L);
+    sum += item.first;
+  }
+  EXPECT_EQ(sum, 36);
+  q.shutdown();
+  EXPECT_THROW(q.emplace(9, 10L), ShutDown);
+}
+
+TEST(Queue, BracedPutsAndEmplaceOnEveryQueue) {
+  Queue<IntLong> ring(8);
+  expect_braced_puts_and_emplace(ring);
+  Queue<IntLong> locked;
+  expect_braced_puts_and_emplace(locked);
+  LifoQueue<IntLong> lifo;
+  expect_braced_puts_and_emplace(lifo);
+  PriorityQueue<IntLong> priority;
+  expect_braced_puts_and_emplace(priority);
+}
+
+TEST(Queue, EmplaceUsesExplicitConstructorsAndBlocksWhileFull) {
+  Queue<Explicit> fifo(1);
+  fifo.emplace(1, "one");
+  std::atomic<bool> put{false};
+  std::thread producer([&] {
+    fifo.emplace(2, std::string("two"));  // waits for room, as put() does
+    put = true;
+  });
+  std::this_thread::sleep_for(20ms);
+  EXPECT_FALSE(put.load());
+  EXPECT_EQ(fifo.get().text, "one");
+  producer.join();
+  EXPECT_EQ(fifo.get().text, "two");
+  PriorityQueue<Explicit> priority;
+  priority.emplace(2, "b");
+  priority.emplace(1, "a");
+  EXPECT_EQ(priority.get().text, "a");
+  Queue<std::unique_ptr<int>> pointers(2);
+  pointers.emplace(std::make_unique<int>(3));
+  pointers.emplace();  // a default-built item
+  EXPECT_EQ(*pointers.get(), 3);
+  EXPECT_EQ(pointers.get(), nullptr);
 }
 
 // ---- move-only and throwing items ---------------------------------------------------------------

@@ -7,6 +7,8 @@
 //
 //   concur::Queue<Job> jobs(100);              // at most 100 waiting; 0 or less: unbounded
 //   jobs.put(Job{...});                        // blocks while full
+//   jobs.put({...});                           // braces build a Job, in every put member
+//   jobs.emplace(args...);                     // or a Job from its constructor's arguments
 //   Job job = jobs.get();                      // blocks while empty
 //   ...
 //   jobs.task_done();                          // for join()
@@ -140,8 +142,10 @@ class BasicQueue {
   // put(item)
   //
   // Adds `item` (copied, moved, or built from the argument), waiting while the queue is full.
-  // Throws ShutDown after shutdown().
-  template <class U>
+  // Throws ShutDown after shutdown(). Every member of the put family takes braces as well:
+  // `pairs.put({1, 2L})` builds the item in the call, as a T (the argument's type defaults to
+  // T, since braces have none of their own).
+  template <class U = T>
   requires makes_item<U>
   void put(U&& item) { expect_put(put_until(std::forward<U>(item), never)); }
 
@@ -149,7 +153,7 @@ class BasicQueue {
   //
   // With `block` false, never waits: throws Full when the queue is full (Python's
   // put(item, block=False)). With true, as put(item).
-  template <class U>
+  template <class U = T>
   requires makes_item<U>
   void put(U&& item, bool block) {
     expect_put(put_until(std::forward<U>(item), block ? never : no_blocking));
@@ -159,7 +163,7 @@ class BasicQueue {
   //
   // Waits at most `timeout` for room; throws Full when it passes, std::invalid_argument for a
   // negative timeout.
-  template <class U, class Rep, class Period>
+  template <class U = T, class Rep, class Period>
   requires makes_item<U>
   void put(U&& item, std::chrono::duration<Rep, Period> timeout) {
     expect_put(put_until(std::forward<U>(item), queue_deadline(timeout)));
@@ -168,7 +172,7 @@ class BasicQueue {
   // put_nowait(item)
   //
   // put(item, false).
-  template <class U>
+  template <class U = T>
   requires makes_item<U>
   void put_nowait(U&& item) { put(std::forward<U>(item), false); }
 
@@ -177,15 +181,30 @@ class BasicQueue {
   // As put(item, false) and put(item, timeout), returning false instead of throwing Full. An
   // item passed as an rvalue is moved from only when it was put. Throws ShutDown after
   // shutdown().
-  template <class U>
+  template <class U = T>
   requires makes_item<U>
   [[nodiscard]] bool try_put(U&& item) {
     return accepted(put_until(std::forward<U>(item), no_blocking));
   }
-  template <class U, class Rep, class Period>
+  template <class U = T, class Rep, class Period>
   requires makes_item<U>
   [[nodiscard]] bool try_put(U&& item, std::chrono::duration<Rep, Period> timeout) {
     return accepted(put_until(std::forward<U>(item), queue_deadline(timeout)));
+  }
+
+  // emplace(args...)
+  //
+  // Builds an item from `args` (any constructor of T, explicit ones included) and puts it,
+  // waiting while the queue is full, as put() does. Throws ShutDown after shutdown(), and then
+  // the arguments have been used (moved from, for rvalues) all the same. The item is built
+  // before the queue is touched, so a throwing constructor leaves the queue as it was. For a
+  // non-blocking or timed put of a new item, use braces with put() or try_put():
+  // `q.try_put({1, 2L}, 10ms)`.
+  template <class... Args>
+  requires std::constructible_from<T, Args&&...>
+  void emplace(Args&&... args) {
+    T made(std::forward<Args>(args)...);
+    expect_put(core_.put(std::move(made), never));
   }
 
   // put_many(first, last)
