@@ -23,11 +23,18 @@
 //     products.join()                       # every item has been used
 //     products.shutdown()                   # wakes the consumers, which stop
 //
-// concur::Queue<T> has the same members and throws concur::ShutDown. Here two producers put
-// items 1..60 and three consumers add up what they get; whoever gets which item, the sums add
-// up to 1 + 2 + ... + 60 = 1830.
+// concur::Queue<T> has the same members and throws concur::ShutDown, so the Python above can
+// be written word for word with try/catch. C++ has two shorter ways to say "until the queue is
+// shut down", without an exception:
+//
+//     for (int item : concur::drain(products)) { ... }      // a range-for over what comes
+//     while (auto item = products.next()) { ... *item ... }  // std::optional, empty at the end
+//
+// Each waits for the next item as get() does, and ends where get() would throw ShutDown: once
+// the queue is shut down and every item put before that has been taken (at once after
+// shutdown(true), which drops them). Here two producers put items 1..60 and three consumers
+// add up what they get; whoever gets which item, the sums add up to 1 + 2 + ... + 60 = 1830.
 
-#include <concur/errors.hpp>
 #include <concur/queue.hpp>
 #include <concur/thread.hpp>
 
@@ -45,16 +52,12 @@ void produce(concur::Queue<int>& products, int first, int step) {
 }
 
 void consume(concur::Queue<int>& products, int number, long& sum, int& count) {
-  try {
-    for (;;) {
-      const int item = products.get();  // waits while the queue is empty
-      sum += item;
-      ++count;
-      products.task_done();
-    }
-  } catch (const concur::ShutDown&) {
-    std::printf("consumer %d stopped: the queue was shut down\n", number);
+  for (int item : concur::drain(products)) {  // waits while the queue is empty
+    sum += item;
+    ++count;
+    products.task_done();
   }
+  std::printf("consumer %d stopped: the queue was shut down\n", number);
 }
 
 int main() {

@@ -61,6 +61,18 @@ TEST(Barrier, PartiesMustBePositive) {
   EXPECT_EQ(one.wait(), 0u);
 }
 
+// Issue 12, item 16: a negative count is Python's ValueError, as Semaphore(-1) is; it used to
+// convert to 2^64 - 1 parties, and every wait() hung.
+TEST(Barrier, ANegativePartyCountIsRefused) {
+  EXPECT_THROW(Barrier(-1), std::invalid_argument);
+  EXPECT_THROW(Barrier(-1, [] {}), std::invalid_argument);
+  EXPECT_THROW(Barrier(-1, 10ms), std::invalid_argument);
+  const auto make = [](long parties) { Barrier barrier(parties); };  // a count from a variable
+  EXPECT_THROW(make(-3), std::invalid_argument);
+  Barrier two(std::size_t{2});  // an unsigned count still works
+  EXPECT_EQ(two.parties(), 2u);
+}
+
 TEST(Barrier, IndicesAreDistinctAndTheActionRunsOncePerRoundBeforeRelease) {
   constexpr int parties = 4;
   const int rounds = static_cast<int>(scaled(200, 10));

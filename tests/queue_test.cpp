@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <iterator>
 #include <memory>
@@ -20,9 +21,11 @@
 #include <new>
 #include <numeric>
 #include <optional>
+#include <ranges>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "lateness.hpp"
@@ -224,6 +227,59 @@ TYPED_TEST(AnyQueue, ShutdownWakesEveryBlockedCaller) {
   EXPECT_EQ(full.get(), 0);  // the item put before the shutdown is still there
 }
 
+// Issue 12, item 20: consuming until shutdown without exceptions. next() returns what get()
+// would, and an empty optional where get() would throw ShutDown.
+TYPED_TEST(AnyQueue, NextReturnsItemsThenEmptyOnceShutDownAndDrained) {
+  for (long maxsize : {0L, 8L}) {
+    typename TestFixture::Q q(maxsize);
+    for (int i = 1; i <= 5; ++i) q.put(i);
+    q.shutdown();
+    int sum = 0;
+    int count = 0;
+    while (auto item = q.next()) {
+      sum += *item;
+      ++count;
+      q.task_done();
+    }
+    EXPECT_EQ(count, 5);
+    EXPECT_EQ(sum, 15);
+    EXPECT_FALSE(q.next().has_value());  // and again: the end is permanent
+    EXPECT_TRUE(q.join(1s));
+  }
+}
+
+TYPED_TEST(AnyQueue, NextBlockedOnAnEmptyQueueEndsAtShutdown) {
+  concur_test::Watchdog watchdog("next() blocked across shutdown()", 60s);
+  for (bool immediate : {false, true}) {
+    typename TestFixture::Q q(4);
+    std::atomic<std::uint64_t> consumer_id{0};
+    std::atomic<int> got{0};
+    std::atomic<bool> ended{false};
+    std::thread consumer([&] {
+      consumer_id = concur::get_native_id();
+      while (auto item = q.next()) got += *item;
+      ended = true;
+    });
+    q.put(7);
+    // The consumer takes the item and then sleeps in next() on the empty queue.
+    ASSERT_TRUE(eventually([&] { return got.load() == 7 && consumer_id.load() != 0; }));
+    ASSERT_TRUE(eventually([&] { return concur_test::thread_asleep(consumer_id.load()); }));
+    EXPECT_FALSE(ended.load());
+    q.shutdown(immediate);
+    consumer.join();
+    EXPECT_TRUE(ended.load());
+    EXPECT_EQ(got.load(), 7);
+  }
+}
+
+TYPED_TEST(AnyQueue, NextAfterImmediateShutdownFindsNothing) {
+  typename TestFixture::Q q(8);
+  for (int i = 0; i < 5; ++i) q.put(i);
+  q.shutdown(true);  // drops the five, counting each as done
+  EXPECT_FALSE(q.next().has_value());
+  EXPECT_TRUE(q.join(1s));
+}
+
 TYPED_TEST(AnyQueue, BatchPutAndGet) {
   typename TestFixture::Q q(16);
   std::vector<int> in(10);
@@ -287,6 +343,165 @@ TEST(PriorityQueue, SmallestFirstOrByTheGivenOrder) {
   jobs.put(std::pair{2, std::string("write")});
   jobs.put(std::pair{1, std::string("read")});
   EXPECT_EQ(jobs.get().second, "read");
+}
+
+// ---- items built from braces and in place ----------------------------------------------------
+
+using IntLong = std::pair<int, long>;
+
+// An item whose constructor is explicit: braces cannot build it, emplace() can.
+struct Explicit {
+  explicit Explicit(int a, std::string b) : number(a), text(std::move(b)) {}
+  int number;
+  std::string text;
+  bool operator<(const Explicit& other) const { return number < other.number; }
+};
+
+// Issue 12, item 17: put({1, 2L}) did not compile (put's template parameter cannot be deduced
+// from braces); every member of the put family now defaults it to T. emplace() builds an item
+// from constructor arguments.
+template <class Q>
+void expect_braced_puts_and_emplace(Q& q) {
+  q.put({1, 2L});
+  q.put({2, 3L}, true);
+  q.put({3, 4L}, false);
+  q.put({4, 5L}, 1s);
+  q.put_nowait({5, 6L});
+  EXPECT_TRUE(q.try_put({6, 7L}));
+  EXPECT_TRUE(q.try_put({7, 8L}, 1s));
+  q.emplace(8, 9L);
+  EXPECT_EQ(q.qsize(), 8u);
+  long sum = 0;
+  for (int i = 0; i < 8; ++i) {
+    const IntLong item = q.get();
+    EXPECT_EQ(item.second, item.first + 1L);
+    sum += item.first;
+  }
+  EXPECT_EQ(sum, 36);
+  q.shutdown();
+  EXPECT_THROW(q.emplace(9, 10L), ShutDown);
+}
+
+TEST(Queue, BracedPutsAndEmplaceOnEveryQueue) {
+  Queue<IntLong> ring(8);
+  expect_braced_puts_and_emplace(ring);
+  Queue<IntLong> locked;
+  expect_braced_puts_and_emplace(locked);
+  LifoQueue<IntLong> lifo;
+  expect_braced_puts_and_emplace(lifo);
+  PriorityQueue<IntLong> priority;
+  expect_braced_puts_and_emplace(priority);
+}
+
+TEST(Queue, EmplaceUsesExplicitConstructorsAndBlocksWhileFull) {
+  Queue<Explicit> fifo(1);
+  fifo.emplace(1, "one");
+  std::atomic<bool> put{false};
+  std::thread producer([&] {
+    fifo.emplace(2, std::string("two"));  // waits for room, as put() does
+    put = true;
+  });
+  std::this_thread::sleep_for(20ms);
+  EXPECT_FALSE(put.load());
+  EXPECT_EQ(fifo.get().text, "one");
+  producer.join();
+  EXPECT_EQ(fifo.get().text, "two");
+  PriorityQueue<Explicit> priority;
+  priority.emplace(2, "b");
+  priority.emplace(1, "a");
+  EXPECT_EQ(priority.get().text, "a");
+  Queue<std::unique_ptr<int>> pointers(2);
+  pointers.emplace(std::make_unique<int>(3));
+  pointers.emplace();  // a default-built item
+  EXPECT_EQ(*pointers.get(), 3);
+  EXPECT_EQ(pointers.get(), nullptr);
+}
+
+// ---- drain(): a range over a queue until it is shut down ------------------------------------
+
+static_assert(std::ranges::input_range<decltype(concur::drain(std::declval<Queue<int>&>()))>);
+static_assert(std::ranges::view<decltype(concur::drain(std::declval<Queue<int>&>()))>);
+
+// Issue 12, item 20: producers and consumers on every kind of Queue; the consumers use
+// for (... : drain(q)) and stop at shutdown, and every item arrives exactly once.
+template <class Q>
+void expect_drain_delivers_everything(Q& q) {
+  concur_test::Watchdog watchdog("drain() with many producers and consumers", 120s);
+  constexpr int producers = 3;
+  constexpr int consumers = 3;
+  const long per_producer = scaled(20000);
+  std::atomic<long> sum{0};
+  std::atomic<long> count{0};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < consumers; ++c) {
+    threads.emplace_back([&] {
+      long local_sum = 0;
+      long local_count = 0;
+      for (long item : concur::drain(q)) {
+        local_sum += item;
+        ++local_count;
+      }
+      sum += local_sum;
+      count += local_count;
+    });
+  }
+  std::vector<std::thread> putters;
+  for (int p = 0; p < producers; ++p) {
+    putters.emplace_back([&, p] {
+      for (long i = 0; i < per_producer; ++i) q.put(p * per_producer + i + 1);
+    });
+  }
+  for (auto& t : putters) t.join();
+  q.shutdown();
+  for (auto& t : threads) t.join();
+  const long n = producers * per_producer;
+  EXPECT_EQ(count.load(), n);
+  EXPECT_EQ(sum.load(), n * (n + 1) / 2);
+}
+
+TEST(Drain, DeliversEveryItemOnceAndEndsAtShutdown) {
+  Queue<long> ring(16);
+  expect_drain_delivers_everything(ring);
+  Queue<long> locked;
+  expect_drain_delivers_everything(locked);
+  LifoQueue<long> lifo(16);
+  expect_drain_delivers_everything(lifo);
+  PriorityQueue<long> priority(16);
+  expect_drain_delivers_everything(priority);
+}
+
+TEST(Drain, MoveOnlyItemsAndTheOrderOfTheQueue) {
+  Queue<std::unique_ptr<int>> q(4);
+  q.put(std::make_unique<int>(1));
+  q.put(std::make_unique<int>(2));
+  q.shutdown();
+  std::vector<int> seen;
+  for (auto& item : concur::drain(q)) {
+    std::unique_ptr<int> mine = std::move(item);  // the item is the caller's to take
+    seen.push_back(*mine);
+  }
+  EXPECT_EQ(seen, std::vector<int>({1, 2}));
+  PriorityQueue<int> priority;
+  for (int v : {3, 1, 2}) priority.put(v);
+  priority.shutdown();
+  std::vector<int> ordered;
+  for (int v : concur::drain(priority)) ordered.push_back(v);
+  EXPECT_EQ(ordered, std::vector<int>({1, 2, 3}));
+}
+
+TEST(Drain, TheLastItemIsReleasedBeforeWaitingForTheNext) {
+  Queue<std::shared_ptr<int>> q(4);
+  auto item = std::make_shared<int>(5);
+  std::weak_ptr<int> watch = item;
+  q.put(std::move(item));
+  std::atomic<int> seen{0};
+  std::thread consumer([&] {
+    for (auto& got : concur::drain(q)) seen += *got;
+  });
+  // Once the consumer has moved on to wait for the next item, nothing holds the first one.
+  EXPECT_TRUE(eventually([&] { return seen.load() == 5 && watch.expired(); }));
+  q.shutdown();
+  consumer.join();
 }
 
 // ---- move-only and throwing items ---------------------------------------------------------------

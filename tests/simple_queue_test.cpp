@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "lateness.hpp"
@@ -34,6 +35,25 @@ TEST(SimpleQueue, FirstInFirstOutAndNeverFull) {
   EXPECT_EQ(q.get(), "0");
   EXPECT_EQ(q.get(false), "1");
   EXPECT_EQ(q.get_nowait(), "2");
+}
+
+// Issue 12, item 17: put({...}) did not compile (the template parameter cannot be deduced from
+// braces); put and put_nowait now default it to T. emplace() builds an item from constructor
+// arguments, explicit constructors included.
+TEST(SimpleQueue, BracedPutsAndEmplace) {
+  SimpleQueue<std::pair<int, long>> pairs;
+  pairs.put({1, 2L});
+  pairs.put_nowait({3, 4L});
+  pairs.emplace(5, 6L);
+  EXPECT_EQ(pairs.get(), std::make_pair(1, 2L));
+  EXPECT_EQ(pairs.get(), std::make_pair(3, 4L));
+  EXPECT_EQ(pairs.get(), std::make_pair(5, 6L));
+  SimpleQueue<std::vector<int>> vectors;
+  vectors.emplace(3u, 7);  // a constructor braces would not pick: three sevens
+  EXPECT_EQ(vectors.get(), std::vector<int>({7, 7, 7}));
+  SimpleQueue<std::unique_ptr<int>> pointers;
+  pointers.emplace(std::make_unique<int>(8));
+  EXPECT_EQ(*pointers.get(), 8);
 }
 
 TEST(SimpleQueue, EmptyGetsThrowOrTimeOut) {

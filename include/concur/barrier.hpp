@@ -12,7 +12,7 @@
 // A timeout (given to wait() or, as a default, to the constructor), abort(), reset() while
 // threads wait, or an action that throws breaks the barrier: every waiting thread, and every
 // later wait(), throws BrokenBarrierError until reset(). The action's own exception propagates
-// from the thread that ran it. parties < 1 throws std::invalid_argument.
+// from the thread that ran it. parties < 1 (a negative count too) throws std::invalid_argument.
 //
 // How it works. A small Lock guards the round (its arrivals and their order). Each waiting
 // thread puts a node on its own stack in the round's list and waits on the node's word; the
@@ -65,10 +65,11 @@ class Barrier {
  public:
   // Barrier::Barrier(parties, action, timeout)
   //
-  // A barrier for `parties` threads (at least 1, or std::invalid_argument). `action`, if any,
-  // runs once per round in the last thread to arrive. `timeout`, if given, is the default for
-  // wait().
-  explicit Barrier(std::size_t parties, std::function<void()> action = {},
+  // A barrier for `parties` threads: at least 1, or std::invalid_argument (Python's ValueError,
+  // as for Semaphore(-1)). The count is signed, so that Barrier(-1) is refused rather than made
+  // into a barrier of 2^64 - 1 parties. `action`, if any, runs once per round in the last
+  // thread to arrive. `timeout`, if given, is the default for wait().
+  explicit Barrier(std::int64_t parties, std::function<void()> action = {},
                    std::optional<std::chrono::nanoseconds> timeout = std::nullopt)
       : parties_(checked(parties)), action_(std::move(action)), timeout_(timeout) {}
 
@@ -76,7 +77,7 @@ class Barrier {
   //
   // A barrier without an action, with a default timeout for wait().
   template <class Rep, class Period>
-  Barrier(std::size_t parties, std::chrono::duration<Rep, Period> timeout)
+  Barrier(std::int64_t parties, std::chrono::duration<Rep, Period> timeout)
       : Barrier(parties, {}, std::chrono::ceil<std::chrono::nanoseconds>(timeout)) {}
 
   Barrier(const Barrier&) = delete;
@@ -146,9 +147,9 @@ class Barrier {
     bool slept = false;  // touched only by the waiter
   };
 
-  static std::size_t checked(std::size_t parties) {
+  static std::size_t checked(std::int64_t parties) {
     if (parties < 1) throw std::invalid_argument("parties must be >= 1");
-    return parties;
+    return static_cast<std::size_t>(parties);
   }
 
   std::size_t wait_until(detail::steady_time deadline) {

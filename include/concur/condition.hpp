@@ -35,6 +35,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <concepts>
 #include <cstdint>
 #include <type_traits>
 
@@ -49,6 +50,11 @@
 namespace concur {
 
 namespace detail {
+
+// False, but only once a template is instantiated: for a static_assert that fires only when a
+// call is made.
+template <class>
+inline constexpr bool never_true = false;
 
 // A waiter's place in a Condition's queue; lives on the waiter's stack.
 struct ConditionWaiter {
@@ -172,10 +178,12 @@ class CONCUR_CAPABILITY("mutex") Condition {
   // Condition::wait_for(predicate)
   //
   // Waits until `predicate()` is true (checked first, and after every wake-up, with the lock
-  // held); returns true. (The predicate runs with the lock held, which Clang's analysis cannot
-  // see through the Condition; its check is off here, and a predicate may be annotated as
-  // requiring the lock.)
+  // held); returns true. `predicate` is anything callable with no arguments whose result tests
+  // as a bool (std::predicate); anything else does not match. (The predicate runs with the lock
+  // held, which Clang's analysis cannot see through the Condition; its check is off here, and a
+  // predicate may be annotated as requiring the lock.)
   template <class Predicate>
+  requires std::predicate<Predicate&>
   bool wait_for(Predicate predicate) CONCUR_NO_THREAD_SAFETY_ANALYSIS {
     while (!predicate()) wait();
     return true;
@@ -186,6 +194,7 @@ class CONCUR_CAPABILITY("mutex") Condition {
   // As wait_for(predicate), giving up when `timeout` has passed; returns the predicate's last
   // value.
   template <class Predicate, class Rep, class Period>
+  requires std::predicate<Predicate&>
   [[nodiscard]] bool wait_for(Predicate predicate, std::chrono::duration<Rep, Period> timeout)
       CONCUR_NO_THREAD_SAFETY_ANALYSIS {
     const detail::steady_time deadline = detail::deadline_after(timeout);
@@ -196,6 +205,27 @@ class CONCUR_CAPABILITY("mutex") Condition {
       result = predicate();
     }
     return result;
+  }
+
+  // Condition::wait_for(timeout), wait_for(timeout, predicate): not members
+  //
+  // Python's names differ from std::condition_variable's: the timed wait is wait(timeout), and
+  // wait_for waits for a predicate. These two overloads exist only to say so at the call, in
+  // one line, instead of an error deep inside the header; a program that calls them does not
+  // compile.
+  template <class Rep, class Period>
+  bool wait_for(std::chrono::duration<Rep, Period>) {
+    static_assert(detail::never_true<Rep>,
+                  "Condition::wait_for(timeout) does not exist: use wait(timeout) for a timed "
+                  "wait (Python's name); wait_for(predicate[, timeout]) waits for a predicate");
+    return false;
+  }
+  template <class Rep, class Period, class Predicate>
+  bool wait_for(std::chrono::duration<Rep, Period>, Predicate) {
+    static_assert(detail::never_true<Rep>,
+                  "Condition::wait_for takes the predicate first: wait_for(predicate, timeout), "
+                  "as in Python");
+    return false;
   }
 
   // Condition::notify(n)

@@ -7,10 +7,15 @@
 //
 //   concur::Queue<Job> jobs(100);              // at most 100 waiting; 0 or less: unbounded
 //   jobs.put(Job{...});                        // blocks while full
+//   jobs.put({...});                           // braces build a Job, in every put member
+//   jobs.emplace(args...);                     // or a Job from its constructor's arguments
 //   Job job = jobs.get();                      // blocks while empty
 //   ...
 //   jobs.task_done();                          // for join()
 //   jobs.shutdown();                           // puts throw ShutDown; gets drain, then throw
+//
+//   while (auto job = jobs.next()) { ... }     // until shut down: no ShutDown to catch
+//   for (Job& job : concur::drain(jobs)) { ... }   // the same, as a range
 //
 // Semantics are Python's:
 //   put(x) blocks while the queue is full; put(x, false) and put_nowait(x) throw Full instead;
@@ -48,6 +53,7 @@
 #include <iterator>
 #include <memory>
 #include <optional>
+#include <ranges>
 #include <type_traits>
 #include <utility>
 
@@ -140,8 +146,10 @@ class BasicQueue {
   // put(item)
   //
   // Adds `item` (copied, moved, or built from the argument), waiting while the queue is full.
-  // Throws ShutDown after shutdown().
-  template <class U>
+  // Throws ShutDown after shutdown(). Every member of the put family takes braces as well:
+  // `pairs.put({1, 2L})` builds the item in the call, as a T (the argument's type defaults to
+  // T, since braces have none of their own).
+  template <class U = T>
   requires makes_item<U>
   void put(U&& item) { expect_put(put_until(std::forward<U>(item), never)); }
 
@@ -149,7 +157,7 @@ class BasicQueue {
   //
   // With `block` false, never waits: throws Full when the queue is full (Python's
   // put(item, block=False)). With true, as put(item).
-  template <class U>
+  template <class U = T>
   requires makes_item<U>
   void put(U&& item, bool block) {
     expect_put(put_until(std::forward<U>(item), block ? never : no_blocking));
@@ -159,7 +167,7 @@ class BasicQueue {
   //
   // Waits at most `timeout` for room; throws Full when it passes, std::invalid_argument for a
   // negative timeout.
-  template <class U, class Rep, class Period>
+  template <class U = T, class Rep, class Period>
   requires makes_item<U>
   void put(U&& item, std::chrono::duration<Rep, Period> timeout) {
     expect_put(put_until(std::forward<U>(item), queue_deadline(timeout)));
@@ -168,7 +176,7 @@ class BasicQueue {
   // put_nowait(item)
   //
   // put(item, false).
-  template <class U>
+  template <class U = T>
   requires makes_item<U>
   void put_nowait(U&& item) { put(std::forward<U>(item), false); }
 
@@ -177,15 +185,30 @@ class BasicQueue {
   // As put(item, false) and put(item, timeout), returning false instead of throwing Full. An
   // item passed as an rvalue is moved from only when it was put. Throws ShutDown after
   // shutdown().
-  template <class U>
+  template <class U = T>
   requires makes_item<U>
   [[nodiscard]] bool try_put(U&& item) {
     return accepted(put_until(std::forward<U>(item), no_blocking));
   }
-  template <class U, class Rep, class Period>
+  template <class U = T, class Rep, class Period>
   requires makes_item<U>
   [[nodiscard]] bool try_put(U&& item, std::chrono::duration<Rep, Period> timeout) {
     return accepted(put_until(std::forward<U>(item), queue_deadline(timeout)));
+  }
+
+  // emplace(args...)
+  //
+  // Builds an item from `args` (any constructor of T, explicit ones included) and puts it,
+  // waiting while the queue is full, as put() does. Throws ShutDown after shutdown(), and then
+  // the arguments have been used (moved from, for rvalues) all the same. The item is built
+  // before the queue is touched, so a throwing constructor leaves the queue as it was. For a
+  // non-blocking or timed put of a new item, use braces with put() or try_put():
+  // `q.try_put({1, 2L}, 10ms)`.
+  template <class... Args>
+  requires std::constructible_from<T, Args&&...>
+  void emplace(Args&&... args) {
+    T made(std::forward<Args>(args)...);
+    expect_put(core_.put(std::move(made), never));
   }
 
   // put_many(first, last)
@@ -233,6 +256,31 @@ class BasicQueue {
   template <class Rep, class Period>
   [[nodiscard]] std::optional<T> try_get(std::chrono::duration<Rep, Period> timeout) {
     return optional_item(get_until(queue_deadline(timeout)));
+  }
+
+  // next()
+  //
+  // Beyond Python: consumes the queue until it is shut down, without exceptions. Waits for an
+  // item and returns it, as get() does; where get() would throw ShutDown (the queue is shut
+  // down and empty), returns an empty optional instead, at once, on this and every later call.
+  //
+  //   while (auto job = jobs.next()) {   // ends once jobs.shutdown() was called and
+  //     handle(*job);                    // every item before it was taken
+  //     jobs.task_done();
+  //   }
+  //
+  // After shutdown(), the items still queued come out first, and the empty optional follows.
+  // After shutdown(true), which drops what was queued (counting each item as done), it comes
+  // at once. A consumer blocked in next() when the queue is shut down wakes up: with an item
+  // when one is left, with an empty optional otherwise. An item from next() is an item got, as
+  // from get(): call task_done() for it if anyone join()s the queue. Throws only what moving
+  // an item throws. There is no timed next(): an empty optional would then mean either "timed
+  // out" or "shut down"; a consumer that must wake up now and then uses try_get(timeout)
+  // (empty on a timeout, ShutDown when done) or get(timeout). The range form is drain(queue).
+  [[nodiscard]] std::optional<T> next() {
+    Got got = get_until(never);
+    if (got.status != QueueStatus::ok) return std::nullopt;  // shut down and empty
+    return std::move(got.item);
   }
 
   // get_many(out, max)
@@ -383,6 +431,93 @@ class PriorityQueue
   explicit PriorityQueue(std::int64_t maxsize = 0, Compare compare = Compare())
       : Base(maxsize, detail::HeapStore<T, Compare>(std::move(compare))) {}
 };
+
+namespace detail {
+
+// A queue that next() can consume: Queue, LifoQueue, PriorityQueue (not SimpleQueue, which has
+// no shutdown and so no end).
+template <class Q>
+concept drainable_queue = requires(Q& queue) {
+  typename Q::value_type;
+  { queue.next() } -> std::same_as<std::optional<typename Q::value_type>>;
+};
+
+// The range drain() returns: an input range (and a view) whose iterator calls next(). It holds
+// the current item, as std::ranges::istream_view holds the value it read, and lets go of it
+// before it waits for the next one.
+template <drainable_queue Q>
+class DrainRange : public std::ranges::view_base {
+ public:
+  using item_type = typename Q::value_type;
+
+  class iterator {
+   public:
+    using iterator_concept = std::input_iterator_tag;
+    using value_type = item_type;
+    using difference_type = std::ptrdiff_t;
+
+    iterator() = default;
+    explicit iterator(DrainRange& range) noexcept : range_(&range) {}
+
+    // The current item, which the caller may move from.
+    item_type& operator*() const noexcept { return *range_->current_; }
+    iterator& operator++() {
+      range_->advance();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) noexcept {
+      return it.at_end();
+    }
+
+   private:
+    bool at_end() const noexcept { return !range_->current_.has_value(); }
+
+    DrainRange* range_ = nullptr;
+  };
+
+  explicit DrainRange(Q& queue) noexcept : queue_(&queue) {}
+
+  // Waits for the first item (or the end): a range-for calls it once.
+  iterator begin() {
+    advance();
+    return iterator(*this);
+  }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+ private:
+  void advance() {
+    current_.reset();  // the previous item is not kept alive while the next one is awaited
+    current_ = queue_->next();
+  }
+
+  Q* queue_;
+  std::optional<item_type> current_;
+};
+
+}  // namespace detail
+
+// drain(queue)
+//
+// Beyond Python: a range over `queue`'s items until it is shut down, for a range-for loop.
+// Each step waits for the next item as get() does; the loop ends where get() would throw
+// ShutDown (shut down and empty), without an exception. Exactly the items next() would return,
+// in the queue's order:
+//
+//   for (Job& job : concur::drain(jobs)) {  // `auto&` (or `auto`, for copyable items)
+//     handle(std::move(job));               // the item is the loop's to move from
+//     jobs.task_done();
+//   }
+//
+// "Drain" as in Python's documentation of shutdown(): the loop takes what is left, then ends;
+// it does not end when the queue is merely empty, but waits. After shutdown(true) it ends at
+// once. The range is an input range: one pass, begin() once. It refers to `queue`, which must
+// outlive it, and holds the current item until the loop moves on. Any number of threads may
+// each drain the same queue; each item reaches one of them.
+template <detail::drainable_queue Q>
+[[nodiscard]] detail::DrainRange<Q> drain(Q& queue) noexcept {
+  return detail::DrainRange<Q>(queue);
+}
 
 }  // namespace concur
 

@@ -41,16 +41,28 @@ class SimpleQueue {
   // SimpleQueue::put(item), put_nowait(item)
   //
   // Adds `item` (copied, moved, or built from the argument); never blocks, as the queue is
-  // unbounded.
-  template <class U>
+  // unbounded. Braces work too: `pairs.put({1, 2L})` builds a T (the argument's type defaults
+  // to T, since braces have none of their own).
+  template <class U = T>
   requires std::constructible_from<T, U&&>
   void put(U&& item) {
     T made(std::forward<U>(item));
     (void)core_.put(std::move(made), detail::never);
   }
-  template <class U>
+  template <class U = T>
   requires std::constructible_from<T, U&&>
   void put_nowait(U&& item) { put(std::forward<U>(item)); }
+
+  // SimpleQueue::emplace(args...)
+  //
+  // Builds an item from `args` (any constructor of T, explicit ones included) and adds it;
+  // never blocks.
+  template <class... Args>
+  requires std::constructible_from<T, Args&&...>
+  void emplace(Args&&... args) {
+    T made(std::forward<Args>(args)...);
+    (void)core_.put(std::move(made), detail::never);
+  }
 
   // SimpleQueue::get(), get(block), get(timeout), get_nowait()
   //

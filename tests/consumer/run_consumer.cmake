@@ -1,8 +1,12 @@
 # Builds and runs the consumer program one way (cmake -P script, driven by ctest).
-#   MODE         find_package | add_subdirectory | fetchcontent | pkg-config
+#   MODE         find_package | add_subdirectory | fetchcontent | pkg-config | install_recipe
 #   SOURCE       the consumer project's directory
 #   BINARY       a scratch build directory (emptied first)
 #   CONCUR_SOURCE_DIR, PREFIX (the installed concur), GENERATOR, CXX
+#
+# install_recipe is find_package against a concur installed here, from scratch, as README.md's
+# recipe does it: tests, benchmarks and examples off, and GoogleTest and Google Benchmark made
+# unfindable, since installing the headers must need neither.
 
 file(REMOVE_RECURSE "${BINARY}")
 file(MAKE_DIRECTORY "${BINARY}")
@@ -14,6 +18,18 @@ function(run_step what)
   endif()
   set(step_output "${out}" PARENT_SCOPE)
 endfunction()
+
+if(MODE STREQUAL "install_recipe")
+  set(PREFIX "${BINARY}/prefix")
+  run_step("configure concur as the README's install recipe does"
+           "${CMAKE_COMMAND}" -S "${CONCUR_SOURCE_DIR}" -B "${BINARY}/concur" -G "${GENERATOR}"
+           "-DCMAKE_CXX_COMPILER=${CXX}" -DCONCUR_BUILD_TESTS=OFF -DCONCUR_BUILD_BENCHMARKS=OFF
+           -DCONCUR_BUILD_EXAMPLES=OFF -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON
+           -DCMAKE_DISABLE_FIND_PACKAGE_benchmark=ON)
+  run_step("install concur" "${CMAKE_COMMAND}" --install "${BINARY}/concur" --prefix "${PREFIX}")
+  set(BINARY "${BINARY}/consumer")
+  set(MODE find_package)
+endif()
 
 if(MODE STREQUAL "pkg-config")
   set(ENV{PKG_CONFIG_PATH} "${PREFIX}/share/pkgconfig")
