@@ -287,7 +287,10 @@ class BasicQueue {
   //
   // Waits until the queue has an item, then moves up to `max` items (whatever is there, without
   // waiting again) to the output iterator `out`; returns how many. Throws ShutDown once a
-  // shut-down queue is empty.
+  // shut-down queue is empty. If writing to `out` throws, the item being written is gone with
+  // the exception (it was taken, as with `*out = get()`: call task_done() for it if the queue
+  // is joined), the items written before it stay written, and every later item stays in the
+  // queue.
   template <class Out>
   std::size_t get_many(Out out, std::size_t max) {
     QueueStatus status;
