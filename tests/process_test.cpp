@@ -59,6 +59,14 @@ int in_child(Body body) {
   return status;
 }
 
+// Everything left to read from `fd`, until end of file.
+std::string read_to_end(int fd) {
+  std::string all;
+  char chunk[256];
+  for (ssize_t n; (n = ::read(fd, chunk, sizeof chunk)) > 0;) all.append(chunk, n);
+  return all;
+}
+
 // Runs `body` in a forked "sandbox" that leads a process group of its own, so that a kill(0, ...)
 // made by the sandbox or by its children (the defect of issue 12, item 1) reaches only the
 // sandbox's group, never the test runner. Returns the sandbox's wait status, or -1 when it has not
@@ -158,10 +166,7 @@ TEST(Fork, FlushesBufferedOutputFirst) {
   ::dup2(saved, STDOUT_FILENO);
   ::close(saved);
   writer.close();
-  std::string all;
-  char chunk[64];
-  for (ssize_t n; (n = ::read(reader.fileno(), chunk, sizeof chunk)) > 0;) all.append(chunk, n);
-  EXPECT_EQ(all, "once\n");
+  EXPECT_EQ(read_to_end(reader.fileno()), "once\n");
 }
 
 TEST(CpuCount, IsPositiveAndAffinityFitsInIt) {
@@ -208,9 +213,7 @@ TEST(Process, AnUncaughtExceptionExitsWithOneAndReportsIt) {
   failing.join();
   writer.close();
   EXPECT_EQ(failing.exitcode(), 1);
-  std::string printed;
-  char chunk[256];
-  for (ssize_t n; (n = ::read(reader.fileno(), chunk, sizeof chunk)) > 0;) printed.append(chunk, n);
+  const std::string printed = read_to_end(reader.fileno());
   EXPECT_NE(printed.find("Process failing:"), std::string::npos) << printed;
   EXPECT_NE(printed.find("std::runtime_error: it broke"), std::string::npos) << printed;
 }
@@ -234,9 +237,7 @@ TEST(Process, TheChildsCppStreamsAreFlushedAtItsEnd) {
   child.join();
   writer.close();
   EXPECT_EQ(child.exitcode(), 0);
-  std::string printed;
-  char chunk[256];
-  for (ssize_t n; (n = ::read(reader.fileno(), chunk, sizeof chunk)) > 0;) printed.append(chunk, n);
+  const std::string printed = read_to_end(reader.fileno());
   EXPECT_NE(printed.find("cout "), std::string::npos) << printed;
   EXPECT_NE(printed.find("clog "), std::string::npos) << printed;
   EXPECT_NE(printed.find("wcout"), std::string::npos) << printed;
@@ -260,9 +261,7 @@ TEST(Process, TheParentsCppStreamsAreFlushedBeforeFork) {
   });
   writer.close();
   ASSERT_TRUE(status != -1 && WIFEXITED(status)) << describe_status(status);
-  std::string printed;
-  char chunk[256];
-  for (ssize_t n; (n = ::read(reader.fileno(), chunk, sizeof chunk)) > 0;) printed.append(chunk, n);
+  const std::string printed = read_to_end(reader.fileno());
   EXPECT_EQ(printed, "once child");
 }
 
