@@ -738,6 +738,11 @@ TEST(Thread, PthreadExitInsideTheBodyEndsTheThreadCleanly) {
 }
 
 TEST(Thread, PthreadCancelEndsTheThreadCleanly) {
+  // ThreadSanitizer cannot follow a thread cancelled inside a blocking call: the cancellation
+  // unwinds out of its interceptor (here pause()) with interception still off, so it misses the
+  // synchronization of everything the thread does on its way out and reports races that are
+  // not there (google/sanitizers#646). The other builds run this test.
+  if (concur_test::under_thread_sanitizer) GTEST_SKIP() << "TSan cannot follow pthread_cancel";
   std::atomic<int> hooked{0};
   HookGuard guard([&](const concur::ExceptHookArgs&) { ++hooked; });
   std::atomic<bool> unwound{false};

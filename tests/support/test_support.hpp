@@ -31,6 +31,19 @@ inline constexpr bool under_sanitizer = false;
 inline constexpr bool under_sanitizer = false;
 #endif
 
+// Whether this build runs under ThreadSanitizer.
+#if defined(__SANITIZE_THREAD__)
+inline constexpr bool under_thread_sanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+inline constexpr bool under_thread_sanitizer = true;
+#else
+inline constexpr bool under_thread_sanitizer = false;
+#endif
+#else
+inline constexpr bool under_thread_sanitizer = false;
+#endif
+
 // `n` normally, `n / divisor` (at least 1) under a sanitizer, which runs code 5-20x slower.
 constexpr long scaled(long n, long divisor = 10) {
   return under_sanitizer ? (n / divisor > 0 ? n / divisor : 1) : n;
