@@ -19,30 +19,25 @@
 
 namespace concur_test {
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-inline constexpr bool under_sanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-inline constexpr bool under_sanitizer = true;
+// Which sanitizer this build runs under: GCC defines __SANITIZE_*__, Clang has __has_feature.
+#if !defined(__has_feature)
+#define CONCUR_TEST_HAS_FEATURE(x) 0
 #else
-inline constexpr bool under_sanitizer = false;
+#define CONCUR_TEST_HAS_FEATURE(x) __has_feature(x)
 #endif
+inline constexpr bool under_thread_sanitizer =
+#if defined(__SANITIZE_THREAD__) || CONCUR_TEST_HAS_FEATURE(thread_sanitizer)
+    true;
 #else
-inline constexpr bool under_sanitizer = false;
+    false;
 #endif
-
-// Whether this build runs under ThreadSanitizer.
-#if defined(__SANITIZE_THREAD__)
-inline constexpr bool under_thread_sanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-inline constexpr bool under_thread_sanitizer = true;
+inline constexpr bool under_address_sanitizer =
+#if defined(__SANITIZE_ADDRESS__) || CONCUR_TEST_HAS_FEATURE(address_sanitizer)
+    true;
 #else
-inline constexpr bool under_thread_sanitizer = false;
+    false;
 #endif
-#else
-inline constexpr bool under_thread_sanitizer = false;
-#endif
+inline constexpr bool under_sanitizer = under_thread_sanitizer || under_address_sanitizer;
 
 // `n` normally, `n / divisor` (at least 1) under a sanitizer, which runs code 5-20x slower.
 constexpr long scaled(long n, long divisor = 10) {
