@@ -91,6 +91,18 @@ class EventCount {
   // Sleeps until a token is there to take (a notify after prepare_wait()), or the deadline;
   // false when the deadline passed with no token. The caller re-checks its condition either way.
   bool wait(steady_time deadline = never) noexcept {
+    while (!sleep(deadline)) {
+      if (leave()) return false;
+    }
+    return true;
+  }
+
+  // EventCount::sleep(deadline)
+  //
+  // As wait(), except that at the deadline the caller stays registered: it must then re-check
+  // its condition and call cancel_wait(), sleep() or wait() (the rescue of
+  // concur/detail/store_buffer.hpp is a sleep() to a short deadline, a re-check and a wait()).
+  bool sleep(steady_time deadline) noexcept {
     CONCUR_SCHEDULE_POINT("event_count.wait.before_sleep");
     std::uint32_t word = word_.load(std::memory_order_seq_cst);
     for (;;) {
@@ -107,11 +119,7 @@ class EventCount {
       if (!wait_on_until(word_, word, deadline)) {
         word = word_.load(std::memory_order_seq_cst);
         if (tokens(word) > 0) continue;  // a notify came at the deadline: take its token
-        if (word_.compare_exchange_weak(word, word - one_waiter, std::memory_order_seq_cst,
-                                        std::memory_order_seq_cst)) {
-          return false;
-        }
-        continue;
+        return false;
       }
       CONCUR_SCHEDULE_POINT("event_count.wait.after_wake");
       word = word_.load(std::memory_order_seq_cst);
@@ -166,6 +174,19 @@ class EventCount {
   }
 
  private:
+  // Unregisters a waiter whose deadline passed; false (still registered) if a token has come,
+  // which the caller's next sleep() takes at once.
+  bool leave() noexcept {
+    std::uint32_t word = word_.load(std::memory_order_seq_cst);
+    while (tokens(word) == 0) {
+      if (word_.compare_exchange_weak(word, word - one_waiter, std::memory_order_seq_cst,
+                                      std::memory_order_seq_cst)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   static constexpr std::uint32_t one_waiter = 1;
   static constexpr std::uint32_t one_token = std::uint32_t{1} << 16;
   static std::uint32_t waiters(std::uint32_t word) noexcept { return word & 0xffffu; }

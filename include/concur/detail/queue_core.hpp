@@ -30,6 +30,7 @@
 #include "concur/detail/mpmc_ring.hpp"
 #include "concur/detail/schedule.hpp"
 #include "concur/detail/spin.hpp"
+#include "concur/detail/store_buffer.hpp"
 #include "concur/errors.hpp"
 #include "concur/lock.hpp"
 
@@ -86,6 +87,30 @@ inline bool is_past(steady_time deadline) noexcept {
 // After a shutdown, "the ring is drained" (every claimed put has been taken) also ends a get's
 // wait; it becomes true by the shutdown itself, which notifies everybody, or by a consumer's
 // claim, which then notifies every waiting consumer.
+//
+// Plain turn stores (x86). Steps (a) and (a') are turn stores, plain on x86, so the notifier's
+// load of the waiter count may read before its store is visible, and the Dekker pair above
+// does not hold for them as it stands. Two things stand in for it. A waiter reads, after
+// registering, whether the ticket it waits on has been claimed by the other side (a put or a
+// take in flight). If not, the claim is still to come: a compare-and-swap that follows the
+// waiter's load in the single order S and precedes the notifier's load of the waiter count,
+// which therefore sees the registration, as in the pair above. If so, the rescue of
+// concur/detail/store_buffer.hpp applies: a notifier whose load did not see the registration
+// issued its store before it, so the store is visible store_drain_bound after the
+// registration, and the waiter checks again then, still registered, before it sleeps on
+// (wait_for). A waiter that the load did see is woken (a token handed out by compare-and-swap,
+// a locked instruction that makes the store visible before the taker's re-check), or had a
+// token coming, which some registered waiter takes; that taker may have registered after the
+// load and miss the store, so whatever it does next passes the baton on a claimed item too:
+// it sleeps again only after registering anew, and a claim or a timeout wakes one more waiter
+// while the next slot is claimed (pass_on_get(), pass_on_put()). Steps (b) and (b') are
+// claims, compare-and-swaps, as before.
+//   - "The producer stops for 10 ms between its claim and its store": a consumer that registers
+//     meanwhile sees the claim, checks again at its rescue, finds nothing and sleeps on; the
+//     producer's load, made after the registration in real time, sees it and wakes it.
+//   - "A consumer's deadline comes before its rescue": it gives up its registration, so nothing
+//     waits on its account; its last try may miss an item whose store is not yet visible, which
+//     is a timeout ordered before that put.
 template <class T>
 class RingCore {
  public:
@@ -100,14 +125,16 @@ class RingCore {
       if (ring_.try_claim_put(ticket)) {
         pass_on_put();
         CONCUR_SCHEDULE_POINT("ring_core.put.between_claim_and_fill");
-        ring_.publish(ticket, std::move(item));
-        not_empty_.notify_one();
+        change_then_notify(not_empty_, 1, [&] { ring_.publish(ticket, std::move(item)); });
         return QueueStatus::ok;
       }
       if (ring_.puts_closed()) return QueueStatus::shut_down;
-      if (last_try) return QueueStatus::timed_out;
+      if (last_try) {
+        pass_on_put();  // a wake-up token this call took must not end with it
+        return QueueStatus::timed_out;
+      }
       // At the deadline, one last try before reporting the timeout.
-      last_try = !wait_for(not_full_, deadline, [this] { return ring_.can_put(); });
+      last_try = !wait_to_put(deadline);
     }
   }
 
@@ -120,13 +147,15 @@ class RingCore {
       if (ring_.try_claim_get(ticket)) {
         pass_on_get();
         CONCUR_SCHEDULE_POINT("ring_core.get.between_claim_and_take");
-        out.emplace(ring_.take(ticket));
-        not_full_.notify_one();
+        change_then_notify(not_full_, 1, [&] { out.emplace(ring_.take(ticket)); });
         return QueueStatus::ok;
       }
       if (drained_after_shutdown()) return QueueStatus::shut_down;
-      if (last_try) return QueueStatus::timed_out;
-      last_try = !wait_for(not_empty_, deadline, [this] { return can_get_or_drained(); });
+      if (last_try) {
+        pass_on_get();  // a wake-up token this call took must not end with it
+        return QueueStatus::timed_out;
+      }
+      last_try = !wait_to_get(deadline);
     }
   }
 
@@ -155,12 +184,13 @@ class RingCore {
           ring_.try_claim_puts(ticket, static_cast<std::size_t>(std::distance(first, last)));
       if (claimed > 0) {
         pass_on_put();
-        for (std::size_t i = 0; i < claimed; ++i, ++first) {
-          CONCUR_SCHEDULE_POINT("ring_core.put_many.between_claim_and_fill");
-          T item(std::move(*first));
-          ring_.publish(ticket + i, std::move(item));
-        }
-        not_empty_.notify(static_cast<int>(claimed));
+        change_then_notify(not_empty_, static_cast<int>(claimed), [&] {
+          for (std::size_t i = 0; i < claimed; ++i, ++first) {
+            CONCUR_SCHEDULE_POINT("ring_core.put_many.between_claim_and_fill");
+            T item(std::move(*first));
+            ring_.publish(ticket + i, std::move(item));
+          }
+        });
         continue;
       }
       if (ring_.puts_closed()) {
@@ -168,10 +198,11 @@ class RingCore {
         break;
       }
       if (last_try) {
+        pass_on_put();
         status = QueueStatus::timed_out;
         break;
       }
-      last_try = !wait_for(not_full_, deadline, [this] { return ring_.can_put(); });
+      last_try = !wait_to_put(deadline);
     }
     return first;
   }
@@ -194,11 +225,12 @@ class RingCore {
       if (claimed > 0) {
         pass_on_get();
         if constexpr (one_by_one) return deliver_one_by_one(out, ticket, max);
-        for (std::size_t i = 0; i < claimed; ++i) {
-          CONCUR_SCHEDULE_POINT("ring_core.get_many.between_claim_and_take");
-          *out++ = ring_.take(ticket + i);
-        }
-        not_full_.notify(static_cast<int>(claimed));
+        change_then_notify(not_full_, static_cast<int>(claimed), [&] {
+          for (std::size_t i = 0; i < claimed; ++i) {
+            CONCUR_SCHEDULE_POINT("ring_core.get_many.between_claim_and_take");
+            *out++ = ring_.take(ticket + i);
+          }
+        });
         return claimed;
       }
       if (drained_after_shutdown()) {
@@ -206,10 +238,11 @@ class RingCore {
         return 0;
       }
       if (last_try) {
+        pass_on_get();
         status = QueueStatus::timed_out;
         return 0;
       }
-      last_try = !wait_for(not_empty_, deadline, [this] { return can_get_or_drained(); });
+      last_try = !wait_to_get(deadline);
     }
   }
 
@@ -230,7 +263,8 @@ class RingCore {
   bool join_until(steady_time deadline) noexcept {
     while (!all_done()) {
       if (!wait_for(
-              tasks_done_, deadline, [this] { return all_done(); }, /*spin=*/false)) {
+              tasks_done_, deadline, [this] { return all_done(); }, [] { return false; },
+              /*spin=*/false)) {
         return all_done();
       }
     }
@@ -268,7 +302,7 @@ class RingCore {
       for (std::size_t i = 0; i < claimed; ++i) ring_.discard(ticket + i);
       if (claimed > 0) done_.fetch_add(claimed, std::memory_order_seq_cst);
       if (drained_after_shutdown()) return;
-      if (claimed == 0) (void)wait_for(not_empty_, never, [this] { return can_get_or_drained(); });
+      if (claimed == 0) (void)wait_to_get(never);
     }
   }
 
@@ -278,39 +312,67 @@ class RingCore {
   std::size_t deliver_one_by_one(Out& out, std::uint64_t ticket, std::size_t max) {
     for (std::size_t delivered = 0;;) {
       CONCUR_SCHEDULE_POINT("ring_core.get_many.between_claim_and_take");
-      T item = ring_.take(ticket);
-      not_full_.notify_one();
-      *out++ = std::move(item);  // may throw: the queue is whole already
+      std::optional<T> item;
+      change_then_notify(not_full_, 1, [&] { item.emplace(ring_.take(ticket)); });
+      *out++ = std::move(*item);  // may throw: the queue is whole already
       if (++delivered == max || !ring_.try_claim_get(ticket)) return delivered;
       pass_on_get();
     }
   }
 
-  // The baton of "Wake-ups" above, step (b): after a claim of gets, wakes one more consumer if
-  // consumers wait and the next item is ready; after a shutdown, wakes every waiting consumer,
+  // The baton of "Wake-ups" above, step (b): after a claim of gets, or a get that timed out,
+  // wakes one more consumer if consumers wait and the next item is ready, or (x86) claimed by a
+  // put whose turn store may not be visible yet; after a shutdown, wakes every waiting consumer,
   // since this claim may have drained the ring. Costs one load of a line nobody writes while
   // nobody sleeps.
+  //
+  // Why "claimed" counts, and why a timeout passes the baton too. Wake-up tokens are not
+  // addressed: a consumer C2 that registers after a producer's load L of the waiter count may
+  // take the token handed out for a consumer C1 that L saw, so that L, finding C1 with a token
+  // coming, wakes nobody for its own item. C2 is then responsible for that item, but, having
+  // registered after L, it may not see the item's plain turn store yet. If C2 claims an earlier
+  // item, or times out, it passes the baton here while the item is only claimed, and the
+  // consumer it wakes either sees the item or registers anew and is rescued (wait_for). If C2
+  // sleeps again, it registers anew itself.
   void pass_on_get() noexcept {
     CONCUR_SCHEDULE_POINT("ring_core.pass_on_get");
     if (CONCUR_LIKELY(!not_empty_.has_waiters())) return;
-    if (ring_.can_get()) {
+    if (ring_.can_get() || (plain_store_publish && ring_.put_in_flight())) {
       not_empty_.notify_one();
     } else if (ring_.is_shut_down()) {
       not_empty_.notify_all();
     }
   }
 
-  // Step (b'): after a claim of puts, wakes one more producer if producers wait and the next
-  // slot is free.
+  // Step (b'): after a claim of puts, or a put that timed out, wakes one more producer if
+  // producers wait and the next slot is free, or (x86) claimed by a take whose turn store may not
+  // be visible yet (the mirror image of pass_on_get()).
   void pass_on_put() noexcept {
     CONCUR_SCHEDULE_POINT("ring_core.pass_on_put");
     if (CONCUR_LIKELY(!not_full_.has_waiters())) return;
-    if (ring_.can_put()) not_full_.notify_one();
+    if (ring_.can_put() || (plain_store_publish && ring_.get_in_flight())) {
+      not_full_.notify_one();
+    }
   }
 
   bool can_get_or_drained() const noexcept { return ring_.can_get() || drained_after_shutdown(); }
 
-  // RingCore::wait_for(events, deadline, ready, spin)
+  // RingCore::wait_to_put(deadline), wait_to_get(deadline)
+  //
+  // wait_for() until a put (get) may succeed. A take (publish) in flight is one that has
+  // claimed the slot at the put (get) ticket and whose turn store may not be visible yet.
+  bool wait_to_put(steady_time deadline) noexcept {
+    return wait_for(
+        not_full_, deadline, [this] { return ring_.can_put(); },
+        [this] { return ring_.get_in_flight(); });
+  }
+  bool wait_to_get(steady_time deadline) noexcept {
+    return wait_for(
+        not_empty_, deadline, [this] { return can_get_or_drained(); },
+        [this] { return ring_.put_in_flight(); });
+  }
+
+  // RingCore::wait_for(events, deadline, ready, in_flight, spin)
   //
   // Waits until `ready()` may have become true or `deadline` passes; false on timeout.
   //
@@ -321,8 +383,18 @@ class RingCore {
   // a whole time slice, which is how a 1 ms timeout returned 55 ms late). Then it registers
   // with the event count, re-checks `ready()` (seq_cst loads, see EventCount) and sleeps until
   // notified or the deadline, which an idle queue's waiters do at no CPU cost.
-  template <class Ready>
-  bool wait_for(EventCount& events, steady_time deadline, Ready ready, bool spin = true) noexcept {
+  //
+  // The rescue ("Plain turn stores" above). Only a turn store whose claim came before the
+  // registration can be missed: a claim after it (a compare-and-swap, in the single order S
+  // after the waiter's load of the ticket that showed it unclaimed) is followed by the
+  // notifier's load, which then sees the registration. So when `in_flight()` (loads after the
+  // registration) finds no such claim, the waiter sleeps untimed; when it finds one, it first
+  // sleeps only until store_drain_bound after its registration and checks again, still
+  // registered. A timed futex wait costs several times an untimed one on a virtual machine
+  // (each arms a timer), which is why the rescue is kept to this case.
+  template <class Ready, class InFlight>
+  bool wait_for(EventCount& events, steady_time deadline, Ready ready, InFlight in_flight,
+                bool spin = true) noexcept {
     if (is_past(deadline)) return false;
     if (spin && spin_for(ready, deadline, spin_budget)) return true;
     events.prepare_wait();
@@ -331,9 +403,44 @@ class RingCore {
       return true;
     }
     CONCUR_SCHEDULE_POINT("ring_core.wait.before_sleep");
+    if (plain_store_publish && in_flight()) {
+      // Read after the registration, so no earlier than store_drain_bound after it.
+      const steady_time rescue_at = steady_clock::now() + store_drain_bound;
+      if (rescue_at < deadline) {
+        if (events.sleep(rescue_at)) return true;
+        CONCUR_SCHEDULE_POINT("ring_core.wait.rescue");
+        wait_for_emulated_stores();
+        if (ready()) {
+          events.cancel_wait();
+          return true;
+        }
+      }
+    }
     const bool notified = events.wait(deadline);
     CONCUR_SCHEDULE_POINT("ring_core.wait.after_wake");
     return notified;
+  }
+
+  // RingCore::change_then_notify(events, n, change)
+  //
+  // Runs `change`, ring stores that make puts or gets possible (turn stores: plain on x86),
+  // then notifies up to `n` waiters of `events`, keeping the notifier's load of the waiter count
+  // after the stores in the code (see concur/detail/store_buffer.hpp for why the hardware may
+  // still let it pass them, and the rescue that covers it). An emulating build runs the load
+  // first, as the worst case of a store buffer.
+  template <class Change>
+  void change_then_notify(EventCount& events, int n, Change change) noexcept {
+#if CONCUR_EMULATE_STORE_BUFFER
+    StoreBufferWindow window;
+    const bool waiters = events.has_waiters();
+    change();
+    window.drain();
+    if (waiters) events.notify(n);
+#else
+    change();
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    events.notify(n);
+#endif
   }
 
   // The spin budget. Measured with benchmarks/queue_bench (int items, capacity 1024, 1-4
