@@ -62,9 +62,8 @@ TEST(FutexDeadline, SelectedPathNeverTimesOutEarly) {
   });
 }
 
-// A wake still ends a timed wait long before its deadline: the timeout the kernel reads is not
-// zero or in the past (which would also "never time out early" in the test above if the wait
-// returned true at once, but a wait that returns at once is caught here by the waker's check).
+// A wake still ends a timed wait long before its deadline: the layout the kernel reads gives a
+// wait that sleeps until it is woken, not one that fails or times out at once.
 TEST(FutexDeadline, WakeEndsATimedWaitBeforeItsDeadline) {
   wait_word word{0};
   std::atomic<bool> timed_out{false};
