@@ -30,8 +30,6 @@
 #ifndef CONCUR_DETAIL_LOCAL_REGISTRY_HPP
 #define CONCUR_DETAIL_LOCAL_REGISTRY_HPP
 
-#include <pthread.h>
-
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -42,6 +40,7 @@
 #include <new>
 #include <vector>
 
+#include "concur/detail/at_fork.hpp"
 #include "concur/detail/config.hpp"
 #include "concur/detail/schedule.hpp"
 
@@ -164,7 +163,7 @@ class LocalSlots {
 
   LocalSlots() {
     // A thread that vanished in fork() may have held a mutex, or been visiting a value.
-    ::pthread_atfork(nullptr, nullptr, [] {
+    at_fork(nullptr, nullptr, [] {
       LocalSlots& self = instance();
       new (&self.mutex_) std::mutex();
       for (Slot& s : self.slots_) {

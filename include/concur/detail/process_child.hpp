@@ -35,6 +35,7 @@
 #include <thread>
 #include <vector>
 
+#include "concur/detail/at_fork.hpp"
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/posix_io.hpp"
 #include "concur/detail/process_seams.hpp"
@@ -117,8 +118,8 @@ class ChildFdTable {
 
  private:
   ChildFdTable() {
-    ::pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
-                     [] { instance().close_all_in_child(); });
+    at_fork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+            [] { instance().close_all_in_child(); });
   }
 
   // Records `slot` (with the mutex held); out of memory, closes it instead (a pidfd then falls

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "concur/detail/at_fork.hpp"
 #include "concur/detail/schedule.hpp"
 #include "concur/detail/thread_state.hpp"
 
@@ -136,8 +137,8 @@ class ThreadRegistry {
 
   ThreadRegistry() {
     ::pthread_key_create(&exit_key_, &release_current_thread);
-    ::pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
-                     [] { instance().keep_only_current_after_fork(); });
+    at_fork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+            [] { instance().keep_only_current_after_fork(); });
   }
 
   ThreadState& adopt_current() {

@@ -9,13 +9,12 @@
 #ifndef CONCUR_DETAIL_THREAD_TOKEN_HPP
 #define CONCUR_DETAIL_THREAD_TOKEN_HPP
 
-#include <pthread.h>
-
 #include <cstdint>
 #include <mutex>
 #include <new>
 #include <vector>
 
+#include "concur/detail/at_fork.hpp"
 #include "concur/detail/config.hpp"
 
 namespace concur::detail {
@@ -53,7 +52,7 @@ class ThreadTokens {
  private:
   ThreadTokens() {
     // A thread that vanished in fork() may have held the mutex.
-    ::pthread_atfork(nullptr, nullptr, [] { new (&instance().mutex_) std::mutex(); });
+    at_fork(nullptr, nullptr, [] { new (&instance().mutex_) std::mutex(); });
   }
 
   std::mutex mutex_;
