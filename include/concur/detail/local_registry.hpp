@@ -273,6 +273,7 @@ class LocalThreadTable {
   // for a for_each() visiting it) and destroys it, unless its local closed meanwhile and took
   // it. It touches no thread-local object but the two it resets.
   static void thread_exit(void* raw) noexcept {
+    if (raw == nullptr) return;  // winpthreads may call a key's destructor with its null value
     const std::unique_ptr<LocalThreadTable> table(static_cast<LocalThreadTable*>(raw));
     struct Mine {
       LocalSlots::Slot* slot;

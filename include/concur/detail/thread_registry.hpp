@@ -129,6 +129,7 @@ class ThreadRegistry {
   // item 1). Order: the registry's mutex, then the record's (finish()); nothing takes them the
   // other way round.
   static void release_current_thread(void* raw) noexcept {
+    if (raw == nullptr) return;  // winpthreads may call a key's destructor with its null value
     const std::unique_ptr<ThreadOwnership> ownership(static_cast<ThreadOwnership*>(raw));
     // The thread's concur::local values first, whatever the order of pthread keys, so that a
     // join() that returns finds them destroyed.

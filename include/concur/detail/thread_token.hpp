@@ -79,6 +79,7 @@ class ThreadTokens {
 inline thread_local std::uint32_t current_thread_token = 0;
 
 inline void ThreadTokens::give_back_at_exit(void* raw) noexcept {
+  if (raw == nullptr) return;  // winpthreads may call a key's destructor with its null value
   current_thread_token = 0;
   instance().give_back(static_cast<std::uint32_t>(reinterpret_cast<std::uintptr_t>(raw)));
 }
