@@ -758,7 +758,7 @@ TEST(Thread, PthreadCancelEndsTheThreadCleanly) {
   });
   t.start();
   ASSERT_TRUE(eventually([&] { return inside.load(); }));
-  ASSERT_EQ(::pthread_cancel(static_cast<pthread_t>(*t.ident())), 0);
+  ASSERT_EQ(::pthread_cancel(concur::detail::to_pthread(*t.ident())), 0);
   EXPECT_TRUE(t.join(concur_test::generous));
   EXPECT_TRUE(unwound);
   EXPECT_EQ(hooked.load(), 0);

@@ -463,10 +463,14 @@ inline std::pair<Connection, Connection> Pipe(bool duplex = true) {
     detail::throw_errno("socketpair");
   }
 #else
+  // No SOCK_CLOEXEC (macOS): the flag is set just after; there is no atomic way there, so an
+  // exec() in another thread between the two calls may inherit the descriptors.
   if (::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) detail::throw_errno("socketpair");
   ::fcntl(fds[0], F_SETFD, FD_CLOEXEC);
   ::fcntl(fds[1], F_SETFD, FD_CLOEXEC);
 #endif
+  detail::no_sigpipe_on_socket(fds[0]);
+  detail::no_sigpipe_on_socket(fds[1]);
   if (!duplex && (::shutdown(fds[0], SHUT_WR) != 0 || ::shutdown(fds[1], SHUT_RD) != 0)) {
     const int error = errno;
     ::close(fds[0]);

@@ -21,8 +21,9 @@
 // tbb::enumerable_thread_specific does); both may run while other threads use their values (the
 // values' own contents are the caller's to synchronise) and while threads come and go.
 //
-// Once the value exists, get() is one load from a thread_local array for the first 64 live
-// locals (two more loads for the rest; see concur/detail/local_registry.hpp).
+// Once the value exists, get() is two thread_local loads (the thread's array and its length), a
+// bound check and one load from the array (see concur/detail/local_registry.hpp). No thread_local
+// with a destructor is involved, so locals work where thread-locals are emulated (MinGW GCC).
 //
 // Memory ordering: a value is built and used by its own thread; for_each() and combine() see
 // every value that was created before they started, through the registry's mutex.
@@ -110,13 +111,8 @@ class local {
   // building the value throws (nothing is kept then; the next access tries again), and
   // UsageError when called by the constructor or factory of the very value it would return.
   [[nodiscard]] T& get() {
-    if (CONCUR_LIKELY(index_ < detail::local_inline_slots)) {
-      if (void* value = detail::local_inline_values[index_].load(std::memory_order_relaxed)) {
-        return *static_cast<T*>(value);
-      }
-    } else if (index_ - detail::local_inline_slots < detail::local_value_count) {
-      const std::size_t heap = index_ - detail::local_inline_slots;
-      if (void* value = detail::local_values[heap].load(std::memory_order_relaxed)) {
+    if (CONCUR_LIKELY(index_ < detail::local_value_count)) {
+      if (void* value = detail::local_values[index_].load(std::memory_order_relaxed)) {
         return *static_cast<T*>(value);
       }
     }
@@ -183,13 +179,12 @@ class local {
       node.reset(make_());
     }
     detail::LocalSlots& slots = detail::LocalSlots::instance();
+    detail::LocalThreadTable& table = detail::LocalThreadTable::mine();
     std::lock_guard<std::mutex> hold(slots.mutex());
     if (!detail::LocalSlots::link(slots.slots()[index_], node.get())) {
       throw std::logic_error("concur::local used while it is being destroyed");
     }
-    if (!detail::local_values_gone) {
-      detail::LocalThreadTable::mine().record(index_, node.get(), &node->value);
-    }
+    table.record(index_, node.get(), &node->value);
     return node.release()->value;
   }
 

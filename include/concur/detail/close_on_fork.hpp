@@ -66,6 +66,7 @@
 #ifndef CONCUR_DETAIL_CLOSE_ON_FORK_HPP
 #define CONCUR_DETAIL_CLOSE_ON_FORK_HPP
 
+#include "concur/detail/at_fork.hpp"
 #include "concur/detail/config.hpp"
 
 #if !CONCUR_POSIX
@@ -152,8 +153,8 @@ class ForkRegistry {
     // Held across fork() by whichever thread forks: the child's copy of the list is whole, and
     // its mutex is released by the child's handler (the forking thread is the child's only
     // thread, and the owner of the lock there).
-    ::pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
-                     [] { instance().mutex_.unlock(); });
+    at_fork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+            [] { instance().mutex_.unlock(); });
   }
 
   static std::atomic<ForkRegistry*>& existing_slot() noexcept {

@@ -7,9 +7,20 @@
 //                reused once the local is gone) whose list holds every thread's value, under
 //                the slot's own mutex (for_each walks it). A registry mutex guards slot
 //                allocation and the set of threads' tables.
-//   per thread   a plain array of value pointers indexed by slot, so that finding this thread's
-//                value is two thread-local loads, a bound check and one more load; and an owner
-//                object (thread_local) that destroys the thread's values when it exits.
+//   per thread   a table on the heap (LocalThreadTable): an array of value pointers indexed by
+//                slot, which two plain thread_locals point at, so that finding this thread's
+//                value is two thread-local loads, a bound check and one more load. A pthread key
+//                owns the table and its destructor destroys the thread's values at thread exit.
+//
+// Thread exit never touches another thread-local object through a pointer, and no thread_local
+// has a destructor: where thread-locals are emulated (MinGW GCC's emutls), the storage of every
+// thread_local is freed by a pthread key destructor whose order among the others is unspecified,
+// and C++ thread_local destructors run after it, so an exit path that wrote through pointers to
+// thread-locals (the old owner object, itself a thread_local, and the inline array other threads
+// cleared) corrupted the heap (issue 14, item 5). Everything the exit path or another thread
+// writes lives in the heap table, reached from the key's value (the destructor's argument); the
+// two thread_locals are only read by their own thread and reset by the exit path (a write to an
+// emulated thread_local after its storage is gone allocates it afresh, which is harmless).
 //
 // Each value is destroyed exactly once, by its thread's exit or by its local's destruction,
 // whichever comes first: both take the registry mutex; a local's destruction clears its index
@@ -42,6 +53,7 @@
 #include <new>
 #include <vector>
 
+#include "concur/detail/at_fork.hpp"
 #include "concur/detail/config.hpp"
 #include "concur/detail/schedule.hpp"
 
@@ -56,16 +68,19 @@ struct LocalNode {
   bool awaited = false;  // the owning thread waits for the visits to end
 };
 
-// The calling thread's values, indexed by slot, read directly by local<T>::get(): the first
-// local_inline_slots in a thread_local array (reached with no pointer to load), the rest in a
-// heap array that grows. Atomic because another thread clears an entry when its local is
-// destroyed.
-inline constexpr std::size_t local_inline_slots = 64;
-inline thread_local std::atomic<void*> local_inline_values[local_inline_slots] = {};
-inline thread_local std::atomic<void*>* local_values = nullptr;  // slots from local_inline_slots
-inline thread_local std::size_t local_value_count = 0;           // heap entries
+// The calling thread's values, indexed by slot, read directly by local<T>::get(): an array in
+// the thread's heap table (entries atomic because another thread clears an entry when its local
+// is destroyed), and its length. Only the owning thread reads these two; they are trivially
+// destructible, so no thread-exit code runs for them.
+inline constexpr std::size_t local_initial_slots = 64;
+inline thread_local std::atomic<void*>* local_values = nullptr;
+inline thread_local std::size_t local_value_count = 0;
 
 class LocalThreadTable;
+
+// Set once LocalSlots exists (a local was made), so that a thread's exit asks for its table
+// only then.
+inline std::atomic<bool> local_slots_exist{false};
 
 class LocalSlots {
  public:
@@ -83,6 +98,10 @@ class LocalSlots {
   }
 
   std::mutex& mutex() noexcept { return mutex_; }
+
+  // The key whose value is the calling thread's table (null before its first value); its
+  // destructor destroys the thread's values at thread exit.
+  pthread_key_t table_key() const noexcept { return table_key_; }
 
   // A slot for a new local object.
   std::size_t open();
@@ -162,22 +181,9 @@ class LocalSlots {
     }
   }
 
-  LocalSlots() {
-    // A thread that vanished in fork() may have held a mutex, or been visiting a value.
-    ::pthread_atfork(nullptr, nullptr, [] {
-      LocalSlots& self = instance();
-      new (&self.mutex_) std::mutex();
-      for (Slot& s : self.slots_) {
-        new (&s.mutex) std::mutex();
-        new (&s.visit_ended) std::condition_variable();
-        for (LocalNode* node = s.head; node != nullptr; node = node->next) {
-          node->visits = 0;
-          node->awaited = false;
-        }
-      }
-    });
-  }
+  LocalSlots();
 
+  pthread_key_t table_key_{};
   std::mutex mutex_;
   std::deque<Slot> slots_;                 // guarded by mutex_ (each slot's list by its mutex)
   std::vector<std::size_t> free_;          // guarded by mutex_
@@ -211,24 +217,39 @@ class LocalBuilding {
   LocalBuilding* const outer_;
 };
 
-// Set once the calling thread has destroyed its values (it is exiting): a local used after that
-// (from a later thread_local destructor) gets a fresh value that its local destroys.
-inline thread_local bool local_values_gone = false;
-
-// The calling thread's values: owns the array behind local_values and destroys the values
-// when the thread exits.
+// The calling thread's values: owns the array behind local_values, and the nodes, and destroys
+// the values when the thread exits. Allocated on the thread's first value and owned by the key
+// LocalSlots::table_key(), whose destructor (thread_exit) runs at thread exit; concur::Thread's
+// own exit path runs it first (exit_current()), so that a join() that returns finds the values
+// destroyed. A local used after that (from a later destructor) gets a fresh table, which the
+// key's next round of destructors destroys, or, if there is none, its local's destruction.
 class LocalThreadTable {
  public:
+  // The calling thread's table, created now if it has none.
   static LocalThreadTable& mine() {
-    static thread_local LocalThreadTable table;
-    return table;
+    const pthread_key_t key = LocalSlots::instance().table_key();
+    if (void* table = pthread_getspecific(key)) return *static_cast<LocalThreadTable*>(table);
+    auto table = std::make_unique<LocalThreadTable>();
+    if (const int rc = pthread_setspecific(key, table.get()); rc != 0) throw std::bad_alloc();
+    return *table.release();
+  }
+
+  // The calling thread exits: destroys its values now, if it has any. Called by the thread
+  // registry before it marks the thread ended, and by the key's destructor.
+  static void exit_current() noexcept {
+    if (!local_slots_exist.load(std::memory_order_acquire)) return;  // no local was ever made
+    const pthread_key_t key = LocalSlots::instance().table_key();
+    if (void* table = pthread_getspecific(key)) {
+      pthread_setspecific(key, nullptr);
+      thread_exit(table);
+    }
   }
 
   // Records this thread's value for slot `index`. With the registry mutex held.
   void record(std::size_t index, LocalNode* node, void* value) {
     if (index >= nodes_.size()) grow(index + 1);
     nodes_[index] = node;
-    entry(index).store(value, std::memory_order_relaxed);
+    values_[index].store(value, std::memory_order_relaxed);
     if (!listed_) {
       LocalSlots::instance().tables().push_back(this);
       listed_ = true;
@@ -239,14 +260,21 @@ class LocalThreadTable {
   void forget(std::size_t index) noexcept {
     if (index >= nodes_.size()) return;
     nodes_[index] = nullptr;
-    entry(index).store(nullptr, std::memory_order_relaxed);
+    values_[index].store(nullptr, std::memory_order_relaxed);
   }
 
-  // The thread exits: under the registry mutex, leaves the set of tables (no local's
-  // destruction touches this table after that) and takes its values with their slots'
-  // generations; then, with no mutex held, unlinks each from its slot (waiting for a for_each()
-  // visiting it) and destroys it, unless its local closed meanwhile and took it.
-  ~LocalThreadTable() {
+  LocalThreadTable() = default;
+  LocalThreadTable(const LocalThreadTable&) = delete;
+  LocalThreadTable& operator=(const LocalThreadTable&) = delete;
+
+  // The key's destructor, with the exiting thread's table: under the registry mutex, leaves the
+  // set of tables (no local's destruction touches this table after that) and takes its values
+  // with their slots' generations; then, with no mutex held, unlinks each from its slot (waiting
+  // for a for_each() visiting it) and destroys it, unless its local closed meanwhile and took
+  // it. It touches no thread-local object but the two it resets.
+  static void thread_exit(void* raw) noexcept {
+    if (raw == nullptr) return;  // winpthreads may call a key's destructor with its null value
+    const std::unique_ptr<LocalThreadTable> table(static_cast<LocalThreadTable*>(raw));
     struct Mine {
       LocalSlots::Slot* slot;
       std::uint64_t generation;
@@ -258,23 +286,25 @@ class LocalThreadTable {
       std::lock_guard<std::mutex> hold(slots.mutex());
       auto& tables = slots.tables();
       for (std::size_t i = 0; i < tables.size(); ++i) {
-        if (tables[i] == this) {
+        if (tables[i] == table.get()) {
           tables[i] = tables.back();
           tables.pop_back();
           break;
         }
       }
-      for (std::size_t index = 0; index < nodes_.size(); ++index) {
-        if (nodes_[index] == nullptr) continue;
+      for (std::size_t index = 0; index < table->nodes_.size(); ++index) {
+        if (table->nodes_[index] == nullptr) continue;
         LocalSlots::Slot& s = slots.slots()[index];
-        mine.push_back(Mine{&s, s.generation, nodes_[index]});
-        nodes_[index] = nullptr;
-        entry(index).store(nullptr, std::memory_order_relaxed);
+        try {
+          mine.push_back(Mine{&s, s.generation, table->nodes_[index]});
+        } catch (...) {
+          continue;  // out of memory: the value is left to its local's destruction
+        }
+        table->nodes_[index] = nullptr;
       }
-      local_values = nullptr;
-      local_value_count = 0;
-      local_values_gone = true;
     }
+    local_values = nullptr;
+    local_value_count = 0;
     CONCUR_SCHEDULE_POINT("local.exit.after_leaving_registry");
     for (const Mine& m : mine) {
       if (LocalSlots::unlink_unvisited(*m.slot, m.generation, m.node)) delete m.node;
@@ -282,36 +312,48 @@ class LocalThreadTable {
   }
 
  private:
-  LocalThreadTable() : inline_values_(local_inline_values) {}
-
-  // The entry of slot `index` in this (the owning) thread's arrays; other threads reach them
-  // through the pointers kept here.
-  std::atomic<void*>& entry(std::size_t index) noexcept {
-    return index < local_inline_slots ? inline_values_[index] : values_[index - local_inline_slots];
-  }
-
   void grow(std::size_t count) {
     nodes_.resize(count, nullptr);
-    if (count <= local_inline_slots) return;
-    const std::size_t heap = count - local_inline_slots;
-    auto values = std::make_unique<std::atomic<void*>[]>(heap);
-    for (std::size_t i = 0; i < heap_count_; ++i) {
+    if (count <= capacity_) return;
+    std::size_t capacity = capacity_ == 0 ? local_initial_slots : capacity_;
+    while (capacity < count) capacity *= 2;
+    auto values = std::make_unique<std::atomic<void*>[]>(capacity);
+    for (std::size_t i = 0; i < capacity_; ++i) {
       values[i].store(values_[i].load(std::memory_order_relaxed), std::memory_order_relaxed);
     }
     // The old array may still be read by this very thread's get() only; it is this thread that
     // grows it, between two get() calls, so replacing it is safe.
     values_ = std::move(values);
-    heap_count_ = heap;
+    capacity_ = capacity;
     local_values = values_.get();
-    local_value_count = heap;
+    local_value_count = capacity;
   }
 
-  std::atomic<void*>* const inline_values_;       // this thread's local_inline_values
   std::vector<LocalNode*> nodes_;                 // guarded by the registry mutex
   std::unique_ptr<std::atomic<void*>[]> values_;  // entries cleared by other threads, atomically
-  std::size_t heap_count_ = 0;
+  std::size_t capacity_ = 0;
   bool listed_ = false;
 };
+
+inline LocalSlots::LocalSlots() {
+  if (const int rc = pthread_key_create(&table_key_, &LocalThreadTable::thread_exit); rc != 0) {
+    throw std::bad_alloc();  // out of keys: the first local's construction fails
+  }
+  local_slots_exist.store(true, std::memory_order_release);
+  // A thread that vanished in fork() may have held a mutex, or been visiting a value.
+  at_fork(nullptr, nullptr, [] {
+    LocalSlots& self = instance();
+    new (&self.mutex_) std::mutex();
+    for (Slot& s : self.slots_) {
+      new (&s.mutex) std::mutex();
+      new (&s.visit_ended) std::condition_variable();
+      for (LocalNode* node = s.head; node != nullptr; node = node->next) {
+        node->visits = 0;
+        node->awaited = false;
+      }
+    }
+  });
+}
 
 inline std::size_t LocalSlots::open() {
   std::lock_guard<std::mutex> hold(mutex_);

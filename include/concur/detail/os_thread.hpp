@@ -1,16 +1,23 @@
 // concur/detail/os_thread.hpp
 //
 // The platform seam for threads: starting a detached OS thread, the calling thread's identifiers,
-// and the name the OS shows in `top -H`, `ps -L` and debuggers. POSIX threads everywhere; Linux
-// adds kernel thread ids (gettid) and 15-character names set with pthread_setname_np.
+// and the name the OS shows in `top -H`, `ps -L` and debuggers. POSIX threads everywhere (on
+// Windows, MinGW-w64's winpthreads); Linux adds kernel thread ids (gettid) and 15-character names
+// set with pthread_setname_np.
+//
+// pthread_t is an opaque type: an unsigned long on Linux/glibc, a 32-bit integer on some 32-bit
+// C libraries, a pointer on macOS and the BSDs, an uintptr_t in winpthreads. Every conversion
+// between it and concur's 64-bit ident goes through handle_to_ident() / ident_to_handle(), which
+// are templates over the handle type so that each branch is only instantiated for a type it fits
+// (tests/os_thread_test.cpp instantiates them with pointer and 32-bit handles).
 
 #ifndef CONCUR_DETAIL_OS_THREAD_HPP
 #define CONCUR_DETAIL_OS_THREAD_HPP
 
 #include "concur/detail/config.hpp"
 
-#if !CONCUR_POSIX
-#error "concur threads need POSIX threads"
+#if !CONCUR_POSIX && !(defined(__has_include) && __has_include(<pthread.h>))
+#error "concur threads need POSIX threads (on Windows: MinGW-w64 with winpthreads)"
 #endif
 
 #include <pthread.h>
@@ -18,6 +25,8 @@
 
 #if defined(__linux__)
 #include <sys/syscall.h>
+#elif defined(__FreeBSD__) || defined(__OpenBSD__) || defined(__DragonFly__)
+#include <pthread_np.h>  // pthread_main_np
 #endif
 
 #include <atomic>
@@ -26,23 +35,52 @@
 #include <string_view>
 #include <type_traits>
 
+#include "concur/detail/at_fork.hpp"
+
 namespace concur::detail {
 
-// A pthread_t as an integer ident, and back.
-inline std::uint64_t from_pthread(pthread_t handle) noexcept {
-  if constexpr (std::is_pointer_v<pthread_t>) {
+// A thread handle as a 64-bit ident, and back, for any handle type: an integer of any width and
+// signedness (converted modulo 2^64 and back, so every value survives), a pointer (through
+// uintptr_t), or a trivially copyable value of at most 8 bytes (its bytes). Templates, so that
+// only the branch for `Handle` is instantiated.
+template <class Handle>
+std::uint64_t handle_to_ident(Handle handle) noexcept {
+  static_assert(sizeof(Handle) <= sizeof(std::uint64_t), "a thread handle wider than 64 bits");
+  if constexpr (std::is_pointer_v<Handle>) {
     return static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(handle));
-  } else {
+  } else if constexpr (std::is_integral_v<Handle> || std::is_enum_v<Handle>) {
     return static_cast<std::uint64_t>(handle);
+  } else {
+    static_assert(std::is_trivially_copyable_v<Handle>, "a thread handle that cannot be copied");
+    std::uint64_t ident = 0;
+    std::memcpy(&ident, &handle, sizeof handle);
+    return ident;
   }
 }
 
-inline pthread_t to_pthread(std::uint64_t ident) noexcept {
-  if constexpr (std::is_pointer_v<pthread_t>) {
-    return reinterpret_cast<pthread_t>(static_cast<std::uintptr_t>(ident));
+template <class Handle>
+Handle ident_to_handle(std::uint64_t ident) noexcept {
+  static_assert(sizeof(Handle) <= sizeof(std::uint64_t), "a thread handle wider than 64 bits");
+  if constexpr (std::is_pointer_v<Handle>) {
+    return reinterpret_cast<Handle>(static_cast<std::uintptr_t>(ident));
+  } else if constexpr (std::is_integral_v<Handle> || std::is_enum_v<Handle>) {
+    return static_cast<Handle>(ident);
   } else {
-    return static_cast<pthread_t>(ident);
+    static_assert(std::is_trivially_copyable_v<Handle>, "a thread handle that cannot be copied");
+    static_assert(std::is_default_constructible_v<Handle>, "a thread handle with no default");
+    Handle handle{};
+    std::memcpy(&handle, &ident, sizeof handle);
+    return handle;
   }
+}
+
+// This system's pthread_t as an ident, and back.
+inline std::uint64_t from_pthread(pthread_t handle) noexcept {
+  return handle_to_ident<pthread_t>(handle);
+}
+
+inline pthread_t to_pthread(std::uint64_t ident) noexcept {
+  return ident_to_handle<pthread_t>(ident);
 }
 
 // The calling thread's ident (Python's threading.get_ident(): the pthread_t as an integer).
@@ -63,8 +101,7 @@ inline void os_forget_native_id() noexcept {
 #endif
 }
 
-inline const int native_id_forgotten_after_fork =
-    ::pthread_atfork(nullptr, nullptr, &os_forget_native_id);
+inline const int native_id_forgotten_after_fork = at_fork(nullptr, nullptr, &os_forget_native_id);
 
 // The calling thread's id as the kernel knows it (Python's threading.get_native_id()).
 inline std::uint64_t os_thread_native_id() noexcept {
@@ -78,12 +115,22 @@ inline std::uint64_t os_thread_native_id() noexcept {
 #endif
 }
 
+#if !defined(__linux__) && !defined(__APPLE__) && !defined(__FreeBSD__) && \
+    !defined(__OpenBSD__) && !defined(__DragonFly__)
+// Where the system cannot say which thread is the initial one (Windows, NetBSD, others), the
+// thread that runs static initialisation is taken for it: that is the initial thread, unless
+// concur is first loaded by a library that another thread dlopen()s.
+inline const std::uint64_t initial_thread_ident = from_pthread(::pthread_self());
+#endif
+
 // True when the calling thread is the process's initial thread.
 inline bool os_is_initial_thread() noexcept {
 #if defined(__linux__)
   return os_thread_native_id() == static_cast<std::uint64_t>(::getpid());
-#else
+#elif defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || defined(__DragonFly__)
   return ::pthread_main_np() != 0;
+#else
+  return os_thread_ident() == initial_thread_ident;
 #endif
 }
 

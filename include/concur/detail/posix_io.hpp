@@ -115,11 +115,7 @@ class SigpipeGuard {
   }
   ~SigpipeGuard() {
     if (was_blocked_) return;  // the caller's own mask: leave it, and its signals, alone
-    if (got_epipe_) {
-      const timespec zero{0, 0};
-      while (::sigtimedwait(&pipe_, nullptr, &zero) == -1 && errno == EINTR) {
-      }
-    }
+    if (got_epipe_) consume_pending_sigpipe();
     ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
   }
   SigpipeGuard(const SigpipeGuard&) = delete;
@@ -128,6 +124,24 @@ class SigpipeGuard {
   void saw_epipe() noexcept { got_epipe_ = true; }
 
  private:
+  // Takes the SIGPIPE pending for this thread, if any, without blocking.
+  void consume_pending_sigpipe() noexcept {
+#if defined(__APPLE__)
+    // macOS has no sigtimedwait: sigwait() returns at once when the signal is pending, so it
+    // is only called when sigpending() shows one.
+    sigset_t pending;
+    sigemptyset(&pending);
+    if (::sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1) {
+      int taken = 0;
+      ::sigwait(&pipe_, &taken);
+    }
+#else
+    const timespec zero{0, 0};
+    while (::sigtimedwait(&pipe_, nullptr, &zero) == -1 && errno == EINTR) {
+    }
+#endif
+  }
+
   sigset_t pipe_{};
   sigset_t old_{};
   bool was_blocked_ = false;
@@ -138,6 +152,26 @@ class SigpipeGuard {
 // place) in as few system calls as the kernel allows and retries on EINTR. A socket is written
 // with sendmsg(MSG_NOSIGNAL); a pipe with writev, and an EPIPE is reported to `guard` so that it
 // consumes the SIGPIPE the kernel raised.
+//
+// Where send() has no MSG_NOSIGNAL (macOS), each socket is made with SO_NOSIGPIPE instead
+// (no_sigpipe_on_socket()), which has the same effect for every send on it.
+#if defined(MSG_NOSIGNAL)
+inline constexpr int send_without_sigpipe = MSG_NOSIGNAL;
+#else
+inline constexpr int send_without_sigpipe = 0;
+#endif
+
+// Makes sends on socket `fd` report EPIPE without raising SIGPIPE where the system needs that
+// said per socket (SO_NOSIGPIPE: macOS and the BSDs without MSG_NOSIGNAL); nothing elsewhere.
+inline void no_sigpipe_on_socket(int fd) noexcept {
+#if !defined(MSG_NOSIGNAL) && defined(SO_NOSIGPIPE)
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#else
+  (void)fd;
+#endif
+}
+
 inline void write_all_to(int fd, iovec* parts, int count, bool is_socket, SigpipeGuard* guard) {
   while (count > 0) {
     ssize_t n;
@@ -145,7 +179,7 @@ inline void write_all_to(int fd, iovec* parts, int count, bool is_socket, Sigpip
       msghdr message{};
       message.msg_iov = parts;
       message.msg_iovlen = static_cast<decltype(message.msg_iovlen)>(count);
-      n = ::sendmsg(fd, &message, MSG_NOSIGNAL);
+      n = ::sendmsg(fd, &message, send_without_sigpipe);
     } else {
       n = ::writev(fd, parts, count);
     }

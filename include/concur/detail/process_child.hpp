@@ -35,6 +35,7 @@
 #include <thread>
 #include <vector>
 
+#include "concur/detail/at_fork.hpp"
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/posix_io.hpp"
 #include "concur/detail/process_seams.hpp"
@@ -96,7 +97,15 @@ class ChildFdTable {
   void open_pipe(int* read, int* write) {
     std::lock_guard<std::mutex> hold(mutex_);
     int ends[2];
+#if defined(__APPLE__)
+    // No pipe2() on macOS: the flags are set just after. This registry's mutex is held, and
+    // concur's fork() takes it, so no fork() of concur's sees the ends without the flag.
+    if (::pipe(ends) != 0) throw_errno("pipe");
+    ::fcntl(ends[0], F_SETFD, FD_CLOEXEC);
+    ::fcntl(ends[1], F_SETFD, FD_CLOEXEC);
+#else
     if (::pipe2(ends, O_CLOEXEC) != 0) throw_errno("pipe2");
+#endif
     *read = ends[0];
     *write = ends[1];
     record(read);
@@ -117,8 +126,8 @@ class ChildFdTable {
 
  private:
   ChildFdTable() {
-    ::pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
-                     [] { instance().close_all_in_child(); });
+    at_fork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+            [] { instance().close_all_in_child(); });
   }
 
   // Records `slot` (with the mutex held); out of memory, closes it instead (a pidfd then falls

@@ -35,6 +35,7 @@
 #include <mutex>
 #include <vector>
 
+#include "concur/detail/at_fork.hpp"
 #include "concur/detail/process_child.hpp"
 
 namespace concur::detail {
@@ -94,8 +95,8 @@ class ProcessRegistry {
     std::atexit([] { instance().terminate_daemons(); });
     // fork() never happens while another thread holds the mutex (the child would inherit it
     // locked); in the child, the registry's children are the parent's, dropped on first use.
-    ::pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
-                     [] { instance().mutex_.unlock(); });
+    at_fork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+            [] { instance().mutex_.unlock(); });
   }
 
   // In a fork()ed child, the list holds the parent's children: drop them (their pidfds were

@@ -27,6 +27,8 @@
 #include <string>
 #include <vector>
 
+#include "concur/detail/at_fork.hpp"
+#include "concur/detail/local_registry.hpp"
 #include "concur/detail/schedule.hpp"
 #include "concur/detail/thread_state.hpp"
 
@@ -109,9 +111,11 @@ class ThreadRegistry {
   }
 
   // Makes `ownership->state` the calling thread's record for the rest of its life. When the
-  // thread exits, the record is unlisted and marked ended from a pthread key destructor; those
-  // run after every C++ thread_local destructor of the thread, so a join() that returns finds
-  // all of the thread's thread-local objects already destroyed.
+  // thread exits, the record is unlisted and marked ended from a pthread key destructor, after
+  // the thread's concur::local values are destroyed. With glibc, key destructors run after every
+  // C++ thread_local destructor of the thread, so a join() that returns finds all of the
+  // thread's thread-local objects destroyed; where thread-locals are emulated (MinGW GCC), C++
+  // thread_local destructors run later, when the OS thread ends.
   static void own_current_thread(std::unique_ptr<ThreadOwnership> ownership) noexcept {
     current_thread_state = ownership->state.get();
     ::pthread_setspecific(instance().exit_key_, ownership.release());
@@ -125,7 +129,11 @@ class ThreadRegistry {
   // item 1). Order: the registry's mutex, then the record's (finish()); nothing takes them the
   // other way round.
   static void release_current_thread(void* raw) noexcept {
+    if (raw == nullptr) return;  // winpthreads may call a key's destructor with its null value
     const std::unique_ptr<ThreadOwnership> ownership(static_cast<ThreadOwnership*>(raw));
+    // The thread's concur::local values first, whatever the order of pthread keys, so that a
+    // join() that returns finds them destroyed.
+    LocalThreadTable::exit_current();
     current_thread_state = nullptr;
     ThreadRegistry& registry = instance();
     std::lock_guard<std::mutex> hold(registry.mutex_);
@@ -136,8 +144,8 @@ class ThreadRegistry {
 
   ThreadRegistry() {
     ::pthread_key_create(&exit_key_, &release_current_thread);
-    ::pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
-                     [] { instance().keep_only_current_after_fork(); });
+    at_fork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+            [] { instance().keep_only_current_after_fork(); });
   }
 
   ThreadState& adopt_current() {

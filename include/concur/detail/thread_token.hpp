@@ -16,6 +16,7 @@
 #include <new>
 #include <vector>
 
+#include "concur/detail/at_fork.hpp"
 #include "concur/detail/config.hpp"
 
 namespace concur::detail {
@@ -50,12 +51,24 @@ class ThreadTokens {
     }
   }
 
+  // The key whose value is the calling thread's token: its destructor gives the token back at
+  // thread exit.
+  pthread_key_t key() const noexcept { return key_; }
+
  private:
+  // The key's destructor. The token travels as the key's value, so giving it back reads no
+  // thread-local object; it resets current_thread_token, which only its own thread reads (where
+  // thread-locals are emulated and their storage is already freed, the write allocates it
+  // afresh, harmlessly).
+  static void give_back_at_exit(void* raw) noexcept;
+
   ThreadTokens() {
+    if (pthread_key_create(&key_, &give_back_at_exit) != 0) throw std::bad_alloc();
     // A thread that vanished in fork() may have held the mutex.
-    ::pthread_atfork(nullptr, nullptr, [] { new (&instance().mutex_) std::mutex(); });
+    at_fork(nullptr, nullptr, [] { new (&instance().mutex_) std::mutex(); });
   }
 
+  pthread_key_t key_{};
   std::mutex mutex_;
   std::vector<std::uint32_t> free_;
   std::uint32_t next_ = 1;
@@ -65,20 +78,27 @@ class ThreadTokens {
 // it costs one load and stays valid during the thread's thread_local destructors.
 inline thread_local std::uint32_t current_thread_token = 0;
 
-// Takes a token for the calling thread and arranges for it to be given back at thread exit.
-// A thread that needs a token again after that (from a later thread_local destructor) takes a
-// fresh one, which is then never given back.
+inline void ThreadTokens::give_back_at_exit(void* raw) noexcept {
+  if (raw == nullptr) return;  // winpthreads may call a key's destructor with its null value
+  current_thread_token = 0;
+  instance().give_back(static_cast<std::uint32_t>(reinterpret_cast<std::uintptr_t>(raw)));
+}
+
+// Takes a token for the calling thread and arranges for it to be given back at thread exit,
+// through a pthread key rather than a thread_local with a destructor (issue 14, item 5: where
+// thread-locals are emulated, such a destructor runs after their storage is freed). With glibc
+// the key's destructor runs after every C++ thread_local destructor, so the token stays valid
+// through them; a thread that needs a token again after that (from another key's destructor)
+// takes a fresh one, given back by the next round of key destructors.
 CONCUR_NOINLINE inline std::uint32_t take_thread_token() {
-  struct GiveBack {
-    ~GiveBack() {
-      if (current_thread_token != 0) ThreadTokens::instance().give_back(current_thread_token);
-      current_thread_token = 0;
-    }
-  };
-  static thread_local GiveBack give_back;
-  (void)&give_back;
-  current_thread_token = ThreadTokens::instance().take();
-  return current_thread_token;
+  ThreadTokens& tokens = ThreadTokens::instance();
+  const std::uint32_t token = tokens.take();
+  if (pthread_setspecific(tokens.key(), reinterpret_cast<void*>(std::uintptr_t{token})) != 0) {
+    tokens.give_back(token);
+    throw std::bad_alloc();
+  }
+  current_thread_token = token;
+  return token;
 }
 
 // The calling thread's token.

@@ -34,6 +34,8 @@
 
 #if defined(__linux__)
 #include "concur/detail/wait_futex.hpp"
+#elif defined(_WIN32) && !defined(CONCUR_PORTABLE_WAIT)
+#include "concur/detail/wait_windows.hpp"
 #endif
 
 namespace concur::detail {
@@ -43,6 +45,8 @@ using wait_word = std::atomic<std::uint32_t>;
 
 #if CONCUR_HAS_FUTEX
 namespace wait_impl = futex;
+#elif defined(_WIN32) && !defined(CONCUR_PORTABLE_WAIT)
+namespace wait_impl = windows;
 #else
 namespace wait_impl = portable;
 #endif
