@@ -18,17 +18,22 @@
 #include "concur/barrier.hpp"
 #include "concur/codec.hpp"
 #include "concur/condition.hpp"
-#include "concur/connection.hpp"
+#include "concur/detail/config.hpp"
 #include "concur/errors.hpp"
 #include "concur/event.hpp"
 #include "concur/local.hpp"
 #include "concur/lock.hpp"
-#include "concur/process.hpp"
 #include "concur/queue.hpp"
 #include "concur/rlock.hpp"
 #include "concur/semaphore.hpp"
 #include "concur/simple_queue.hpp"
 #include "concur/thread.hpp"
 #include "concur/timer.hpp"
+
+// Processes, pipes and connections need fork() and POSIX descriptors.
+#if CONCUR_POSIX
+#include "concur/connection.hpp"
+#include "concur/process.hpp"
+#endif
 
 #endif  // CONCUR_CONCUR_HPP

@@ -17,9 +17,10 @@
 //     the deadline has passed, and the deadline is absolute, so a retry never extends the wait.
 //   - Waits give no ordering of their own; the word's own atomic operations do.
 //
-// On Linux the futex is used (concur/detail/wait_futex.hpp); elsewhere, or when
-// CONCUR_PORTABLE_WAIT is defined, the portable path (concur/detail/wait_portable.hpp). Both are
-// always compiled on Linux so that tests can exercise both.
+// On Linux the futex is used (concur/detail/wait_futex.hpp); on Windows WaitOnAddress
+// (concur/detail/wait_windows.hpp), unless CONCUR_PORTABLE_WAIT is defined; elsewhere, or when
+// CONCUR_PORTABLE_WAIT is defined, the portable path (concur/detail/wait_portable.hpp). Both
+// the futex and the portable path are always compiled on Linux so that tests can exercise both.
 
 #ifndef CONCUR_DETAIL_WAIT_HPP
 #define CONCUR_DETAIL_WAIT_HPP
