@@ -335,7 +335,7 @@ TEST(ConditionStress, ProducerConsumerKeepsEveryItem) {
   std::deque<long> items;
   bool done = false;
   const long count = scaled(100000, 20);
-  long sum = 0;
+  std::int64_t sum = 0;  // up to 5e9: more than a 32-bit long holds
   long received = 0;
   std::thread consumer([&] {
     for (;;) {
@@ -367,7 +367,7 @@ TEST(ConditionStress, ProducerConsumerKeepsEveryItem) {
   }
   consumer.join();
   EXPECT_EQ(received, count);
-  EXPECT_EQ(sum, count * (count - 1) / 2);
+  EXPECT_EQ(sum, std::int64_t{count} * (count - 1) / 2);
 }
 
 TEST(ConditionStress, TimedWaitersAndNotifiersNeverHang) {

@@ -222,7 +222,7 @@ TEST(Lock, AStoreReleaseThatAParkerMissedIsRescued) {
   for (; trials < 400 && conclusive < scaled(30, 3); ++trials) {
     Lock lock;
     auto& word = reinterpret_cast<std::atomic<std::uint32_t>&>(lock);
-    std::atomic_ref<unsigned char> held_byte(reinterpret_cast<unsigned char*>(&lock)[0]);
+    concur::detail::atomic_byte_ref held_byte(reinterpret_cast<unsigned char*>(&lock)[0]);
     lock.acquire();
     std::atomic<bool> got{false};
     std::thread waiter([&] {

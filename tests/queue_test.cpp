@@ -430,12 +430,12 @@ void expect_drain_delivers_everything(Q& q) {
   constexpr int producers = 3;
   constexpr int consumers = 3;
   const long per_producer = scaled(20000);
-  std::atomic<long> sum{0};
+  std::atomic<std::int64_t> sum{0};  // 64 bits: n * (n + 1) / 2 overflows a 32-bit long
   std::atomic<long> count{0};
   std::vector<std::thread> threads;
   for (int c = 0; c < consumers; ++c) {
     threads.emplace_back([&] {
-      long local_sum = 0;
+      std::int64_t local_sum = 0;
       long local_count = 0;
       for (long item : concur::drain(q)) {
         local_sum += item;
@@ -456,7 +456,7 @@ void expect_drain_delivers_everything(Q& q) {
   for (auto& t : threads) t.join();
   const long n = producers * per_producer;
   EXPECT_EQ(count.load(), n);
-  EXPECT_EQ(sum.load(), n * (n + 1) / 2);
+  EXPECT_EQ(sum.load(), std::int64_t{n} * (n + 1) / 2);
 }
 
 TEST(Drain, DeliversEveryItemOnceAndEndsAtShutdown) {
@@ -667,8 +667,8 @@ TEST(QueueStress, ShutdownRacingWithPutsAndGetsLosesNothing) {
   for (int round = 0; round < scaled(40, 4); ++round) {
     for (bool immediate : {false, true}) {
       Queue<int> q(round % 2 == 0 ? 8 : 0);
-      std::atomic<long> put_sum{0};
-      std::atomic<long> got_sum{0};
+      std::atomic<std::int64_t> put_sum{0};  // how many puts happen is up to the scheduler
+      std::atomic<std::int64_t> got_sum{0};
       std::vector<std::thread> threads;
       for (int p = 0; p < 3; ++p) {
         threads.emplace_back([&] {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -81,7 +82,7 @@ TEST(SimpleQueue, BlockedGetWakesOnPut) {
 TEST(SimpleQueueStress, EveryItemArrivesOnce) {
   SimpleQueue<long> q;
   const long per_producer = concur_test::scaled(100000, 20);
-  std::atomic<long> sum{0};
+  std::atomic<std::int64_t> sum{0};  // 1.5e10: more than a 32-bit long holds
   std::vector<std::thread> threads;
   for (int p = 0; p < 3; ++p) {
     threads.emplace_back([&] {
@@ -94,7 +95,7 @@ TEST(SimpleQueueStress, EveryItemArrivesOnce) {
     });
   }
   for (auto& t : threads) t.join();
-  EXPECT_EQ(sum.load(), 3 * per_producer * (per_producer + 1) / 2);
+  EXPECT_EQ(sum.load(), std::int64_t{3} * per_producer * (per_producer + 1) / 2);
   EXPECT_TRUE(q.empty());
 }
 

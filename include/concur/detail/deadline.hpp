@@ -8,6 +8,7 @@
 #define CONCUR_DETAIL_DEADLINE_HPP
 
 #include <chrono>
+#include <cmath>
 #include <stdexcept>
 #include <type_traits>
 
@@ -28,7 +29,8 @@ constexpr steady_clock::duration to_steady_duration(
   using target = steady_clock::duration;
   using wide = std::chrono::duration<long double, typename target::period>;
   const wide as_wide = std::chrono::duration_cast<wide>(timeout);
-  if (as_wide != as_wide) return target::zero();  // NaN
+  // NaN: the count itself, not the library's operator!= (which may be written as !(a == b)).
+  if (as_wide.count() != as_wide.count()) return target::zero();
   if (as_wide >= wide(target::max().count())) return target::max();
   if (as_wide <= wide(target::min().count())) return target::min();
   return std::chrono::ceil<target>(timeout);
@@ -81,9 +83,14 @@ inline bool expired(steady_time deadline) noexcept {
 
 // Throws std::invalid_argument for a negative (or NaN) timeout, for the calls where Python
 // refuses one ("'timeout' must be a non-negative number").
+// The NaN test looks at the value itself: the standard library's comparison operators may not
+// say false for NaN (libc++ writes `a >= b` as `!(a < b)`, which is true when a is NaN).
 template <class Rep, class Period>
 void require_non_negative(std::chrono::duration<Rep, Period> timeout, const char* what) {
-  if (!(timeout >= std::chrono::duration<Rep, Period>::zero())) throw std::invalid_argument(what);
+  if constexpr (std::is_floating_point_v<Rep>) {
+    if (std::isnan(timeout.count())) throw std::invalid_argument(what);
+  }
+  if (timeout < std::chrono::duration<Rep, Period>::zero()) throw std::invalid_argument(what);
 }
 
 }  // namespace concur::detail

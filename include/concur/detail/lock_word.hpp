@@ -112,6 +112,58 @@
 
 namespace concur::detail {
 
+// atomic_byte_ref: atomic access to one byte of a wider object, the byte views of SplitLayout's
+// store release. This is the one place where concur needs std::atomic_ref, which not every
+// C++20 standard library has: libc++ gained it only in version 19. Where the library has it
+// (__cpp_lib_atomic_ref: libstdc++ from GCC 10, libc++ from 19), atomic_byte_ref is
+// std::atomic_ref<unsigned char>; elsewhere a class with the same two members on the GCC and
+// Clang __atomic builtins, which is what both libraries' atomic_ref is made of, so the code
+// generated is the same.
+#if defined(__cpp_lib_atomic_ref)
+using atomic_byte_ref = std::atomic_ref<unsigned char>;
+#elif defined(__GNUC__) || defined(__clang__)
+class atomic_byte_ref {
+ public:
+  explicit atomic_byte_ref(unsigned char& byte) noexcept : byte_(&byte) {}
+
+  // atomic_byte_ref::store()
+  //
+  // Stores `value` into the byte with `order` (relaxed, release or seq_cst).
+  void store(unsigned char value, std::memory_order order) const noexcept {
+    __atomic_store_n(byte_, value, builtin_order(order));
+  }
+
+  // atomic_byte_ref::load()
+  //
+  // Loads the byte with `order` (relaxed, acquire or seq_cst).
+  unsigned char load(std::memory_order order) const noexcept {
+    return __atomic_load_n(byte_, builtin_order(order));
+  }
+
+ private:
+  // The builtins' constants; a constant `order` folds to one of them when inlined.
+  static constexpr int builtin_order(std::memory_order order) noexcept {
+    switch (order) {
+      case std::memory_order_relaxed:
+        return __ATOMIC_RELAXED;
+      case std::memory_order_consume:
+      case std::memory_order_acquire:
+        return __ATOMIC_ACQUIRE;
+      case std::memory_order_release:
+        return __ATOMIC_RELEASE;
+      case std::memory_order_acq_rel:
+        return __ATOMIC_ACQ_REL;
+      default:
+        return __ATOMIC_SEQ_CST;
+    }
+  }
+
+  unsigned char* byte_;
+};
+#else
+#error "concur needs std::atomic_ref or the GCC/Clang __atomic builtins"
+#endif
+
 struct CasLayout {
   static constexpr std::uint32_t held = 1;
   static constexpr std::uint32_t parked = 2;
@@ -351,11 +403,11 @@ class BasicLockWord {
 
   // The word's low byte (HELD) and the byte above it (the other flags), as atomic bytes. Bytes
   // of any object may be accessed as unsigned char, so these views alias the word legitimately.
-  std::atomic_ref<unsigned char> low_byte() noexcept {
-    return std::atomic_ref<unsigned char>(reinterpret_cast<unsigned char*>(&word_)[0]);
+  atomic_byte_ref low_byte() noexcept {
+    return atomic_byte_ref(reinterpret_cast<unsigned char*>(&word_)[0]);
   }
-  std::atomic_ref<unsigned char> flags_byte() noexcept {
-    return std::atomic_ref<unsigned char>(reinterpret_cast<unsigned char*>(&word_)[1]);
+  atomic_byte_ref flags_byte() noexcept {
+    return atomic_byte_ref(reinterpret_cast<unsigned char*>(&word_)[1]);
   }
 
   // SplitLayout's release: L, S and L2 of "The store release" above.
