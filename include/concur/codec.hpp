@@ -397,7 +397,9 @@ T get_element(Reader& in) {
 template <class C>
 void encode_range(Writer& out, const C& items) {
   out.put_count(static_cast<std::uint64_t>(std::size(items)));
-  for (const auto& item : items) out.put(item);
+  // The cast turns a proxy element (std::vector<bool>'s) into the value it stands for, so that
+  // the codec is chosen for the value type, not for the proxy.
+  for (const auto& item : items) out.put(static_cast<const typename C::value_type&>(item));
 }
 
 template <class T>

@@ -46,6 +46,17 @@
 #include "concur/detail/local_registry.hpp"
 #include "concur/errors.hpp"
 
+namespace concur::detail {
+
+// A factory of T: callable with no arguments, returning a T (a prvalue builds even a T that
+// cannot move, by guaranteed copy elision; libc++ 14's is_invocable_r says no for such a T)
+// or something convertible to one.
+template <class Factory, class T>
+concept factory_of =
+    std::is_same_v<std::invoke_result_t<Factory&>, T> || std::is_invocable_r_v<T, Factory&>;
+
+}  // namespace concur::detail
+
 namespace concur {
 
 // with_factory
@@ -85,7 +96,7 @@ class local {
   //
   // Each thread's value is what `factory()` returns, called on that thread.
   template <class Factory>
-  requires std::is_invocable_r_v<T, Factory&> local(with_factory_t, Factory factory)
+  requires detail::factory_of<Factory, T> local(with_factory_t, Factory factory)
       : make_([factory = std::move(factory)]() mutable { return new Node(factory); }) {
     open();
   }
@@ -157,7 +168,7 @@ class local {
     template <class... Args>
     explicit Node(const Args&... args) : value(args...) {}
     template <class Factory>
-    requires std::is_invocable_r_v<T, Factory&>
+    requires detail::factory_of<Factory, T>
     explicit Node(Factory& factory) : value(factory()) {}
     T value;
   };
