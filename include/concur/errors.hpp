@@ -9,11 +9,16 @@
 //   queue.Empty, queue.Full, queue.ShutDown        Empty, Full, ShutDown
 //   threading.BrokenBarrierError                   BrokenBarrierError
 //   EOFError, multiprocessing.BufferTooShort       EOFError, BufferTooShort
+//   concurrent.futures.TimeoutError                TimeoutError
+//   concurrent.futures.CancelledError              CancelledError
+//   concurrent.futures.InvalidStateError           InvalidStateError
+//   concurrent.futures.BrokenExecutor, its         BrokenExecutor, BrokenThreadPool,
+//     BrokenThreadPool and BrokenProcessPool         BrokenProcessPool
 //   OSError, BrokenPipeError                       std::system_error carrying the errno
 //
-// Empty, Full, ShutDown, BrokenBarrierError, EOFError and BufferTooShort derive from
-// concur::Error, which derives from std::runtime_error: they report a state of the world that a
-// correct program meets and handles. UsageError reports a bug in the calling program.
+// Empty, Full, ShutDown, BrokenBarrierError, EOFError, BufferTooShort and the futures' errors
+// derive from concur::Error, which derives from std::runtime_error: they report a state of the
+// world that a correct program meets and handles. UsageError reports a bug in the calling program.
 
 #ifndef CONCUR_ERRORS_HPP
 #define CONCUR_ERRORS_HPP
@@ -109,6 +114,69 @@ class BufferTooShort : public Error {
 
  private:
   std::string message_;
+};
+
+// TimeoutError
+//
+// A timed wait on a Future (result(), exception(), as_completed(), an executor's map() or an
+// AsyncResult's get()) ran out of time before the result was there (Python's
+// concurrent.futures.TimeoutError and multiprocessing.TimeoutError).
+class TimeoutError : public Error {
+ public:
+  TimeoutError() : Error("timed out waiting for the result") {}
+  using Error::Error;
+};
+
+// CancelledError
+//
+// The result of a Future that was cancelled before it ran (Python's
+// concurrent.futures.CancelledError).
+class CancelledError : public Error {
+ public:
+  CancelledError() : Error("the future was cancelled") {}
+  using Error::Error;
+};
+
+// InvalidStateError
+//
+// A Future's result or exception was set when it was already done or cancelled (Python's
+// concurrent.futures.InvalidStateError).
+class InvalidStateError : public Error {
+ public:
+  InvalidStateError() : Error("the future is already done") {}
+  using Error::Error;
+};
+
+// BrokenExecutor
+//
+// An executor can no longer run work: Python's concurrent.futures.BrokenExecutor. The pending
+// Futures of a broken executor hold it, and submit() throws it.
+class BrokenExecutor : public Error {
+ public:
+  BrokenExecutor() : Error("the executor is broken") {}
+  using Error::Error;
+};
+
+// BrokenThreadPool
+//
+// A ThreadPoolExecutor's worker failed in its initializer (Python's
+// concurrent.futures.thread.BrokenThreadPool).
+class BrokenThreadPool : public BrokenExecutor {
+ public:
+  BrokenThreadPool()
+      : BrokenExecutor("a thread initializer failed, the thread pool is not usable anymore") {}
+  using BrokenExecutor::BrokenExecutor;
+};
+
+// BrokenProcessPool
+//
+// A worker process of a ProcessPoolExecutor or mp::Pool ended abruptly (killed, or exited
+// outside a task), or failed in its initializer (Python's
+// concurrent.futures.process.BrokenProcessPool; Python's multiprocessing.Pool hangs instead).
+class BrokenProcessPool : public BrokenExecutor {
+ public:
+  BrokenProcessPool() : BrokenExecutor("a process in the process pool was terminated abruptly") {}
+  using BrokenExecutor::BrokenExecutor;
 };
 
 namespace detail {
