@@ -126,12 +126,6 @@ ProcessInitializer bind_initializer(F fn, Args&&... args) {
 
 namespace mp {
 
-using concur::active_children;
-using concur::Connection;
-using concur::cpu_count;
-using concur::Pipe;
-using concur::Process;
-
 namespace detail_pool {
 template <class R>
 struct get_result {
@@ -211,12 +205,12 @@ using IMapIterator = concur::detail::ResultStream<R>;
 //   mp::Pool pool({.processes = 4, .initializer = concur::bind_initializer(setup, 7),
 //                  .maxtasksperchild = 100});
 struct PoolOptions {
-  // The number of workers; 0 gives Python's default, cpu_count().
-  int processes = 0;
+  // The number of workers; empty gives Python's default, cpu_count().
+  std::optional<int> processes = std::nullopt;
   // Run first in each worker (Python's initializer and initargs).
   ProcessInitializer initializer = {};
-  // Tasks (a chunk counts as one, as in Python) after which a worker is replaced; 0: never.
-  int maxtasksperchild = 0;
+  // Tasks (a chunk counts as one, as in Python) after which a worker is replaced; empty: never.
+  std::optional<int> maxtasksperchild = std::nullopt;
 };
 
 // Pool
@@ -226,8 +220,8 @@ class Pool {
  public:
   // Pool::Pool(), Pool(processes), Pool(options)
   //
-  // Forks the workers now. Throws std::invalid_argument for processes < 0 (0 is the default)
-  // or maxtasksperchild < 0, std::system_error when the system cannot fork.
+  // Forks the workers now. Throws std::invalid_argument for processes < 1 or maxtasksperchild
+  // < 1 (Python's ValueError), std::system_error when the system cannot fork.
   Pool() : Pool(PoolOptions{}) {}
   explicit Pool(int processes) : Pool(PoolOptions{.processes = processes}) {}
   explicit Pool(PoolOptions options)
@@ -349,13 +343,15 @@ class Pool {
  private:
   static constexpr const char* refusal = "Pool not running";
 
-  static int checked_processes(int processes) {
-    if (processes < 0) throw std::invalid_argument("Number of processes must be at least 1");
-    return processes == 0 ? concur::cpu_count() : processes;
+  static int checked_processes(std::optional<int> processes) {
+    if (!processes) return concur::cpu_count();
+    if (*processes < 1) throw std::invalid_argument("Number of processes must be at least 1");
+    return *processes;
   }
-  static int checked_max_tasks(int max_tasks) {
-    if (max_tasks < 0) throw std::invalid_argument("maxtasksperchild must be a positive int");
-    return max_tasks;
+  static int checked_max_tasks(std::optional<int> max_tasks) {
+    if (!max_tasks) return 0;
+    if (*max_tasks < 1) throw std::invalid_argument("maxtasksperchild must be a positive int");
+    return *max_tasks;
   }
 
   // The items as a forward range: the range itself when it is one, else a copy.

@@ -33,6 +33,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <tuple>
 #include <type_traits>
 #include <typeinfo>
@@ -175,16 +176,77 @@ inline void encode_current_exception(Writer& out) {
   out.put(text);
 }
 
-// Decodes a failure payload into the exception the parent throws.
-inline std::exception_ptr decode_remote_error(std::string_view payload) {
+// TaskFailure
+//
+// Why a task has no result, as plain data: each waiter throws a fresh exception made from it,
+// so that no exception object is shared between threads (the I/O thread that learns of the
+// failure and each thread that waits for the result each have their own).
+struct TaskFailure {
+  enum class Kind { remote, broken, cancelled, system, other };
+  Kind kind = Kind::other;
+  std::string type_name;  // remote: the exception's type in the worker
+  std::string message;
+  int code = 0;  // system: the errno value
+
+  [[noreturn]] void raise() const {
+    switch (kind) {
+      case Kind::remote:
+        throw RemoteError(type_name, message);
+      case Kind::broken:
+        throw BrokenProcessPool(message);
+      case Kind::cancelled:
+        throw CancelledError();
+      case Kind::system:
+        throw std::system_error(code, std::generic_category(), message);
+      case Kind::other:
+        break;
+    }
+    throw Error(message);
+  }
+  std::exception_ptr make_exception_ptr() const {
+    try {
+      raise();
+    } catch (...) {
+      return std::current_exception();
+    }
+  }
+
+  // The exception in flight (in the parent: a result that could not be decoded, or memory).
+  static TaskFailure current() noexcept {
+    TaskFailure failure;
+    try {
+      throw;
+    } catch (const std::system_error& e) {
+      failure.kind = Kind::system;
+      failure.code = e.code().value();
+      failure.message = e.what();
+    } catch (const std::exception& e) {
+      failure.message = e.what();
+    } catch (...) {
+      failure.message = "unknown exception";
+    }
+    return failure;
+  }
+  static TaskFailure broken(std::string message) {
+    TaskFailure failure;
+    failure.kind = Kind::broken;
+    failure.message = std::move(message);
+    return failure;
+  }
+};
+
+// Decodes a failure payload (a worker's exception).
+inline TaskFailure decode_remote_error(std::string_view payload) {
+  TaskFailure failure;
   try {
     Reader in(payload);
-    std::string type = in.get<std::string>();
-    std::string text = in.get<std::string>();
-    return std::make_exception_ptr(RemoteError(std::move(type), text));
+    failure.type_name = in.get<std::string>();
+    failure.message = in.get<std::string>();
+    failure.kind = TaskFailure::Kind::remote;
   } catch (...) {
-    return std::current_exception();
+    failure = TaskFailure::current();
   }
+  return failure;
 }
 
 template <class F, class Item, bool Unpack>

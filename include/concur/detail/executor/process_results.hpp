@@ -66,11 +66,11 @@ class AsyncState {
     CONCUR_SCHEDULE_POINT("process_result.set");
     cv_.notify_all();
   }
-  void set_error(std::exception_ptr error) {
+  void set_error(const TaskFailure& failure) {
     {
       std::lock_guard<std::mutex> hold(mutex_);
       if (ready_) return;
-      error_ = std::move(error);
+      error_.emplace(failure);
       ready_ = true;
     }
     CONCUR_SCHEDULE_POINT("process_result.set");
@@ -88,20 +88,20 @@ class AsyncState {
   bool successful() const {
     std::lock_guard<std::mutex> hold(mutex_);
     if (!ready_) throw UsageError("the result is not ready");
-    return !error_;
+    return !error_.has_value();
   }
   // The value once ready: throws TimeoutError at the deadline, or the task's exception.
   const Stored& get_until(steady_time deadline) {
     std::unique_lock<std::mutex> hold(mutex_);
     if (!wait_until_ready(cv_, hold, deadline, [this] { return ready_; })) throw TimeoutError();
-    if (error_) std::rethrow_exception(error_);
+    if (error_) error_->raise();
     return *value_;
   }
   // The value moved out (for a caller that owns the only handle).
   Stored take() {
     std::unique_lock<std::mutex> hold(mutex_);
     wait_until_ready(cv_, hold, never, [this] { return ready_; });
-    if (error_) std::rethrow_exception(error_);
+    if (error_) error_->raise();
     return std::move(*value_);
   }
 
@@ -110,7 +110,7 @@ class AsyncState {
   std::condition_variable cv_;
   bool ready_ = false;
   std::optional<Stored> value_;
-  std::exception_ptr error_;
+  std::optional<TaskFailure> error_;
 };
 
 // ApplySink<R>: one task, one result (apply_async).
@@ -126,10 +126,10 @@ class ApplySink final : public TaskSink, public AsyncState<R> {
         this->set_value(in.get<R>());
       }
     } catch (...) {
-      this->set_error(std::current_exception());
+      this->set_error(TaskFailure::current());
     }
   }
-  void fail(std::size_t, std::exception_ptr error) override { this->set_error(std::move(error)); }
+  void fail(std::size_t, const TaskFailure& failure) override { this->set_error(failure); }
 };
 
 // MapSink<R>: `chunks` tasks of `chunksize` items (the last one shorter) into one vector
@@ -156,7 +156,7 @@ class MapSink final : public TaskSink, public AsyncState<std::vector<R>> {
       Reader in(payload);
       for (std::size_t i = 0; i < count; ++i) parts_.set(first + i, in.get<R>());
     } catch (...) {
-      this->set_error(std::current_exception());
+      this->set_error(TaskFailure::current());
       return;
     }
     bool last;
@@ -169,13 +169,13 @@ class MapSink final : public TaskSink, public AsyncState<std::vector<R>> {
       try {
         out = parts_.take();
       } catch (...) {
-        this->set_error(std::current_exception());
+        this->set_error(TaskFailure::current());
         return;
       }
       this->set_value(std::move(out));
     }
   }
-  void fail(std::size_t, std::exception_ptr error) override { this->set_error(std::move(error)); }
+  void fail(std::size_t, const TaskFailure& failure) override { this->set_error(failure); }
 
  private:
   const std::size_t items_;
@@ -220,20 +220,22 @@ class IMapSink final : public TaskSink {
 
   void deliver(std::size_t slot, std::string_view payload) override {
     Chunk chunk;
+    chunk.count = std::min(chunksize_, items_ - slot * chunksize_);
     try {
-      const std::size_t count = std::min(chunksize_, items_ - slot * chunksize_);
+      const std::size_t count = chunk.count;
       Reader in(payload);
       chunk.values.reserve(count);
       for (std::size_t i = 0; i < count; ++i) chunk.values.push_back(in.get<R>());
     } catch (...) {
       chunk.values.clear();
-      chunk.error = std::current_exception();
+      chunk.error.emplace(TaskFailure::current());
     }
     arrive(slot, std::move(chunk));
   }
-  void fail(std::size_t slot, std::exception_ptr error) override {
+  void fail(std::size_t slot, const TaskFailure& failure) override {
     Chunk chunk;
-    chunk.error = std::move(error);
+    chunk.count = std::min(chunksize_, items_ - slot * chunksize_);
+    chunk.error.emplace(failure);
     arrive(slot, std::move(chunk));
   }
 
@@ -243,6 +245,7 @@ class IMapSink final : public TaskSink {
     std::unique_lock<std::mutex> hold(mutex_);
     for (;;) {
       if (current_ && position_ < current_->values.size()) {
+        ++consumed_;
         return std::move(current_->values[position_++]);
       }
       current_.reset();
@@ -253,15 +256,26 @@ class IMapSink final : public TaskSink {
       }
       Chunk chunk = take_next();
       ++taken_chunks_;
-      if (chunk.error) std::rethrow_exception(chunk.error);
+      if (chunk.error) {
+        consumed_ += chunk.count;
+        chunk.error->raise();
+      }
       current_.emplace(std::move(chunk));
     }
   }
 
+  // Whether every result has been handed out (a failed chunk counts as all its items): the end
+  // of the stream, known without waiting.
+  bool exhausted() {
+    std::lock_guard<std::mutex> hold(mutex_);
+    return consumed_ >= items_;
+  }
+
  private:
   struct Chunk {
+    std::size_t count = 0;  // items in the chunk
     std::vector<R> values;
-    std::exception_ptr error;
+    std::optional<TaskFailure> error;
   };
 
   std::size_t chunk_total() const { return MapSink<R>::chunk_count(items_, chunksize_); }
@@ -304,15 +318,16 @@ class IMapSink final : public TaskSink {
   std::size_t taken_chunks_ = 0;
   std::optional<Chunk> current_;
   std::size_t position_ = 0;
+  std::size_t consumed_ = 0;  // results handed out, a failed chunk's items included
 };
 
 // ResultStream<R>
 //
 // The results of an imap, imap_unordered or ProcessPoolExecutor::map, one at a time: an input
-// range (`for (R& r : stream)`) whose iterator blocks for each next result, and next() for the
-// explicit form. A failed task's exception is thrown where its results would be (by begin(),
-// ++ or next()); the stream then goes on with the next task. Results taken are gone: iterate
-// once. Not thread-safe (one consumer).
+// range (`for (R& r : stream)`) whose iterator blocks for each next result when dereferenced,
+// and next() for the explicit form. A failed task's exception is thrown in place of its
+// results (once for a whole chunk, as Python does); the stream then goes on with the next
+// task. Results taken are gone: iterate once. Not thread-safe (one consumer).
 template <class R>
 class ResultStream {
  public:
@@ -330,28 +345,50 @@ class ResultStream {
     return sink_->next_until(std::min(deadline_, deadline_after(timeout)));
   }
 
+  // ResultStream::iterator
+  //
+  // Waits for a result when dereferenced (throwing its task's exception there, as the lead's
+  // thread MapResult does); ++ moves on (taking the result first if it was never looked at).
   class iterator {
    public:
     using value_type = R;
     using difference_type = std::ptrdiff_t;
     iterator() = default;
-    explicit iterator(ResultStream* stream) : stream_(stream) { current_ = stream_->next(); }
-    R& operator*() const { return *current_; }
-    R* operator->() const { return &*current_; }
+    explicit iterator(ResultStream* stream) : stream_(stream) {}
+    R& operator*() const {
+      fetch();
+      return *current_;
+    }
+    R* operator->() const { return &**this; }
     iterator& operator++() {
+      if (!fetched_) fetch();
+      fetched_ = false;
       current_.reset();
-      current_ = stream_->next();
       return *this;
     }
     void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) noexcept {
-      return !it.current_.has_value();
+    friend bool operator==(const iterator& it, std::default_sentinel_t) {
+      return !it.fetched_ && it.stream_->exhausted();
     }
 
    private:
+    void fetch() const {
+      if (fetched_) {
+        if (!current_) throw UsageError("this result threw: move on with ++");
+        return;
+      }
+      fetched_ = true;
+      current_ = stream_->next();
+    }
     ResultStream* stream_ = nullptr;
+    mutable bool fetched_ = false;
     mutable std::optional<R> current_;
   };
+
+  // ResultStream::exhausted()
+  //
+  // Whether every result has been handed out (known without waiting).
+  [[nodiscard]] bool exhausted() const { return sink_->exhausted(); }
 
   // ResultStream::begin(), end()
   //

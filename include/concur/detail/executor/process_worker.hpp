@@ -92,7 +92,13 @@ class TaskSink {
   // The task's results: the payload of a result record.
   virtual void deliver(std::size_t slot, std::string_view payload) = 0;
   // The task failed: its exception, or BrokenProcessPool.
-  virtual void fail(std::size_t slot, std::exception_ptr error) = 0;
+  virtual void fail(std::size_t slot, const TaskFailure& failure) = 0;
+  // The task was taken off the queue before it ran (shutdown with cancel_futures).
+  virtual void cancel(std::size_t slot) {
+    TaskFailure failure;
+    failure.kind = TaskFailure::Kind::cancelled;
+    fail(slot, failure);
+  }
 };
 
 // A queued task.
@@ -573,12 +579,7 @@ class WorkerPool {
       const std::string_view payload = frame.substr(result_header_size, size);
       frame.remove_prefix(result_header_size + size);
       if (status == result_init_failed) {
-        const std::exception_ptr error = decode_remote_error(payload);
-        try {
-          std::rethrow_exception(error);
-        } catch (const std::exception& e) {
-          w.init_error = e.what();
-        }
+        w.init_error = decode_remote_error(payload).message;
         continue;
       }
       if (w.in_flight.empty() || w.in_flight.front().id != id) throw_protocol();
@@ -663,9 +664,14 @@ class WorkerPool {
       for (auto& f : w->in_flight) pending.push_back(std::move(f));
       w->in_flight.clear();
     }
-    const std::exception_ptr error = std::make_exception_ptr(BrokenProcessPool(message));
-    for (auto& f : pending) f.sink->fail(f.slot, error);
-    for (auto& job : queued) job.sink->fail(job.slot, error);
+    TaskFailure failure;
+    try {
+      failure = TaskFailure::broken(message);
+    } catch (...) {  // out of memory: the default message
+      failure.kind = TaskFailure::Kind::broken;
+    }
+    for (auto& f : pending) f.sink->fail(f.slot, failure);
+    for (auto& job : queued) job.sink->fail(job.slot, failure);
   }
 
   const int processes_;

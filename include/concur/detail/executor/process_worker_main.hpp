@@ -8,9 +8,11 @@
 // atexit handlers and static destructors never run in a worker. An initializer that throws
 // sends one record saying so and exits with 3; a broken connection exits with 1.
 //
-// When results go out: once the input has run dry (no more bytes waiting), once 1 ms has passed
-// since the oldest unsent result, or once 256 KiB are waiting. So a stream of tiny tasks costs a
-// write per batch, and a slow task's result does not wait behind the next ones.
+// When results go out: once the input has run dry (no more bytes waiting), once 256 KiB are
+// waiting, and before the next task starts when the recent tasks averaged 20 us or more or the
+// oldest unsent result has waited 1 ms. So a stream of tiny tasks costs a write per batch, and
+// a slow task's result does not wait behind the next ones; a tiny task's result can wait behind
+// one slow task that follows it in the same batch.
 //
 // POSIX only.
 
@@ -48,6 +50,7 @@ inline void append_result_record(std::string& out, std::uint64_t id, std::uint8_
 [[noreturn]] inline void worker_main(Connection& end, const TaskCall& initializer,
                                      std::uint64_t max_tasks) noexcept {
   using clock = std::chrono::steady_clock;
+  using namespace std::chrono_literals;
   int code = 0;
   try {
     end.set_max_message_size(std::numeric_limits<std::size_t>::max());  // the parent is trusted
@@ -63,6 +66,7 @@ inline void append_result_record(std::string& out, std::uint64_t id, std::uint8_
     }
     std::uint64_t done = 0;
     clock::time_point oldest{};
+    double mean_ns = 0.0;  // the tasks' recent run time
     bool finished = false;
     auto flush = [&] {
       if (out.empty()) return;
@@ -87,22 +91,25 @@ inline void append_result_record(std::string& out, std::uint64_t id, std::uint8_
         if (rest.size() - task_header_size < size) throw std::runtime_error("malformed task");
         const std::string_view payload = rest.substr(task_header_size, size);
         rest.remove_prefix(task_header_size + size);
+        // Results already waiting go out before a task that may be slow: when the tasks so
+        // far have been slow (20 us on average, a write is then cheap beside them), or once
+        // the oldest has waited 1 ms. Short tasks keep batching.
+        if (!out.empty() && (mean_ns >= 20000.0 || clock::now() - oldest >= 1ms)) flush();
         Writer result;
         const auto start = clock::now();
         const bool ok = invoker(fn, payload, result);
         const auto stop = clock::now();
         if (out.empty()) oldest = stop;
-        append_result_record(
-            out, id, ok ? result_ok : result_exception,
-            static_cast<std::uint64_t>(
-                std::chrono::duration_cast<std::chrono::nanoseconds>(stop - start).count()),
-            result.bytes());
+        const auto ns = static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(stop - start).count());
+        mean_ns = 0.8 * mean_ns + 0.2 * static_cast<double>(ns);
+        append_result_record(out, id, ok ? result_ok : result_exception, ns, result.bytes());
         ++done;
         if (max_tasks > 0 && done >= max_tasks) {
           finished = true;
           break;
         }
-        if (out.size() >= 256 * 1024 || stop - oldest >= std::chrono::milliseconds(1)) flush();
+        if (out.size() >= 256 * 1024) flush();
       }
       if (finished || !end.poll()) flush();
     }
