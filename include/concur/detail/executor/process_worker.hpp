@@ -67,6 +67,7 @@
 #include <vector>
 
 #include "concur/connection.hpp"
+#include "concur/detail/executor/process_channel.hpp"
 #include "concur/detail/executor/process_protocol.hpp"
 #include "concur/detail/executor/process_worker_main.hpp"
 #include "concur/detail/process_child.hpp"
@@ -75,38 +76,6 @@
 #include "concur/process.hpp"
 
 namespace concur::detail {
-
-// TaskSink
-//
-// Where the results of queued tasks go; one sink may take many tasks (a map's chunks), told
-// apart by `slot`. deliver() and fail() run on the I/O thread, each task's exactly once.
-class TaskSink {
- public:
-  virtual ~TaskSink() = default;
-  // Called (under the pool's mutex) just before the task is sent: false drops it (a Future
-  // cancelled meanwhile).
-  virtual bool start(std::size_t slot) {
-    (void)slot;
-    return true;
-  }
-  // The task's results: the payload of a result record.
-  virtual void deliver(std::size_t slot, std::string_view payload) = 0;
-  // The task failed: its exception, or BrokenProcessPool.
-  virtual void fail(std::size_t slot, const TaskFailure& failure) = 0;
-  // The task was taken off the queue before it ran (shutdown with cancel_futures).
-  virtual void cancel(std::size_t slot) {
-    TaskFailure failure;
-    failure.kind = TaskFailure::Kind::cancelled;
-    fail(slot, failure);
-  }
-};
-
-// A queued task.
-struct PoolJob {
-  std::shared_ptr<TaskSink> sink;
-  std::size_t slot = 0;
-  TaskCall call;
-};
 
 // WorkerPool
 //
@@ -225,30 +194,6 @@ class WorkerPool {
     std::shared_ptr<TaskSink> sink;
     std::size_t slot;
     std::uint64_t id;
-  };
-
-  // Bytes read from a worker: [begin, end) not yet handled.
-  struct InBuffer {
-    std::unique_ptr<char[]> data;
-    std::size_t begin = 0;
-    std::size_t end = 0;
-    std::size_t capacity = 0;
-    // Makes room for `more` bytes after end: moves the unhandled bytes to the front, or grows.
-    void reserve(std::size_t more) {
-      if (capacity - end >= more) return;
-      const std::size_t used = end - begin;
-      if (begin > 0 && capacity - used >= more && used <= capacity / 2) {
-        std::memmove(data.get(), data.get() + begin, used);
-      } else {
-        const std::size_t grown = std::max(capacity * 2, used + more);
-        auto bigger = std::make_unique_for_overwrite<char[]>(grown);
-        if (used > 0) std::memcpy(bigger.get(), data.get() + begin, used);
-        data = std::move(bigger);
-        capacity = grown;
-      }
-      begin = 0;
-      end = used;
-    }
   };
 
   struct Worker {
@@ -504,68 +449,16 @@ class WorkerPool {
 
   // Writes what the socket takes now, without blocking.
   static void write_some(Worker& w) noexcept {
-    while (w.out_done < w.out.size() && !w.write_failed) {
-      const ssize_t n = ::send(w.end.fileno(), w.out.data() + w.out_done, w.out.size() - w.out_done,
-                               MSG_DONTWAIT | send_without_sigpipe);
-      if (n > 0) {
-        w.out_done += static_cast<std::size_t>(n);
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (!w.write_failed && !send_available(w.end.fileno(), w.out, w.out_done)) {
       w.write_failed = true;  // the worker is gone: its end of file or pidfd says so next
-    }
-    if (w.out_done == w.out.size()) {
-      w.out.clear();
-      w.out_done = 0;
     }
   }
 
   // Reads what has arrived and handles every whole frame; false at end of file (or an error).
   bool read_some(Worker& w) {
-    InBuffer& in = w.in;
-    for (;;) {
-      in.reserve(256 * 1024);
-      const ssize_t n =
-          ::recv(w.end.fileno(), in.data.get() + in.end, in.capacity - in.end, MSG_DONTWAIT);
-      if (n > 0) {
-        const bool full = static_cast<std::size_t>(n) == in.capacity - in.end;
-        in.end += static_cast<std::size_t>(n);
-        if (!full) break;
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-      handle_frames(w);
-      return false;  // end of file, or ECONNRESET
-    }
-    handle_frames(w);
-    return true;
-  }
-
-  void handle_frames(Worker& w) {
-    InBuffer& in = w.in;
-    for (;;) {
-      const std::size_t left = in.end - in.begin;
-      if (left < 4) break;
-      const char* p = in.data.get() + in.begin;
-      std::uint64_t size = 0;
-      std::size_t header = 4;
-      for (int i = 0; i < 4; ++i) size = (size << 8) | static_cast<unsigned char>(p[i]);
-      if (size == 0xffffffffu) {
-        if (left < 12) break;
-        size = 0;
-        for (int i = 4; i < 12; ++i) size = (size << 8) | static_cast<unsigned char>(p[i]);
-        header = 12;
-      }
-      if (left - header < size) {
-        in.reserve(header + static_cast<std::size_t>(size) - left);  // room for the rest
-        break;
-      }
-      handle_records(w, std::string_view(p + header, static_cast<std::size_t>(size)));
-      in.begin += header + static_cast<std::size_t>(size);
-    }
-    if (in.begin == in.end) in.begin = in.end = 0;
+    const bool open = recv_available(w.end.fileno(), w.in);
+    for_each_frame(w.in, [&](std::string_view frame) { handle_records(w, frame); });
+    return open;
   }
 
   void handle_records(Worker& w, std::string_view frame) {
