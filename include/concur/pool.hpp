@@ -377,7 +377,7 @@ class Pool {
     static_assert(concur::detail::check_process_value<R>());
     if (chunksize < 0) throw std::invalid_argument("chunksize must be 1+");
     return with_forward(std::forward<Range>(items), [&](auto& range) {
-      const auto count = static_cast<std::size_t>(std::ranges::distance(range));
+      const auto count = concur::detail::range_count(range);
       const std::size_t size = chunksize > 0
                                    ? static_cast<std::size_t>(chunksize)
                                    : concur::detail::default_chunksize(count, processes());
@@ -401,7 +401,7 @@ class Pool {
       throw std::invalid_argument("Chunksize must be 1+, not " + std::to_string(chunksize));
     }
     return with_forward(std::forward<Range>(items), [&](auto& range) {
-      const auto count = static_cast<std::size_t>(std::ranges::distance(range));
+      const auto count = concur::detail::range_count(range);
       const auto size = static_cast<std::size_t>(chunksize);
       auto sink = std::make_shared<concur::detail::IMapSink<R>>(count, size, ordered);
       auto jobs = concur::detail::chunk_jobs<std::decay_t<F>, Item, Unpack>(

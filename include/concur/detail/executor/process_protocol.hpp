@@ -326,7 +326,9 @@ template <class F, class Item, bool Unpack, class It>
 TaskCall make_task_call(std::uint64_t fn, It first, It last) {
   TaskCall call{&run_items<F, Item, Unpack>, fn, {}};
   Writer out;
-  out.put(static_cast<std::uint64_t>(std::distance(first, last)));
+  std::uint64_t count = 0;
+  for (It it = first; it != last; ++it) ++count;
+  out.put(count);
   for (; first != last; ++first) out.put(static_cast<const Item&>(*first));
   call.payload = out.take();
   return call;

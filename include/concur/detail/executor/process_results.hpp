@@ -407,6 +407,19 @@ inline std::size_t default_chunksize(std::size_t items, int processes) {
   return items / per + (items % per != 0 ? 1 : 0);
 }
 
+// The number of items in a forward range (its size when it knows it). Written without
+// std::ranges::distance, which libc++ 14 lacks.
+template <class Range>
+std::size_t range_count(Range& items) {
+  if constexpr (requires { std::size(items); }) {
+    return static_cast<std::size_t>(std::size(items));
+  } else {
+    std::size_t n = 0;
+    for (auto it = std::ranges::begin(items); it != std::ranges::end(items); ++it) ++n;
+    return n;
+  }
+}
+
 // The tasks of a map: chunks of `chunksize` items of `items`, each its own job with slot i.
 template <class F, class Item, bool Unpack, class Range>
 std::vector<PoolJob> chunk_jobs(std::uint64_t fn, const Range& items, std::size_t count,
@@ -417,7 +430,8 @@ std::vector<PoolJob> chunk_jobs(std::uint64_t fn, const Range& items, std::size_
   auto first = std::ranges::begin(items);
   for (std::size_t start = 0, slot = 0; start < count; start += chunksize, ++slot) {
     const std::size_t n = std::min(chunksize, count - start);
-    auto last = std::ranges::next(first, static_cast<std::ptrdiff_t>(n));
+    auto last = first;
+    for (std::size_t i = 0; i < n; ++i) ++last;
     jobs.push_back({sink, slot, make_task_call<F, Item, Unpack>(fn, first, last)});
     first = last;
   }
