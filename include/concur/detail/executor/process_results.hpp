@@ -251,9 +251,12 @@ class IMapSink final : public TaskSink {
       current_.reset();
       position_ = 0;
       if (taken_chunks_ == chunk_total()) return std::nullopt;
-      if (!wait_until_ready(cv_, hold, deadline, [this] { return next_ready(); })) {
-        throw TimeoutError();
-      }
+      // waiting_ is read and written under mutex_: arrive() sees it set before this thread
+      // sleeps, so a chunk that arrives meanwhile wakes it.
+      waiting_ = true;
+      const bool ready = wait_until_ready(cv_, hold, deadline, [this] { return next_ready(); });
+      waiting_ = false;
+      if (!ready) throw TimeoutError();
       Chunk chunk = take_next();
       ++taken_chunks_;
       if (chunk.error) {
@@ -280,7 +283,11 @@ class IMapSink final : public TaskSink {
 
   std::size_t chunk_total() const { return MapSink<R>::chunk_count(items_, chunksize_); }
 
+  // Wakes the consumer only when it waits for this chunk (ordered) or for any (unordered): a
+  // stream of small results then costs no wake-up per result while the consumer is busy or
+  // waits for an earlier chunk.
   void arrive(std::size_t slot, Chunk&& chunk) {
+    bool wake;
     {
       std::lock_guard<std::mutex> hold(mutex_);
       if (ordered_) {
@@ -288,9 +295,10 @@ class IMapSink final : public TaskSink {
       } else {
         arrived_.push_back(std::move(chunk));
       }
+      wake = waiting_ && (!ordered_ || slot == taken_chunks_);
     }
     CONCUR_SCHEDULE_POINT("process_imap.arrive");
-    cv_.notify_all();
+    if (wake) cv_.notify_all();
   }
 
   bool next_ready() const {
@@ -319,6 +327,7 @@ class IMapSink final : public TaskSink {
   std::optional<Chunk> current_;
   std::size_t position_ = 0;
   std::size_t consumed_ = 0;  // results handed out, a failed chunk's items included
+  bool waiting_ = false;      // the consumer is in next_until's wait
 };
 
 // ResultStream<R>
