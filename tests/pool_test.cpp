@@ -73,6 +73,21 @@ int read_initialized(int) {
   return g_initialized;
 }
 
+// How many of this process's descriptors are sockets, and how many are pidfds.
+std::pair<int, int> sockets_and_pidfds(int) {
+  int sockets = 0, pidfds = 0;
+  for (int fd = 0; fd < 1024; ++fd) {
+    char link[256] = {};
+    const std::string path = "/proc/self/fd/" + std::to_string(fd);
+    const ssize_t n = ::readlink(path.c_str(), link, sizeof link - 1);
+    if (n <= 0) continue;
+    const std::string target(link, static_cast<std::size_t>(n));
+    if (target.rfind("socket:", 0) == 0) ++sockets;
+    if (target.find("pidfd") != std::string::npos) ++pidfds;
+  }
+  return {sockets, pidfds};
+}
+
 std::vector<int> iota(int n) {
   std::vector<int> v(static_cast<std::size_t>(n));
   std::iota(v.begin(), v.end(), 0);
@@ -333,6 +348,29 @@ TEST(PoolTest, NaturalProgramDoesNotHang) {
   }
   stop = true;
   busy.join();
+}
+
+// Each worker holds its own socket and nothing of the other workers' or the parent's (which
+// would keep a worker from seeing end of file), including workers started as replacements.
+TEST(PoolTest, WorkersHoldOnlyTheirOwnSocket) {
+  Watchdog dog("WorkersHoldOnlyTheirOwnSocket", 60s);
+  mp::Pool pool({.processes = 3, .maxtasksperchild = 4});
+  for (const auto& [sockets, pidfds] : pool.map(sockets_and_pidfds, iota(40), 1)) {
+    EXPECT_EQ(sockets, 1);
+    EXPECT_EQ(pidfds, 0);
+  }
+}
+
+// Messages far larger than a socket's buffer, both ways, in chunks and alone.
+TEST(PoolTest, LargeMessagesBothWays) {
+  Watchdog dog("LargeMessagesBothWays", 60s);
+  mp::Pool pool(2);
+  const std::string big = pool.apply(repeat, std::string(1000, 'x'), 5000);
+  EXPECT_EQ(big.size(), 5000000u);
+  std::vector<std::string> inputs;
+  for (int i = 0; i < 24; ++i) inputs.push_back(std::string(200000, static_cast<char>('a' + i)));
+  const auto lengths = pool.map([](std::string s) { return s.size() + (s[0] - 'a'); }, inputs, 5);
+  for (int i = 0; i < 24; ++i) EXPECT_EQ(lengths[static_cast<std::size_t>(i)], 200000u + i);
 }
 
 // A worker killed at a random moment breaks the pool: the pending results throw

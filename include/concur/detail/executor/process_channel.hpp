@@ -59,6 +59,10 @@ struct PoolJob {
   TaskCall call;
 };
 
+// Buffers larger than this are freed once empty, so that one huge message does not pin its
+// memory for the pool's life.
+inline constexpr std::size_t kept_buffer = std::size_t{4} << 20;
+
 // Bytes read from a worker: [begin, end) not yet handled.
 struct InBuffer {
   std::unique_ptr<char[]> data;
@@ -98,6 +102,7 @@ inline bool send_available(int fd, std::string& out, std::size_t& done) noexcept
     return false;
   }
   out.clear();
+  if (out.capacity() > kept_buffer) std::string().swap(out);  // a huge chunk went out
   done = 0;
   return true;
 }
@@ -144,7 +149,13 @@ void for_each_frame(InBuffer& in, Handle&& handle) {
     handle(std::string_view(p + header, static_cast<std::size_t>(size)));
     in.begin += header + static_cast<std::size_t>(size);
   }
-  if (in.begin == in.end) in.begin = in.end = 0;
+  if (in.begin == in.end) {
+    in.begin = in.end = 0;
+    if (in.capacity > kept_buffer) {  // a huge result came in
+      in.data.reset();
+      in.capacity = 0;
+    }
+  }
 }
 
 }  // namespace concur::detail
