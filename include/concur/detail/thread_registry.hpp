@@ -193,8 +193,11 @@ class ThreadRegistry {
 
   // In the child of fork(): only the forking thread exists. Every other record is marked ended
   // and unlisted; the forking thread becomes the main thread.
+  // The mutex is held here: the prepare handler locked it in the forking thread, which is the
+  // child's only thread; it is unlocked at the end, not rebuilt (a mutex rebuilt in place looks
+  // still held to ThreadSanitizer, which then reports a lock-order inversion with the next
+  // registry the child locks).
   void keep_only_current_after_fork() noexcept {
-    new (&mutex_) std::mutex();
     ThreadState* survivor = current_thread_state;
     for (ThreadState* state = head_; state != nullptr;) {
       ThreadState* next = state->registry_next;
@@ -208,6 +211,7 @@ class ThreadRegistry {
     } else if (main_.get() != survivor) {
       main_ = survivor->shared_from_this();
     }
+    mutex_.unlock();
   }
 
   std::mutex mutex_;
