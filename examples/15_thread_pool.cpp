@@ -17,6 +17,9 @@
 //     def parse(text):
 //         return int(text)                     # int("x") raises ValueError
 //
+//     def square(x):
+//         return x * x
+//
 //     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="fetcher") as executor:
 //         futures = [executor.submit(fetch, page) for page in range(1, 6)]
 //         for future in as_completed(futures):  # the first to finish comes first
@@ -35,8 +38,8 @@
 // (shutdown(true): wait for the queued calls, then the threads). submit() returns a
 // concur::Future<R>, a shared handle that copies freely; result() returns the R, or throws the
 // call's own exception object (kept in a std::exception_ptr, so catch it by its own type).
-// concur::as_completed(futures) is a range for a range-for, and map(fn, inputs) a lazy range of
-// the results, in the inputs' order.
+// concur::as_completed(futures) is a range for a range-for; map(fn, inputs) submits every call at
+// once, as Python's does, and is a range that waits for each result in turn, in the inputs' order.
 //
 // One thing Python cannot do. A task that submits more work to its own pool and waits for it
 // deadlocks in Python once every worker is waiting: with max_workers=1 the first nested result()
