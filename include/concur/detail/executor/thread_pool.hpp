@@ -151,7 +151,13 @@ class ThreadPoolCore final : public TaskPool {
       // (the queue's reference goes when the task is popped or drained).
       if (task->cancel()) rethrow_rejection();
     }
-    work_.notify_one();
+    // A spinning worker will find the task: no wake-up (a system call when workers sleep). The
+    // Dekker pair: this seq_cst load comes after the push; the spinner's seq_cst store of false
+    // comes before its registration and check. If this load saw it spinning, the store comes
+    // later in the single order, and so does the check, which then sees the task. A worker that
+    // takes a task and sees more queued wakes the next one (worker_main), so a burst still
+    // reaches every worker.
+    if (!spinner_.load(std::memory_order_seq_cst)) work_.notify_one();
     helpers_.notify_all();
     if (start_thread) {
       try {
@@ -305,6 +311,7 @@ class ThreadPoolCore final : public TaskPool {
       QueueNode* node = nullptr;
       const auto status = queue_.pop(node);
       if (status == WorkQueue::PopStatus::got) {
+        if (queue_.maybe_nonempty()) work_.notify_one();  // more queued: pass the wake-up on
         slot.busy.store(true, std::memory_order_relaxed);
         current_top_task() = TopTask{static_cast<StateBase*>(node), &slot};
         run_node(node);
@@ -322,13 +329,15 @@ class ThreadPoolCore final : public TaskPool {
   // Spins for work if no other worker does, then sleeps on `work_` until a submit or shutdown.
   void wait_for_work() noexcept {
     bool expected = false;
-    if (spinner_.compare_exchange_strong(expected, true, std::memory_order_relaxed)) {
+    if (spinner_.compare_exchange_strong(expected, true, std::memory_order_seq_cst)) {
       const bool found = spin_for(
           [this] {
             return queue_.maybe_nonempty() || control_.load(std::memory_order_relaxed) != 0;
           },
           never, std::chrono::microseconds(50));
-      spinner_.store(false, std::memory_order_relaxed);
+      // seq_cst, before the registration below: a submitter that saw the spinner and did not
+      // notify pushed before this store, so the check below sees its task (see enqueue()).
+      spinner_.store(false, std::memory_order_seq_cst);
       if (found) return;
     }
     work_.prepare_wait();
