@@ -43,14 +43,15 @@
 // `namespace mp = concur::mp;` reads as `import multiprocessing as mp`: mp::Pool is the pool,
 // and mp::cpu_count, mp::Process, mp::Pipe and mp::Connection are the names of lessons 12 and
 // 13. The workers are forked from the parent, so they already hold the program's code: what
-// goes to a worker is which function to call and its arguments, and what comes back is the
-// result, both through the codec of lesson 13 (numbers, strings, containers, ...). So the
-// function must be a plain function, or a lambda that captures nothing: a lambda with captures
-// would need its captured state sent too, and does not compile. An exception object cannot cross
-// from one process to another either: a call that throws in a worker throws concur::RemoteError
-// from get() or result() in the parent, with the original what() and the name of its type.
-// mp::Pool's destructor is terminate(), as the end of Python's `with Pool(4) as pool:` block is;
-// close() then join() lets the queued calls finish first.
+// goes to a worker is the function's address and the arguments, and what comes back is the
+// result; the values go through the codec of lesson 13 (numbers, strings, containers, ...). So
+// the function must be a plain function, or a lambda that captures nothing: a lambda with
+// captures would need its captured state sent too, and does not compile. An exception object cannot
+// cross from one process to another either: a call that throws in a worker throws
+// concur::RemoteError from get() or result() in the parent, with the original what() and the name
+// of its type. mp::Pool's destructor is terminate(), as the end of Python's `with Pool(4) as pool:`
+// block is; close() then join() lets the queued calls finish first. pool.processes() (the number of
+// workers) is concur's addition.
 //
 // One thing Python gets wrong. When a worker dies in the middle of a call (killed by the OOM
 // killer, say), Python's ProcessPoolExecutor raises BrokenProcessPool, but Python's
