@@ -43,7 +43,8 @@ enum class Kind { rate, time_per_op };
 // operations, and reports its wall time with the process's CPU per operation.
 template <class Body>
 void measure(benchmark::State& state, const std::string& scenario, const std::string& contender,
-             Kind kind, double ops, Body body) {
+             Kind kind, long count, Body body) {
+  const auto ops = static_cast<double>(count);
   for (auto _ : state) {
     const Cost before = Cost::now();
     const auto start = std::chrono::steady_clock::now();

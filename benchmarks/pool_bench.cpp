@@ -99,12 +99,11 @@ void map_pool(benchmark::State& state, int chunksize) {
   concur::mp::Pool pool(processes());
   (void)pool.map(square, inputs(100L * processes()), 1);  // start and warm every worker
   bool right = true;
-  concur_bench::measure(
-      state, scenario_of(chunksize), kPool, Kind::rate, static_cast<double>(n), [&] {
-        const std::vector<std::int64_t> results = pool.map(square, values, chunk);
-        right = right && std::accumulate(results.begin(), results.end(), std::int64_t{0}) ==
-                             sum_of_squares(n);
-      });
+  concur_bench::measure(state, scenario_of(chunksize), kPool, Kind::rate, n, [&] {
+    const std::vector<std::int64_t> results = pool.map(square, values, chunk);
+    right = right &&
+            std::accumulate(results.begin(), results.end(), std::int64_t{0}) == sum_of_squares(n);
+  });
   if (!right) state.SkipWithError("wrong results");
   pool.close();
   pool.join();
@@ -116,18 +115,20 @@ void map_executor(benchmark::State& state, int chunksize) {
   const long n = concur_tasks();
   const int chunk = chunksize == 0 ? default_chunksize(n) : chunksize;
   const std::vector<std::int64_t> values = inputs(n);
-  concur::ProcessPoolExecutor executor(concur::ProcessPoolOptions{.max_workers = processes()});
+  concur::ProcessPoolOptions options;
+  options.max_workers = processes();
+  concur::ProcessPoolExecutor executor(options);
+  concur::MapOptions map_options;
+  map_options.chunksize = chunk;
   for (std::int64_t x : executor.map(square, inputs(100L * processes()))) (void)x;  // warm up
   bool right = true;
-  concur_bench::measure(
-      state, scenario_of(chunksize), kExecutor, Kind::rate, static_cast<double>(n), [&] {
-        std::int64_t sum = 0;
-        for (std::int64_t x :
-             executor.map(concur::MapOptions{.chunksize = chunk}, square, values)) {
-          sum += x;
-        }
-        right = right && sum == sum_of_squares(n);
-      });
+  concur_bench::measure(state, scenario_of(chunksize), kExecutor, Kind::rate, n, [&] {
+    std::int64_t sum = 0;
+    for (std::int64_t x : executor.map(map_options, square, values)) {
+      sum += x;
+    }
+    right = right && sum == sum_of_squares(n);
+  });
   if (!right) state.SkipWithError("wrong results");
 }
 #endif
