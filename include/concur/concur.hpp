@@ -21,6 +21,7 @@
 #include "concur/detail/config.hpp"
 #include "concur/errors.hpp"
 #include "concur/event.hpp"
+#include "concur/futures.hpp"
 #include "concur/local.hpp"
 #include "concur/lock.hpp"
 #include "concur/queue.hpp"

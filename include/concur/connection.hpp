@@ -508,6 +508,17 @@ inline void ignore_sigpipe() {
   detail::sigpipe_ignored().store(true, std::memory_order_relaxed);
 }
 
+// mp::Pipe, mp::Connection (Python's multiprocessing.Pipe and Connection), and
+// connection::Connection (Python's multiprocessing.connection.Connection).
+namespace mp {
+using concur::Connection;
+using concur::Pipe;
+}  // namespace mp
+
+namespace connection {
+using concur::Connection;
+}  // namespace connection
+
 }  // namespace concur
 
 #endif  // CONCUR_CONNECTION_HPP

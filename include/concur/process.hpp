@@ -543,6 +543,16 @@ class Process {
   return detail::ProcessRegistry::instance().reap_finished();
 }
 
+// concur::mp
+//
+// Python's multiprocessing module: the names that clash with threading's live here (mp::Pool,
+// and the process-shared primitives), and these aliases let `namespace mp = concur::mp;` read
+// as `import multiprocessing as mp` does: mp::Process, mp::cpu_count().
+namespace mp {
+using concur::cpu_count;
+using concur::Process;
+}  // namespace mp
+
 }  // namespace concur
 
 #endif  // CONCUR_PROCESS_HPP
