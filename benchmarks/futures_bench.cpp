@@ -34,6 +34,8 @@
 // CPU per operation (bench_support.hpp) is the whole process's; Python's is its interpreter's
 // (time.process_time, every thread).
 
+#include <concur/futures.hpp>
+
 #include <version>
 
 #include <algorithm>
@@ -52,12 +54,6 @@
 #include "bench_support.hpp"
 #include "bench_targets.hpp"
 
-#if __has_include(<concur/futures.hpp>)
-#include <concur/futures.hpp>
-#define CONCUR_BENCH_HAVE_FUTURES 1
-#else
-#define CONCUR_BENCH_HAVE_FUTURES 0
-#endif
 #if CONCUR_BENCH_HAVE_ASIO
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -173,7 +169,6 @@ long fib_serial(int n) {
 
 // ---- concur::ThreadPoolExecutor -------------------------------------------------------------
 
-#if CONCUR_BENCH_HAVE_FUTURES
 // Starts every worker and warms the pool before anything is timed.
 void warm(concur::ThreadPoolExecutor& pool) {
   std::vector<concur::Future<void>> fs;
@@ -228,7 +223,6 @@ void fork_join_concur(benchmark::State& state, int workers, const std::string& s
     if (value != fib_serial(n)) state.SkipWithError("wrong Fibonacci number");
   });
 }
-#endif
 
 // ---- Boost.Asio thread_pool with std::packaged_task / std::future ---------------------------
 
@@ -450,9 +444,7 @@ void register_all() {
   };
   using Submit = void (*)(benchmark::State&, int);
   std::vector<std::pair<const char*, Submit>> submits;
-#if CONCUR_BENCH_HAVE_FUTURES
   submits.emplace_back(kConcur, submit_concur);
-#endif
 #if CONCUR_BENCH_HAVE_ASIO
   submits.emplace_back(kAsio, submit_asio);
 #endif
@@ -481,9 +473,7 @@ void register_all() {
 
   using Trip = void (*)(benchmark::State&);
   std::vector<std::pair<const char*, Trip>> trips;
-#if CONCUR_BENCH_HAVE_FUTURES
   trips.emplace_back(kConcur, round_trip_concur);
-#endif
 #if CONCUR_BENCH_HAVE_ASIO
   trips.emplace_back(kAsio, round_trip_asio);
 #endif
@@ -508,11 +498,9 @@ void register_all() {
   for (int workers : {1, 2, 4}) {
     const std::string scenario = "forkjoin-" + std::to_string(workers) + "w";
     (void)scenario;
-#if CONCUR_BENCH_HAVE_FUTURES
     once(benchmark::RegisterBenchmark((scenario + "/" + kConcur).c_str(), fork_join_concur, workers,
                                       scenario),
          benchmark::kMillisecond);
-#endif
 #if CONCUR_BENCH_HAVE_TBB
     once(benchmark::RegisterBenchmark((scenario + "/" + kTbb).c_str(), fork_join_tbb, workers,
                                       scenario),
@@ -521,10 +509,12 @@ void register_all() {
   }
 }
 
-// The C++ peer with the best median rate in `scenario` ("" when none was measured).
-std::string best_peer(const std::string& scenario) {
+// The C++ peer with the best median rate in `scenario` ("" when none was measured); with
+// `futures_only`, of the peers that make a future per task (not TBB's task_group).
+std::string best_peer(const std::string& scenario, bool futures_only = false) {
   std::string best;
   for (const char* peer : {kAsio, kTbb, kThreadPool, kAsync}) {
+    if (futures_only && peer == kTbb) continue;
     if (concur_bench::recorded_median(scenario, peer) >
         (best.empty() ? 0 : concur_bench::recorded_median(scenario, best)))
       best = peer;
@@ -543,13 +533,20 @@ void print_targets() {
     const std::string best = best_peer(scenario);
     check(label, Kind::rate, scenario, kConcur, best.empty() ? "best C++ peer" : best, 1.5);
     check(label, Kind::rate, scenario, kConcur, kPython, 100);
+    // For reference (no target): the best peer that, like concur, makes a future per task.
+    const std::string with_futures = best_peer(scenario, true);
+    const double mine = concur_bench::recorded_median(scenario, kConcur);
+    const double theirs = concur_bench::recorded_median(scenario, with_futures);
+    if (!with_futures.empty() && with_futures != best && mine > 0 && theirs > 0) {
+      std::printf(
+          "  %-4s %-14s (no target) against the best peer with a future per task, %s %.3g/s: "
+          "%.2fx\n",
+          label, scenario, with_futures.c_str(), theirs, mine / theirs);
+    }
   }
   check("(c)", Kind::time_per_op, "roundtrip", kConcur, kAsio, 0.5);
   for (const char* scenario : {"forkjoin-1w", "forkjoin-2w", "forkjoin-4w"}) {
     check("(d)", Kind::time_per_op, scenario, kConcur, kTbb, 1.5);
-  }
-  if (!CONCUR_BENCH_HAVE_FUTURES) {
-    std::printf("  (concur/futures.hpp was not there when this program was compiled)\n");
   }
   std::fflush(stdout);
 }
