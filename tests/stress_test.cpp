@@ -34,6 +34,7 @@
 #include "concur/condition.hpp"
 #include "concur/errors.hpp"
 #include "concur/event.hpp"
+#include "concur/futures.hpp"
 #include "concur/local.hpp"
 #include "concur/lock.hpp"
 #include "concur/queue.hpp"
@@ -524,6 +525,93 @@ TEST(Stress, PriorityQueue) {
 TEST(Stress, SimpleQueue) {
   concur::SimpleQueue<SlowItem> queue;
   queue_rounds<concur::SimpleQueue<SlowItem>, SlowItem>("simple_queue", queue, 2, 3, false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// ThreadPoolExecutor: rounds of a fresh pool of 1 to 3 workers that runs a fork-join tree
+// (nested submit and wait, on fewer workers than the tree is wide), flat tasks of which some
+// are cancelled, a wait() and an as_completed() from inside a task, and then a shutdown that
+// races a thread still submitting. Checksums: every future is done when the pool is gone, a
+// cancelled task never ran, and the results of the others add up to what the tasks did.
+
+long pool_tree(concur::ThreadPoolExecutor& pool, int depth, std::atomic<long>& leaves) {
+  if (depth == 0) {
+    leaves.fetch_add(1, std::memory_order_relaxed);
+    return 1;
+  }
+  concur::Future<long> left =
+      pool.submit([&pool, depth, &leaves] { return pool_tree(pool, depth - 1, leaves); });
+  concur::Future<long> right =
+      pool.submit([&pool, depth, &leaves] { return pool_tree(pool, depth - 1, leaves); });
+  return (depth % 2 == 0 ? left.result() + right.result() : right.result() + left.result());
+}
+
+TEST(Stress, ThreadPool) {
+  std::atomic<long> rounds{0};
+  Stress stress("thread_pool");
+  stress.run(2, [&](int index) {
+    Random random(static_cast<std::uint64_t>(index) + 71);
+    while (stress.running()) {
+      std::atomic<long> leaves{0}, flat_ran{0};
+      std::vector<concur::Future<long>> flat;
+      std::vector<concur::Future<long>> late;
+      {
+        concur::ThreadPoolExecutor pool(static_cast<int>(1 + random.below(3)));
+        const int depth = static_cast<int>(2 + random.below(4));
+        EXPECT_EQ(pool.submit([&] { return pool_tree(pool, depth, leaves); }).result(),
+                  1L << depth);
+        EXPECT_EQ(leaves.load(), 1L << depth);
+        const int width = static_cast<int>(1 + random.below(6));
+        EXPECT_EQ(pool.submit([&pool, width] {
+                        std::vector<concur::Future<long>> children;
+                        for (int i = 0; i < width; ++i) {
+                          children.push_back(pool.submit([i] { return long{i}; }));
+                        }
+                        long sum = 0;
+                        for (auto& f : concur::wait(children).done) sum += f.result();
+                        for (auto& f : concur::as_completed(children)) sum += f.result();
+                        return sum;
+                      })
+                      .result(),
+                  long{width} * (width - 1));
+        for (int i = 0; i < 12; ++i) {
+          flat.push_back(pool.submit([&flat_ran, i] {
+            flat_ran.fetch_add(i, std::memory_order_relaxed);
+            return long{i};
+          }));
+          if (random.below(3) == 0) flat.back().cancel();
+        }
+        concur::Thread submitter([&] {
+          try {
+            for (int i = 0; i < 50; ++i) {
+              late.push_back(pool.submit([&flat_ran] {
+                flat_ran.fetch_add(100, std::memory_order_relaxed);
+                return 100L;
+              }));
+            }
+          } catch (const concur::UsageError&) {
+            // shut down meanwhile: refused, as Python refuses
+          }
+        });
+        submitter.start();
+        if (random.below(2) == 0)
+          std::this_thread::sleep_for(std::chrono::microseconds(random.below(200)));
+        pool.shutdown(random.below(2) == 0, random.below(2) == 0);
+        submitter.join();
+      }
+      long expected = 0;
+      for (auto* list : {&flat, &late}) {
+        for (auto& future : *list) {
+          ASSERT_TRUE(future.done()) << "a future left pending after the pool was destroyed";
+          if (!future.cancelled()) expected += future.result();
+        }
+      }
+      EXPECT_EQ(flat_ran.load(), expected) << "a task ran although cancelled, or ran twice";
+      rounds.fetch_add(1);
+      stress.tick();
+    }
+  });
+  EXPECT_GT(rounds.load(), 0);
 }
 
 // ---------------------------------------------------------------------------------------------

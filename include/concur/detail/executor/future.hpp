@@ -48,6 +48,30 @@ inline TaskPool*& current_task_pool() noexcept {
   return pool;
 }
 
+// The task a pool worker took from its queue and runs at the top of its stack, and the flag
+// that tells submitters whether that worker is busy. The task clears the flag just before it
+// publishes its result, so that a submitter that has seen the result also sees the worker
+// free (and does not start another thread for its next task, as Python's pool would not).
+struct WorkerSlot {
+  alignas(64) std::atomic<bool> busy{false};
+};
+struct TopTask {
+  const StateBase* task = nullptr;
+  WorkerSlot* slot = nullptr;
+};
+inline TopTask& current_top_task() noexcept {
+  thread_local TopTask top;
+  return top;
+}
+// Called by a task just before it publishes its result.
+inline void free_worker_of(const StateBase* task) noexcept {
+  TopTask& top = current_top_task();
+  if (top.task == task) {
+    top.slot->busy.store(false, std::memory_order_relaxed);
+    top.task = nullptr;
+  }
+}
+
 // Waits for a state: a thread of the state's own pool helps that pool; any other thread spins
 // briefly, then sleeps on the state.
 inline bool wait_for_state(StateBase& state, steady_time deadline) noexcept {
@@ -88,16 +112,19 @@ class Task final : public FutureState<R> {
       if constexpr (std::is_void_v<R>) {
         (*body_)();
         body_.reset();
+        free_worker_of(this);
         this->set_value();
       } else {
         R result = (*body_)();
         body_.reset();
+        free_worker_of(this);
         this->set_value(std::move(result));
       }
     } catch (...) {
       // The task threw (or its result's move did): the exception is the future's outcome, never
       // printed and dropped. The state is ours (claimed), so fail() cannot find it terminal.
       body_.reset();
+      free_worker_of(this);
       this->fail(std::current_exception());
     }
   }

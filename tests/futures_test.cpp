@@ -1,0 +1,630 @@
+// Tests of concur/futures.hpp: Python's concurrent.futures semantics (Future, ThreadPoolExecutor,
+// wait, as_completed), and the waits that cannot deadlock.
+
+#include "concur/futures.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <numeric>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "concur/event.hpp"
+#include "concur/lock.hpp"
+#include "concur/thread.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using concur::CancelledError;
+using concur::Event;
+using concur::Future;
+using concur::ReturnWhen;
+using concur::ThreadPoolExecutor;
+using concur::TimeoutError;
+using concur_test::eventually;
+using concur_test::scaled;
+
+// --- Future and submit -----------------------------------------------------------------------
+
+TEST(Future, DefaultHasNoState) {
+  Future<int> future;
+  EXPECT_FALSE(future.valid());
+  EXPECT_THROW((void)future.result(), concur::UsageError);
+  EXPECT_THROW((void)future.done(), concur::UsageError);
+}
+
+TEST(ThreadPoolExecutor, SubmitReturnsTheResult) {
+  ThreadPoolExecutor pool(2);
+  Future<int> future = pool.submit([](int a, int b) { return a * b; }, 6, 7);
+  EXPECT_EQ(future.result(), 42);
+  EXPECT_TRUE(future.done());
+  EXPECT_FALSE(future.running());
+  EXPECT_FALSE(future.cancelled());
+  EXPECT_EQ(future.exception(), nullptr);
+  Future<int> copy = future;  // a shared handle
+  EXPECT_EQ(copy, future);
+  EXPECT_EQ(copy.result(), 42);
+}
+
+TEST(ThreadPoolExecutor, MoveOnlyArgumentsAndResults) {
+  ThreadPoolExecutor pool(1);
+  auto future = pool.submit([](std::unique_ptr<int> p) { return std::make_unique<int>(*p + 1); },
+                            std::make_unique<int>(41));
+  EXPECT_EQ(*future.result(), 42);
+  Future<void> nothing = pool.submit([] {});
+  nothing.result();
+  EXPECT_TRUE(nothing.done());
+}
+
+TEST(ThreadPoolExecutor, ArgumentsAreCopiedAtSubmit) {
+  ThreadPoolExecutor pool(1);
+  std::string text = "before";
+  auto future = pool.submit([](const std::string& s) { return s; }, text);
+  text = "after";
+  EXPECT_EQ(future.result(), "before");
+}
+
+TEST(ThreadPoolExecutor, ExceptionIsKeptInTheFuture) {
+  ThreadPoolExecutor pool(1);
+  Future<int> future = pool.submit([]() -> int { throw std::out_of_range("task failed"); });
+  EXPECT_THROW((void)future.result(), std::out_of_range);
+  EXPECT_THROW((void)future.result(), std::out_of_range);  // every time, as in Python
+  std::exception_ptr error = future.exception();
+  ASSERT_NE(error, nullptr);
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::out_of_range& e) {
+    EXPECT_STREQ(e.what(), "task failed");
+  }
+}
+
+TEST(ThreadPoolExecutor, RunningWhileItRuns) {
+  ThreadPoolExecutor pool(1);
+  Event started, go;
+  Future<void> future = pool.submit([&] {
+    started.set();
+    go.wait();
+  });
+  started.wait();
+  EXPECT_TRUE(future.running());
+  EXPECT_FALSE(future.done());
+  EXPECT_FALSE(future.cancel()) << "a running task cannot be cancelled";
+  go.set();
+  future.result();
+  EXPECT_FALSE(future.running());
+}
+
+TEST(ThreadPoolExecutor, CancelAQueuedTask) {
+  ThreadPoolExecutor pool(1);
+  Event started, go;
+  std::atomic<bool> ran{false};
+  Future<void> blocker = pool.submit([&] {
+    started.set();
+    go.wait();
+  });
+  started.wait();
+  Future<int> queued = pool.submit([&] {
+    ran = true;
+    return 1;
+  });
+  EXPECT_TRUE(queued.cancel());
+  EXPECT_TRUE(queued.cancel()) << "cancel() of a cancelled future is true";
+  EXPECT_TRUE(queued.cancelled());
+  EXPECT_TRUE(queued.done());
+  EXPECT_THROW((void)queued.result(), CancelledError);
+  EXPECT_THROW((void)queued.exception(), CancelledError);
+  go.set();
+  blocker.result();
+  pool.shutdown();
+  EXPECT_FALSE(ran.load()) << "a cancelled task ran";
+}
+
+TEST(ThreadPoolExecutor, TimedResult) {
+  ThreadPoolExecutor pool(1);
+  Event go;
+  Future<int> future = pool.submit([&] {
+    go.wait();
+    return 5;
+  });
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_THROW((void)future.result(30ms), TimeoutError);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 30ms);
+  EXPECT_THROW((void)future.result(-1s), TimeoutError) << "a negative timeout is zero";
+  EXPECT_THROW((void)future.exception(1ms), TimeoutError);
+  go.set();
+  EXPECT_EQ(future.result(concur_test::generous), 5);
+}
+
+TEST(ThreadPoolExecutor, DoneCallbacksRunOnceInOrder) {
+  ThreadPoolExecutor pool(1);
+  Event go;
+  Future<int> future = pool.submit([&] {
+    go.wait();
+    return 3;
+  });
+  std::vector<int> calls;
+  concur::Lock lock;
+  for (int i = 0; i < 3; ++i) {
+    future.add_done_callback([&, i](const Future<int>& f) {
+      std::scoped_lock hold(lock);
+      calls.push_back(i * 10 + f.result());
+    });
+  }
+  future.add_done_callback([](const Future<int>&) { throw std::runtime_error("reported"); });
+  go.set();
+  future.result();
+  ASSERT_TRUE(eventually([&] {
+    std::scoped_lock hold(lock);
+    return calls.size() == 3;
+  }));
+  // Added after it is done: runs at once, in this thread.
+  future.add_done_callback([&](const Future<int>&) { calls.push_back(99); });
+  std::scoped_lock hold(lock);
+  EXPECT_EQ(calls, (std::vector<int>{3, 13, 23, 99}));
+}
+
+TEST(ThreadPoolExecutor, CancelRunsDoneCallbacks) {
+  ThreadPoolExecutor pool(1);
+  Event started, go;
+  pool.submit([&] {
+    started.set();
+    go.wait();
+  });
+  started.wait();
+  Future<int> queued = pool.submit([] { return 1; });
+  std::atomic<int> called{0};
+  queued.add_done_callback([&](const Future<int>& f) {
+    EXPECT_TRUE(f.cancelled());
+    ++called;
+  });
+  EXPECT_TRUE(queued.cancel());
+  EXPECT_EQ(called.load(), 1);
+  go.set();
+}
+
+// --- map -------------------------------------------------------------------------------------
+
+TEST(ThreadPoolExecutor, MapYieldsInOrder) {
+  ThreadPoolExecutor pool(3);
+  std::vector<int> input(200);
+  std::iota(input.begin(), input.end(), 0);
+  std::vector<int> output;
+  for (int value : pool.map(
+           [](int x) {
+             if (x % 7 == 0) std::this_thread::sleep_for(100us);  // finish out of order
+             return x * x;
+           },
+           input)) {
+    output.push_back(value);
+  }
+  ASSERT_EQ(output.size(), input.size());
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(output[static_cast<std::size_t>(i)], i * i);
+}
+
+TEST(ThreadPoolExecutor, MapZipsRangesToTheShortest) {
+  ThreadPoolExecutor pool(2);
+  std::vector<int> a{1, 2, 3, 4};
+  std::vector<std::string> b{"x", "y", "z"};
+  std::vector<std::string> out;
+  for (const std::string& s :
+       pool.map([](int n,
+                   const std::string&t) { return std::string(static_cast<std::size_t>(n), t[0]); },
+                a, b)) {
+    out.push_back(s);
+  }
+  EXPECT_EQ(out, (std::vector<std::string>{"x", "yy", "zzz"}));
+}
+
+TEST(ThreadPoolExecutor, MapRethrowsAtTheFailingItemAndTimesOut) {
+  ThreadPoolExecutor pool(2);
+  std::vector<int> input{1, 2, 0, 4};
+  auto results = pool.map(
+      [](int x) {
+        if (x == 0) throw std::domain_error("zero");
+        return 10 / x;
+      },
+      input);
+  auto it = results.begin();
+  EXPECT_EQ(*it, 10);
+  ++it;
+  EXPECT_EQ(*it, 5);
+  ++it;
+  EXPECT_THROW((void)*it, std::domain_error);
+
+  Event go;
+  std::vector<int> one{1};
+  auto slow = pool.map(
+      concur::MapOptions{.timeout = 20ms},
+      [&](int x) {
+        go.wait();
+        return x;
+      },
+      one);
+  EXPECT_THROW((void)*slow.begin(), TimeoutError);
+  go.set();
+}
+
+TEST(ThreadPoolExecutor, DroppingAMapCancelsWhatHasNotStarted) {
+  ThreadPoolExecutor pool(1);
+  Event started, go;
+  std::atomic<int> ran{0};
+  std::vector<int> input(50, 1);
+  {
+    auto results = pool.map(
+        [&](int) {
+          started.set();
+          go.wait();
+          return ++ran;
+        },
+        input);
+    started.wait();
+  }
+  go.set();
+  pool.shutdown();
+  EXPECT_EQ(ran.load(), 1) << "only the task that had started ran";
+}
+
+// --- shutdown, workers, initializer ----------------------------------------------------------
+
+TEST(ThreadPoolExecutor, SubmitAfterShutdownThrows) {
+  ThreadPoolExecutor pool(2);
+  pool.shutdown();
+  EXPECT_THROW((void)pool.submit([] { return 1; }), concur::UsageError);
+  pool.shutdown();  // again: nothing happens
+}
+
+TEST(ThreadPoolExecutor, ShutdownWaitsForQueuedTasks) {
+  std::atomic<int> ran{0};
+  {
+    ThreadPoolExecutor pool(2);
+    for (int i = 0; i < 500; ++i) {
+      pool.submit([&] {
+        std::this_thread::sleep_for(10us);
+        ++ran;
+      });
+    }
+  }  // the destructor: shutdown(wait = true)
+  EXPECT_EQ(ran.load(), 500);
+}
+
+TEST(ThreadPoolExecutor, ShutdownCancelFutures) {
+  ThreadPoolExecutor pool(1);
+  Event started, go;
+  Future<void> running = pool.submit([&] {
+    started.set();
+    go.wait();
+  });
+  started.wait();
+  std::vector<Future<int>> queued;
+  for (int i = 0; i < 10; ++i) queued.push_back(pool.submit([i] { return i; }));
+  pool.shutdown(/*wait=*/false, /*cancel_futures=*/true);
+  for (auto& f : queued) EXPECT_TRUE(f.cancelled());
+  EXPECT_FALSE(running.done());
+  go.set();
+  pool.shutdown(true);
+  EXPECT_TRUE(running.done());
+}
+
+TEST(ThreadPoolExecutor, MaxWorkers) {
+  EXPECT_THROW(ThreadPoolExecutor(0), std::invalid_argument);
+  EXPECT_THROW(ThreadPoolExecutor(-3), std::invalid_argument);
+  ThreadPoolExecutor pool;
+  EXPECT_EQ(pool.max_workers(), std::min(32, concur::process_cpu_count() + 4));
+}
+
+TEST(ThreadPoolExecutor, WorkersAreNamedAndStartedOnDemand) {
+  ThreadPoolExecutor pool({.max_workers = 4, .thread_name_prefix = "pooled"});
+  std::set<std::string> names;
+  // One task at a time: the one idle worker takes each, so no second thread starts.
+  for (int i = 0; i < 50; ++i) {
+    names.insert(pool.submit([] { return concur::current_thread().name(); }).result());
+  }
+  EXPECT_EQ(names, (std::set<std::string>{"pooled_0"}));
+}
+
+TEST(ThreadPoolExecutor, NeverMoreWorkersThanMax) {
+  ThreadPoolExecutor pool(3);
+  std::atomic<int> inside{0}, most{0};
+  std::vector<Future<void>> futures;
+  for (int i = 0; i < 60; ++i) {
+    futures.push_back(pool.submit([&] {
+      const int now = ++inside;
+      int seen = most.load();
+      while (now > seen && !most.compare_exchange_weak(seen, now)) {
+      }
+      std::this_thread::sleep_for(200us);
+      --inside;
+    }));
+  }
+  for (auto& f : futures) f.result();
+  EXPECT_LE(most.load(), 3);
+  EXPECT_GE(most.load(), 1);
+}
+
+TEST(ThreadPoolExecutor, FailedInitializerBreaksThePool) {
+  ThreadPoolExecutor pool(
+      {.max_workers = 1, .initializer = [] { throw std::runtime_error("init"); }});
+  Future<int> first = pool.submit([] { return 1; });
+  EXPECT_THROW((void)first.result(concur_test::generous), concur::BrokenThreadPool);
+  ASSERT_TRUE(eventually([&] {
+    try {
+      (void)pool.submit([] { return 2; });
+      return false;
+    } catch (const concur::BrokenThreadPool&) {
+      return true;
+    }
+  }));
+}
+
+TEST(ThreadPoolExecutor, InitializerRunsInEachWorker) {
+  static thread_local int initialized = 0;
+  ThreadPoolExecutor pool({.max_workers = 2, .initializer = [] { initialized = 7; }});
+  EXPECT_EQ(pool.submit([] { return initialized; }).result(), 7);
+}
+
+// An idle pool uses no CPU: its workers sleep in the kernel (< 5 ms of CPU per second).
+TEST(ThreadPoolExecutor, IdlePoolUsesNoCpu) {
+  ThreadPoolExecutor pool(4);
+  std::vector<Future<int>> futures;
+  for (int i = 0; i < 16; ++i) futures.push_back(pool.submit([i] { return i; }));
+  for (auto& f : futures) f.result();
+  std::this_thread::sleep_for(50ms);  // past any spin
+  auto cpu = [] {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    return std::chrono::seconds(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+           std::chrono::microseconds(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+  };
+  const auto before = cpu();
+  std::this_thread::sleep_for(500ms);
+  const auto used = cpu() - before;
+  EXPECT_LT(used, 5ms) << "CPU used by an idle pool in 500 ms: "
+                       << std::chrono::duration_cast<std::chrono::microseconds>(used).count()
+                       << " us";
+}
+
+// --- waits that cannot deadlock: nested submit and wait --------------------------------------
+
+long fib(ThreadPoolExecutor& pool, int n) {
+  if (n < 2) return n;
+  Future<long> a = pool.submit([&pool, n] { return fib(pool, n - 1); });
+  Future<long> b = pool.submit([&pool, n] { return fib(pool, n - 2); });
+  return b.result() + a.result();  // waits in the "wrong" order on purpose
+}
+
+long serial_fib(int n) {
+  return n < 2 ? n : serial_fib(n - 1) + serial_fib(n - 2);
+}
+
+class NestedWait : public ::testing::TestWithParam<int> {};
+
+TEST_P(NestedWait, RecursiveFibonacciCompletes) {
+  concur_test::Watchdog watchdog("nested fibonacci", std::chrono::seconds(120));
+  ThreadPoolExecutor pool(GetParam());
+  const int n = concur_test::under_sanitizer ? 14 : 20;
+  for (int round = 0; round < 3; ++round) {
+    EXPECT_EQ(pool.submit([&pool, n] { return fib(pool, n); }).result(), serial_fib(n));
+  }
+}
+
+TEST_P(NestedWait, WaitAndAsCompletedInsideTasks) {
+  concur_test::Watchdog watchdog("nested wait", std::chrono::seconds(120));
+  ThreadPoolExecutor pool(GetParam());
+  auto parent = [&pool](int width) {
+    std::vector<Future<int>> children;
+    for (int i = 0; i < width; ++i) children.push_back(pool.submit([i] { return i; }));
+    auto [done, not_done] = concur::wait(children);
+    int sum = 0;
+    for (auto& f : done) sum += f.result();
+    int again = 0;
+    for (auto& f : concur::as_completed(children)) again += f.result();
+    return not_done.empty() && sum == again ? sum : -1;
+  };
+  std::vector<Future<int>> parents;
+  for (int i = 0; i < 8; ++i) parents.push_back(pool.submit(parent, 20));
+  for (auto& f : parents) EXPECT_EQ(f.result(), 190);
+}
+
+TEST_P(NestedWait, ManyIndependentTrees) {
+  concur_test::Watchdog watchdog("nested trees", std::chrono::seconds(120));
+  ThreadPoolExecutor pool(GetParam());
+  std::vector<Future<long>> roots;
+  for (int i = 0; i < 6; ++i) roots.push_back(pool.submit([&pool] { return fib(pool, 12); }));
+  for (auto& f : roots) EXPECT_EQ(f.result(), 144);
+}
+
+INSTANTIATE_TEST_SUITE_P(Workers, NestedWait, ::testing::Values(1, 2, 4));
+
+// A task that waits with a timeout for a sibling that is stuck queued behind it still gets it
+// run (the waiting thread runs it), so the timeout does not pass.
+TEST(ThreadPoolExecutor, TimedNestedWaitRunsTheChild) {
+  ThreadPoolExecutor pool(1);
+  Future<int> outer = pool.submit([&pool] {
+    Future<int> inner = pool.submit([] { return 9; });
+    return inner.result(10s);
+  });
+  EXPECT_EQ(outer.result(concur_test::generous), 9);
+}
+
+// --- many submitters: nothing lost, nothing run twice ----------------------------------------
+
+TEST(ThreadPoolExecutor, ManySubmittersChecksum) {
+  ThreadPoolExecutor pool(3);
+  const long per_thread = scaled(20000);
+  std::atomic<long> ran_sum{0};
+  std::vector<long> result_sums(4, 0);
+  {
+    std::vector<std::thread> submitters;
+    for (int t = 0; t < 4; ++t) {
+      submitters.emplace_back([&, t] {
+        std::vector<Future<long>> futures;
+        futures.reserve(static_cast<std::size_t>(per_thread));
+        for (long i = 0; i < per_thread; ++i) {
+          const long value = t * per_thread + i;
+          futures.push_back(pool.submit([&ran_sum, value] {
+            ran_sum.fetch_add(value, std::memory_order_relaxed);
+            return value;
+          }));
+        }
+        for (auto& f : futures) result_sums[static_cast<std::size_t>(t)] += f.result();
+      });
+    }
+    for (auto& s : submitters) s.join();
+  }
+  const long n = 4 * per_thread;
+  const long expected = n * (n - 1) / 2;
+  EXPECT_EQ(ran_sum.load(), expected) << "a task was lost or ran twice";
+  EXPECT_EQ(std::accumulate(result_sums.begin(), result_sums.end(), 0L), expected);
+}
+
+// --- wait and as_completed -------------------------------------------------------------------
+
+TEST(Wait, AllCompletedFirstCompletedAndTimeout) {
+  ThreadPoolExecutor pool(2);
+  Event go;
+  Future<int> quick = pool.submit([] { return 1; });
+  Future<int> slow = pool.submit([&] {
+    go.wait();
+    return 2;
+  });
+  auto first = concur::wait(std::vector{quick, slow}, ReturnWhen::first_completed);
+  ASSERT_EQ(first.done.size(), 1u);
+  EXPECT_EQ(first.done[0], quick);
+  ASSERT_EQ(first.not_done.size(), 1u);
+  EXPECT_EQ(first.not_done[0], slow);
+
+  auto timed = concur::wait(std::vector{quick, slow}, 20ms);
+  EXPECT_EQ(timed.done.size(), 1u);
+  EXPECT_EQ(timed.not_done.size(), 1u);
+
+  go.set();
+  auto all = concur::wait(std::vector{quick, slow, quick});  // duplicates count once
+  EXPECT_EQ(all.done.size(), 2u);
+  EXPECT_TRUE(all.not_done.empty());
+}
+
+TEST(Wait, FirstException) {
+  ThreadPoolExecutor pool(2);
+  Event go;
+  Future<int> fails = pool.submit([]() -> int { throw std::runtime_error("x"); });
+  Future<int> slow = pool.submit([&] {
+    go.wait();
+    return 2;
+  });
+  auto result = concur::wait(std::vector{slow, fails}, ReturnWhen::first_exception);
+  ASSERT_EQ(result.done.size(), 1u);
+  EXPECT_EQ(result.done[0], fails);
+  go.set();
+  auto none_fail = concur::wait(std::vector{slow}, ReturnWhen::first_exception);
+  EXPECT_EQ(none_fail.done.size(), 1u) << "no exception: returns when all are done";
+}
+
+TEST(Wait, CancelledCountsAsDone) {
+  ThreadPoolExecutor pool(1);
+  Event started, go;
+  Future<void> blocker = pool.submit([&] {
+    started.set();
+    go.wait();
+  });
+  started.wait();
+  Future<void> queued = pool.submit([] {});
+  Event waiting;
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(20ms);
+    queued.cancel();
+  });
+  auto result = concur::wait(std::vector{queued}, concur_test::generous);
+  canceller.join();
+  EXPECT_EQ(result.done.size(), 1u);
+  EXPECT_TRUE(result.done[0].cancelled());
+  go.set();
+}
+
+TEST(AsCompleted, YieldsInCompletionOrder) {
+  ThreadPoolExecutor pool(3);
+  Event go[3];
+  std::vector<Future<int>> futures;
+  for (int i = 0; i < 3; ++i) {
+    futures.push_back(pool.submit([&go, i] {
+      go[i].wait();
+      return i;
+    }));
+  }
+  std::thread releaser([&] {
+    for (int i : {2, 0, 1}) {
+      go[i].set();
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+  std::vector<int> order;
+  for (Future<int>& f : concur::as_completed(futures)) order.push_back(f.result());
+  releaser.join();
+  EXPECT_EQ(order, (std::vector<int>{2, 0, 1}));
+}
+
+TEST(AsCompleted, DoneFirstDuplicatesOnceAndTimeout) {
+  ThreadPoolExecutor pool(1);
+  Future<int> done = pool.submit([] { return 1; });
+  done.result();
+  Event go;
+  Future<int> stuck = pool.submit([&] {
+    go.wait();
+    return 2;
+  });
+  std::vector<int> seen;
+  try {
+    for (Future<int>& f : concur::as_completed(std::vector{done, done, stuck}, 30ms)) {
+      seen.push_back(f.result());
+    }
+    ADD_FAILURE() << "no TimeoutError";
+  } catch (const TimeoutError& e) {
+    EXPECT_STREQ(e.what(), "1 (of 2) futures unfinished");
+  }
+  EXPECT_EQ(seen, (std::vector<int>{1}));
+  go.set();
+}
+
+// --- Promise (the producer side the process pools use) ---------------------------------------
+
+TEST(Promise, SetResultSetExceptionAndInvalidState) {
+  concur::detail::Promise<int> promise;
+  Future<int> future = promise.future();
+  EXPECT_FALSE(future.done());
+  ASSERT_TRUE(promise.set_running_or_notify_cancel());
+  EXPECT_TRUE(future.running());
+  promise.set_result(5);
+  EXPECT_EQ(future.result(), 5);
+  EXPECT_THROW(promise.set_result(6), concur::InvalidStateError);
+  EXPECT_THROW(promise.set_exception(std::make_exception_ptr(std::runtime_error("x"))),
+               concur::InvalidStateError);
+  EXPECT_EQ(future.result(), 5);
+}
+
+TEST(Promise, CancelledBeforeItRuns) {
+  concur::detail::Promise<int> promise;
+  Future<int> future = promise.future();
+  EXPECT_TRUE(future.cancel());
+  EXPECT_FALSE(promise.set_running_or_notify_cancel());
+  EXPECT_THROW(promise.set_result(1), concur::InvalidStateError);
+}
+
+TEST(Promise, DroppedPromiseBreaksItsFuture) {
+  Future<int> future;
+  {
+    concur::detail::Promise<int> promise;
+    future = promise.future();
+  }
+  EXPECT_THROW((void)future.result(), concur::BrokenExecutor);
+}
+
+}  // namespace
