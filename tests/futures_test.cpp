@@ -411,9 +411,9 @@ class NestedWait : public ::testing::TestWithParam<int> {};
 TEST_P(NestedWait, RecursiveFibonacciCompletes) {
   concur_test::Watchdog watchdog("nested fibonacci", std::chrono::seconds(120));
   ThreadPoolExecutor pool(GetParam());
-  const int n = concur_test::under_sanitizer ? 14 : 20;
+  static constexpr int n = concur_test::under_sanitizer ? 14 : 20;
   for (int round = 0; round < 3; ++round) {
-    EXPECT_EQ(pool.submit([&pool, n] { return fib(pool, n); }).result(), serial_fib(n));
+    EXPECT_EQ(pool.submit([&pool] { return fib(pool, n); }).result(), serial_fib(n));
   }
 }
 
@@ -538,7 +538,6 @@ TEST(Wait, CancelledCountsAsDone) {
   });
   started.wait();
   Future<void> queued = pool.submit([] {});
-  Event waiting;
   std::thread canceller([&] {
     std::this_thread::sleep_for(20ms);
     queued.cancel();

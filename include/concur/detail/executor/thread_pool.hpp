@@ -308,6 +308,12 @@ class ThreadPoolCore final : public TaskPool {
       }
     }
     for (;;) {
+      // The shutdown bit is read before the pop, not after: a worker leaves only when it saw
+      // the bit and then found the queue empty (the Dekker pair with enqueue(), in the header
+      // comment). In the other order, a submitter could push and read no shutdown between
+      // this thread's pop and its read of the bit, and its task would stay queued with no
+      // worker left (found by Stress.ThreadPool under schedule exploration).
+      const bool stopping = control_.load(std::memory_order_seq_cst) != 0;
       QueueNode* node = nullptr;
       const auto status = queue_.pop(node);
       if (status == WorkQueue::PopStatus::got) {
@@ -319,9 +325,7 @@ class ThreadPoolCore final : public TaskPool {
         continue;
       }
       slot.busy.store(false, std::memory_order_relaxed);  // found nothing to do: free
-      if (status == WorkQueue::PopStatus::empty && control_.load(std::memory_order_seq_cst) != 0) {
-        return;  // shut down (or broken) and nothing left: leave
-      }
+      if (status == WorkQueue::PopStatus::empty && stopping) return;
       wait_for_work();
     }
   }

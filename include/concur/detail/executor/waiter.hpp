@@ -25,9 +25,9 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <iterator>
 #include <string>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -141,10 +141,21 @@ template <class T>
 std::vector<Future<T>> unique_futures(const std::vector<Future<T>>& futures) {
   std::vector<Future<T>> unique;
   unique.reserve(futures.size());
-  std::unordered_set<const void*> seen;
+  // An open-addressing set of state pointers (no allocation per entry), at most half full.
+  std::size_t capacity = 16;
+  while (capacity < 2 * futures.size()) capacity *= 2;
+  std::vector<const void*> seen(capacity, nullptr);
   for (const Future<T>& future : futures) {
     if (!future.valid()) throw UsageError("wait() or as_completed() on a Future with no state");
-    if (seen.insert(FutureAccess::state(future)).second) unique.push_back(future);
+    const void* state = FutureAccess::state(future);
+    std::size_t slot = (reinterpret_cast<std::uintptr_t>(state) >> 4) * 0x9E3779B97F4A7C15ull;
+    for (slot &= capacity - 1; seen[slot] != nullptr && seen[slot] != state;
+         slot = (slot + 1) & (capacity - 1)) {
+    }
+    if (seen[slot] == nullptr) {
+      seen[slot] = state;
+      unique.push_back(future);
+    }
   }
   return unique;
 }
@@ -193,7 +204,13 @@ DoneAndNotDone<T> wait_futures(const std::vector<Future<T>>& futures, steady_tim
     }
     return snap.finished == total;
   };
-  {
+  if (return_when == ReturnWhen::all_completed) {
+    // Every one must be done: wait for each in turn (a pool thread helps its pool for each),
+    // with no listener to install and remove.
+    for (const Future<T>& future : unique) {
+      if (!wait_for_state(*FutureAccess::state(future), deadline)) break;
+    }
+  } else {
     Registration<T> registration(unique);
     registration.waiter().wait_until(ready, deadline);
   }
