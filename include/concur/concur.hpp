@@ -34,7 +34,9 @@
 // Processes, pipes and connections need fork() and POSIX descriptors.
 #if CONCUR_POSIX
 #include "concur/connection.hpp"
+#include "concur/pool.hpp"
 #include "concur/process.hpp"
+#include "concur/process_pool.hpp"
 #endif
 
 #endif  // CONCUR_CONCUR_HPP

@@ -211,4 +211,9 @@ AsCompleted<T> as_completed(const std::vector<Future<T>>& futures,
 
 }  // namespace concur
 
+// ProcessPoolExecutor (POSIX: its workers are forked).
+#if CONCUR_POSIX
+#include "concur/process_pool.hpp"
+#endif
+
 #endif  // CONCUR_FUTURES_HPP

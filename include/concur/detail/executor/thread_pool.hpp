@@ -34,7 +34,7 @@
 //                                                          pop() -> task (it runs)
 //   control: shut down -> cancel() fails (claimed) -> return the Future
 //
-// Idle workers: one at a time spins for new work (a few tens of microseconds, bounded in time),
+// Idle workers: one at a time spins for new work (20 microseconds, bounded in time),
 // the others sleep on `work_` at once; a submit notifies `work_`, which costs one load when no
 // worker sleeps. An idle pool uses no CPU.
 
@@ -338,7 +338,7 @@ class ThreadPoolCore final : public TaskPool {
           [this] {
             return queue_.maybe_nonempty() || control_.load(std::memory_order_relaxed) != 0;
           },
-          never, std::chrono::microseconds(50));
+          never, std::chrono::microseconds(20));
       // seq_cst, before the registration below: a submitter that saw the spinner and did not
       // notify pushed before this store, so the check below sees its task (see enqueue()).
       spinner_.store(false, std::memory_order_seq_cst);

@@ -1,0 +1,163 @@
+// concur/detail/executor/process_channel.hpp
+//
+// The parent's side of a process pool's conversation with one worker, below the protocol
+// (process_protocol.hpp) and above the socket: where results go (TaskSink), what waits to be
+// sent (PoolJob), and the non-blocking reads and writes of framed batches that the pool's I/O
+// thread does (process_worker.hpp). Frames use Python's Connection framing: a 4-byte big-endian
+// length, or -1 and an 8-byte length.
+//
+// POSIX only.
+
+#ifndef CONCUR_DETAIL_EXECUTOR_PROCESS_CHANNEL_HPP
+#define CONCUR_DETAIL_EXECUTOR_PROCESS_CHANNEL_HPP
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "concur/detail/executor/process_protocol.hpp"
+#include "concur/detail/posix_io.hpp"
+
+namespace concur::detail {
+
+// TaskSink
+//
+// Where the results of queued tasks go; one sink may take many tasks (a map's chunks), told
+// apart by `slot`. deliver() and fail() run on the I/O thread, each task's exactly once.
+class TaskSink {
+ public:
+  virtual ~TaskSink() = default;
+  // Called (under the pool's mutex) just before the task is sent: false drops it (a Future
+  // cancelled meanwhile).
+  virtual bool start(std::size_t slot) {
+    (void)slot;
+    return true;
+  }
+  // The task's results: the payload of a result record.
+  virtual void deliver(std::size_t slot, std::string_view payload) = 0;
+  // The task failed: its exception, or BrokenProcessPool.
+  virtual void fail(std::size_t slot, const TaskFailure& failure) = 0;
+  // The task was taken off the queue before it ran (shutdown with cancel_futures).
+  virtual void cancel(std::size_t slot) {
+    TaskFailure failure;
+    failure.kind = TaskFailure::Kind::cancelled;
+    fail(slot, failure);
+  }
+};
+
+// A queued task.
+struct PoolJob {
+  std::shared_ptr<TaskSink> sink;
+  std::size_t slot = 0;
+  TaskCall call;
+};
+
+// Buffers larger than this are freed once empty, so that one huge message does not pin its
+// memory for the pool's life.
+inline constexpr std::size_t kept_buffer = std::size_t{4} << 20;
+
+// Bytes read from a worker: [begin, end) not yet handled.
+struct InBuffer {
+  std::unique_ptr<char[]> data;
+  std::size_t begin = 0;
+  std::size_t end = 0;
+  std::size_t capacity = 0;
+  // Makes room for `more` bytes after end: moves the unhandled bytes to the front, or grows.
+  void reserve(std::size_t more) {
+    if (capacity - end >= more) return;
+    const std::size_t used = end - begin;
+    if (begin > 0 && capacity - used >= more && used <= capacity / 2) {
+      std::memmove(data.get(), data.get() + begin, used);
+    } else {
+      const std::size_t grown = std::max(capacity * 2, used + more);
+      std::unique_ptr<char[]> bigger(new char[grown]);  // not zeroed
+      if (used > 0) std::memcpy(bigger.get(), data.get() + begin, used);
+      data = std::move(bigger);
+      capacity = grown;
+    }
+    begin = 0;
+    end = used;
+  }
+};
+
+// Sends what the socket takes now of out[done, size), without blocking; clears `out` once it is
+// all sent. False when the peer is gone.
+inline bool send_available(int fd, std::string& out, std::size_t& done) noexcept {
+  while (done < out.size()) {
+    const ssize_t n =
+        ::send(fd, out.data() + done, out.size() - done, MSG_DONTWAIT | send_without_sigpipe);
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    return false;
+  }
+  out.clear();
+  if (out.capacity() > kept_buffer) std::string().swap(out);  // a huge chunk went out
+  done = 0;
+  return true;
+}
+
+// Reads everything that has arrived into `in`, without blocking; false at end of file (or an
+// error such as ECONNRESET: the peer is gone either way).
+inline bool recv_available(int fd, InBuffer& in) {
+  for (;;) {
+    in.reserve(256 * 1024);
+    const ssize_t n = ::recv(fd, in.data.get() + in.end, in.capacity - in.end, MSG_DONTWAIT);
+    if (n > 0) {
+      const bool full = static_cast<std::size_t>(n) == in.capacity - in.end;
+      in.end += static_cast<std::size_t>(n);
+      if (!full) return true;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    return false;
+  }
+}
+
+// Calls handle(payload) for each whole frame in `in`, consuming it; makes room for the rest of
+// a frame that has only partly arrived.
+template <class Handle>
+void for_each_frame(InBuffer& in, Handle&& handle) {
+  for (;;) {
+    const std::size_t left = in.end - in.begin;
+    if (left < 4) break;
+    const char* p = in.data.get() + in.begin;
+    std::uint64_t size = 0;
+    std::size_t header = 4;
+    for (int i = 0; i < 4; ++i) size = (size << 8) | static_cast<unsigned char>(p[i]);
+    if (size == 0xffffffffu) {
+      if (left < 12) break;
+      size = 0;
+      for (int i = 4; i < 12; ++i) size = (size << 8) | static_cast<unsigned char>(p[i]);
+      header = 12;
+    }
+    if (left - header < size) {
+      in.reserve(header + static_cast<std::size_t>(size) - left);  // room for the rest
+      break;
+    }
+    handle(std::string_view(p + header, static_cast<std::size_t>(size)));
+    in.begin += header + static_cast<std::size_t>(size);
+  }
+  if (in.begin == in.end) {
+    in.begin = in.end = 0;
+    if (in.capacity > kept_buffer) {  // a huge result came in
+      in.data.reset();
+      in.capacity = 0;
+    }
+  }
+}
+
+}  // namespace concur::detail
+
+#endif  // CONCUR_DETAIL_EXECUTOR_PROCESS_CHANNEL_HPP

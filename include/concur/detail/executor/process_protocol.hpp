@@ -1,0 +1,364 @@
+// concur/detail/executor/process_protocol.hpp
+//
+// What a process pool sends to its workers and back (shared by concur::mp::Pool and
+// concur::ProcessPoolExecutor), and which functions a worker may run.
+//
+// A worker is a fork() of the parent, so the parent's code is already there: a task names its
+// function by address. A task's function must therefore be a function pointer or a callable
+// type with no state (std::is_empty_v, default-constructible: a lambda without captures), which
+// the worker makes anew; anything else would need its state sent, and stops the compilation
+// with a message saying so. Arguments and results go through concur's codec (concur/codec.hpp).
+//
+// Wire format. Both directions use Python's Connection framing (a 4-byte big-endian length, or
+// -1 and an 8-byte length), one frame holding a batch of records, so that many small tasks cost
+// one write and one read. All integers are little-endian.
+//   task record   (parent -> worker): u64 id, u64 invoker address, u64 function address (0 for
+//                 a stateless type), u64 payload length, payload = u64 item count, then each
+//                 item's encoding.
+//   result record (worker -> parent): u64 id, u8 status (0: results, 1: an exception, 2: the
+//                 initializer failed), u32 run time in microseconds (saturated), u64 payload
+//                 length, payload = each result's encoding (nothing for void), or for an
+//                 exception the codec encoding of two strings: its type name and its what().
+// The invoker is an instantiation of run_items<> for the task's function and argument types: the
+// worker calls it by address, as it calls the function.
+//
+// POSIX only.
+
+#ifndef CONCUR_DETAIL_EXECUTOR_PROCESS_PROTOCOL_HPP
+#define CONCUR_DETAIL_EXECUTOR_PROCESS_PROTOCOL_HPP
+
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <tuple>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+
+#include "concur/codec.hpp"
+#include "concur/detail/names.hpp"
+#include "concur/errors.hpp"
+
+namespace concur {
+
+// RemoteError
+//
+// A task run by a process pool's worker threw: the parent gets this, carrying the text of the
+// exception's what() and its type's name (demangled), since a C++ exception object cannot cross
+// a process boundary. Python re-raises the original exception type (it pickles it); concur
+// raises RemoteError for every type, a concur::Error (so a std::runtime_error) whose what() is
+// the original what(). Python's multiprocessing.pool.RemoteTraceback plays the same part.
+class RemoteError : public Error {
+ public:
+  RemoteError(std::string type_name, const std::string& message)
+      : Error(message), type_name_(std::move(type_name)) {}
+
+  // RemoteError::type_name()
+  //
+  // The name of the exception's type in the worker ("std::invalid_argument"), or a description
+  // for an exception that was not derived from std::exception.
+  [[nodiscard]] const std::string& type_name() const noexcept { return type_name_; }
+
+ private:
+  std::string type_name_;
+};
+
+namespace detail {
+
+// Whether a worker process can run an F without being sent any state: a function pointer, or
+// a class type with no state that it can make anew.
+template <class F>
+inline constexpr bool is_process_callable_v =
+    (std::is_pointer_v<std::decay_t<F>> &&
+     std::is_function_v<std::remove_pointer_t<std::decay_t<F>>>) ||
+    (std::is_class_v<std::decay_t<F>> && std::is_empty_v<std::decay_t<F>> &&
+     std::is_default_constructible_v<std::decay_t<F>>);
+
+// One static_assert with a message for each way a task can be unfit for a process pool, at the
+// call that submits it (rather than pages of template errors).
+template <class F>
+constexpr bool check_process_callable() {
+  static_assert(is_process_callable_v<F>,
+                "a process pool runs its task in a forked worker, which cannot receive code or "
+                "captured state: pass a function pointer or a callable type with no state (a "
+                "lambda without captures); send any data as arguments");
+  return is_process_callable_v<F>;
+}
+
+template <class T>
+constexpr bool check_process_value() {
+  static_assert(has_codec<T>,
+                "a process pool sends task arguments and results through concur's codec, and "
+                "this type has none: use a type concur can encode (see concur/codec.hpp) or "
+                "specialise concur::codec for it");
+  return has_codec<T>;
+}
+
+// The function a worker runs for a task: decodes `payload` (an item count and the items), calls
+// the function named by `fn` on each item, appends each result's encoding to `out`. On an
+// exception, `out` holds the exception's type name and text instead; returns false then.
+using Invoker = bool (*)(std::uint64_t fn, std::string_view payload, Writer& out);
+
+template <class F>
+decltype(auto) process_callable(std::uint64_t fn) {
+  using D = std::decay_t<F>;
+  if constexpr (std::is_pointer_v<D>) {
+    return reinterpret_cast<D>(static_cast<std::uintptr_t>(fn));
+  } else {
+    (void)fn;
+    return D{};
+  }
+}
+
+template <class F>
+std::uint64_t process_callable_bits(const F& f) {
+  using D = std::decay_t<F>;
+  if constexpr (std::is_pointer_v<D>) {
+    return static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(static_cast<D>(f)));
+  } else {
+    (void)f;
+    return 0;
+  }
+}
+
+// The result type of a task calling F on an Item (unpacked when Unpack: starmap, apply).
+template <class F, class Item, bool Unpack>
+struct process_result;
+template <class F, class Item>
+struct process_result<F, Item, false> {
+  using type = std::decay_t<std::invoke_result_t<std::decay_t<F>&, Item>>;
+};
+template <class F, class Item>
+struct process_result<F, Item, true> {
+  using type =
+      std::decay_t<decltype(std::apply(std::declval<std::decay_t<F>&>(), std::declval<Item>()))>;
+};
+
+// The type an argument travels as: its decayed type, but a C string as a std::string (its
+// pointer would mean nothing in the worker).
+template <class T>
+struct sent {
+  using type = std::decay_t<T>;
+};
+template <class T>
+requires(std::is_same_v<std::decay_t<T>, const char*> ||
+         std::is_same_v<std::decay_t<T>, char*>) struct sent<T> {
+  using type = std::string;
+};
+template <class T>
+using sent_t = typename sent<T>::type;
+template <class F, class Item, bool Unpack>
+using process_result_t = typename process_result<F, Item, Unpack>::type;
+
+// Writes the exception in flight as the failure payload.
+inline void encode_current_exception(Writer& out) {
+  std::string type = "unknown exception (not derived from std::exception)";
+  std::string text = type;
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    type = demangle(typeid(e).name());
+    text = e.what();
+  } catch (...) {
+#if defined(__GNUG__)
+    if (const std::type_info* t = abi::__cxa_current_exception_type()) {
+      type = demangle(t->name()) + " (not derived from std::exception)";
+      text = type;
+    }
+#endif
+  }
+  out = Writer();
+  out.put(type);
+  out.put(text);
+}
+
+// TaskFailure
+//
+// Why a task has no result, as plain data: each waiter throws a fresh exception made from it,
+// so that no exception object is shared between threads (the I/O thread that learns of the
+// failure and each thread that waits for the result each have their own).
+struct TaskFailure {
+  enum class Kind { remote, broken, cancelled, system, other };
+  Kind kind = Kind::other;
+  std::string type_name;  // remote: the exception's type in the worker
+  std::string message;
+  int code = 0;  // system: the errno value
+
+  [[noreturn]] void raise() const {
+    switch (kind) {
+      case Kind::remote:
+        throw RemoteError(type_name, message);
+      case Kind::broken:
+        throw BrokenProcessPool(message);
+      case Kind::cancelled:
+        throw CancelledError();
+      case Kind::system:
+        throw std::system_error(code, std::generic_category(), message);
+      case Kind::other:
+        break;
+    }
+    throw Error(message);
+  }
+  std::exception_ptr make_exception_ptr() const {
+    try {
+      raise();
+    } catch (...) {
+      return std::current_exception();
+    }
+  }
+
+  // The exception in flight (in the parent: a result that could not be decoded, or memory).
+  static TaskFailure current() noexcept {
+    TaskFailure failure;
+    try {
+      throw;
+    } catch (const std::system_error& e) {
+      failure.kind = Kind::system;
+      failure.code = e.code().value();
+      failure.message = e.what();
+    } catch (const std::exception& e) {
+      failure.message = e.what();
+    } catch (...) {
+      failure.message = "unknown exception";
+    }
+    return failure;
+  }
+  static TaskFailure broken(std::string message) {
+    TaskFailure failure;
+    failure.kind = Kind::broken;
+    failure.message = std::move(message);
+    return failure;
+  }
+};
+
+// Decodes a failure payload (a worker's exception).
+inline TaskFailure decode_remote_error(std::string_view payload) {
+  TaskFailure failure;
+  try {
+    Reader in(payload);
+    failure.type_name = in.get<std::string>();
+    failure.message = in.get<std::string>();
+    failure.kind = TaskFailure::Kind::remote;
+  } catch (...) {
+    failure = TaskFailure::current();
+  }
+  return failure;
+}
+
+template <class F, class Item, bool Unpack>
+bool run_items(std::uint64_t fn, std::string_view payload, Writer& out) noexcept {
+  using R = process_result_t<F, Item, Unpack>;
+  try {
+    try {
+      Reader in(payload);
+      const std::uint64_t count = in.get<std::uint64_t>();
+      auto&& f = process_callable<F>(fn);
+      for (std::uint64_t i = 0; i < count; ++i) {
+        Item item = in.get<Item>();
+        if constexpr (std::is_void_v<R>) {
+          if constexpr (Unpack) {
+            std::apply(f, std::move(item));
+          } else {
+            std::invoke(f, std::move(item));
+          }
+        } else if constexpr (Unpack) {
+          out.put(static_cast<const R&>(std::apply(f, std::move(item))));
+        } else {
+          out.put(static_cast<const R&>(std::invoke(f, std::move(item))));
+        }
+      }
+      return true;
+    } catch (...) {
+      encode_current_exception(out);
+      return false;
+    }
+  } catch (...) {  // out of memory while describing the exception
+    out = Writer();
+    return false;
+  }
+}
+
+// Little-endian integers in a byte string.
+template <class U>
+void put_le(std::string& out, U value) {
+  char raw[sizeof(U)];
+  for (std::size_t i = 0; i < sizeof(U); ++i) raw[i] = static_cast<char>(value >> (8 * i));
+  out.append(raw, sizeof raw);
+}
+template <class U>
+U get_le(const char* data) noexcept {
+  U value = 0;
+  for (std::size_t i = 0; i < sizeof(U); ++i) {
+    value |= static_cast<U>(static_cast<unsigned char>(data[i])) << (8 * i);
+  }
+  return value;
+}
+
+inline constexpr std::size_t task_header_size = 32;
+inline constexpr std::size_t result_header_size = 21;
+inline constexpr std::uint8_t result_ok = 0;
+inline constexpr std::uint8_t result_exception = 1;
+inline constexpr std::uint8_t result_init_failed = 2;
+
+// A task as the parent queues it: the invoker and function, and its payload (the items).
+struct TaskCall {
+  Invoker invoker = nullptr;
+  std::uint64_t fn = 0;
+  std::string payload;
+};
+
+// Appends a task record for task `id` to `out`.
+inline void append_task_record(std::string& out, std::uint64_t id, const TaskCall& call) {
+  put_le<std::uint64_t>(out, id);
+  put_le<std::uint64_t>(out,
+                        static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(call.invoker)));
+  put_le<std::uint64_t>(out, call.fn);
+  put_le<std::uint64_t>(out, call.payload.size());
+  out.append(call.payload);
+}
+
+// Builds the call for items [first, last) of a range, each encoded as an Item.
+template <class F, class Item, bool Unpack, class It>
+TaskCall make_task_call(std::uint64_t fn, It first, It last) {
+  TaskCall call{&run_items<F, Item, Unpack>, fn, {}};
+  Writer out;
+  std::uint64_t count = 0;
+  for (It it = first; it != last; ++it) ++count;
+  out.put(count);
+  for (; first != last; ++first) out.put(static_cast<const Item&>(*first));
+  call.payload = out.take();
+  return call;
+}
+
+// Builds the call for one item.
+template <class F, class Item, bool Unpack>
+TaskCall make_single_call(std::uint64_t fn, const Item& item) {
+  TaskCall call{&run_items<F, Item, Unpack>, fn, {}};
+  Writer out;
+  out.put(std::uint64_t{1});
+  out.put(item);
+  call.payload = out.take();
+  return call;
+}
+
+// Decodes `count` results of type R from a result payload (R may be void: nothing to decode).
+template <class R, class Sink>
+void decode_results(std::string_view payload, std::size_t count, Sink&& sink) {
+  Reader in(payload);
+  for (std::size_t i = 0; i < count; ++i) {
+    if constexpr (std::is_void_v<R>) {
+      sink(i);
+    } else {
+      sink(i, in.get<R>());
+    }
+  }
+}
+
+}  // namespace detail
+}  // namespace concur
+
+#endif  // CONCUR_DETAIL_EXECUTOR_PROCESS_PROTOCOL_HPP
