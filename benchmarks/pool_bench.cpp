@@ -20,6 +20,9 @@
 // CPU per operation (bench_support.hpp) is the parent's: getrusage(RUSAGE_SELF) leaves out the
 // workers, and the Python rows report their parent's likewise.
 
+#include <concur/pool.hpp>
+#include <concur/process_pool.hpp>
+
 #include <cstdint>
 #include <cstdio>
 #include <numeric>
@@ -29,19 +32,6 @@
 
 #include "bench_support.hpp"
 #include "bench_targets.hpp"
-
-#if __has_include(<concur/pool.hpp>)
-#include <concur/pool.hpp>
-#define CONCUR_BENCH_HAVE_POOL 1
-#else
-#define CONCUR_BENCH_HAVE_POOL 0
-#endif
-#if __has_include(<concur/process_pool.hpp>)
-#include <concur/process_pool.hpp>
-#define CONCUR_BENCH_HAVE_PROCESS_POOL 1
-#else
-#define CONCUR_BENCH_HAVE_PROCESS_POOL 0
-#endif
 
 namespace {
 
@@ -75,23 +65,22 @@ const char* scenario_of(int chunksize) {
   return chunksize == 1 ? "map-cs1" : "map-csdefault";
 }
 
-[[maybe_unused]] std::int64_t square(std::int64_t x) {
+std::int64_t square(std::int64_t x) {
   return x * x;
 }
 
-[[maybe_unused]] std::vector<std::int64_t> inputs(long n) {
+std::vector<std::int64_t> inputs(long n) {
   std::vector<std::int64_t> values(static_cast<std::size_t>(n));
   std::iota(values.begin(), values.end(), std::int64_t{0});
   return values;
 }
 
 // 0^2 + 1^2 + ... + (n - 1)^2.
-[[maybe_unused]] std::int64_t sum_of_squares(long n) {
+std::int64_t sum_of_squares(long n) {
   const auto m = static_cast<std::int64_t>(n);
   return (m - 1) * m * (2 * m - 1) / 6;
 }
 
-#if CONCUR_BENCH_HAVE_POOL
 void map_pool(benchmark::State& state, int chunksize) {
   const long n = concur_tasks();
   const int chunk = chunksize == 0 ? default_chunksize(n) : chunksize;
@@ -108,9 +97,7 @@ void map_pool(benchmark::State& state, int chunksize) {
   pool.close();
   pool.join();
 }
-#endif
 
-#if CONCUR_BENCH_HAVE_PROCESS_POOL
 void map_executor(benchmark::State& state, int chunksize) {
   const long n = concur_tasks();
   const int chunk = chunksize == 0 ? default_chunksize(n) : chunksize;
@@ -131,7 +118,6 @@ void map_executor(benchmark::State& state, int chunksize) {
   });
   if (!right) state.SkipWithError("wrong results");
 }
-#endif
 
 #ifdef CONCUR_BENCH_PYTHON
 // One run of benchmarks/pool_python.py (--kind pool or executor).
@@ -152,13 +138,9 @@ void register_all() {
   };
   for (int chunksize : {1, 0}) {
     const std::string scenario = scenario_of(chunksize);
-#if CONCUR_BENCH_HAVE_POOL
     once(benchmark::RegisterBenchmark((scenario + "/" + kPool).c_str(), map_pool, chunksize));
-#endif
-#if CONCUR_BENCH_HAVE_PROCESS_POOL
     once(benchmark::RegisterBenchmark((scenario + "/" + kExecutor).c_str(), map_executor,
                                       chunksize));
-#endif
 #ifdef CONCUR_BENCH_PYTHON
     once(benchmark::RegisterBenchmark((scenario + "/" + kPythonPool).c_str(), map_python, chunksize,
                                       "pool", kPythonPool));
@@ -177,9 +159,6 @@ void print_targets() {
   for (const char* scenario : {"map-cs1", "map-csdefault"}) {
     concur_bench::check_target("(e)", Kind::rate, scenario, kPool, kPythonPool, 10);
     concur_bench::check_target("(e)", Kind::rate, scenario, kExecutor, kPythonPool, 10);
-  }
-  if (!CONCUR_BENCH_HAVE_POOL || !CONCUR_BENCH_HAVE_PROCESS_POOL) {
-    std::printf("  (concur/pool.hpp or concur/process_pool.hpp was not there at compile time)\n");
   }
   std::fflush(stdout);
 }
