@@ -6,7 +6,9 @@
 
 Each table keeps its title (with the targets), its reference and its columns; concur's rows are
 in bold, and under each contender its CPU per operation (ratio to the reference's, and the
-value where the table has one column). Only the standard library is used.
+value where the table has one column). A program's "Target check" block (futures_bench,
+pool_bench: one line per target, with its numbers and whether it holds) follows as a list. Only
+the standard library is used.
 """
 import re
 import sys
@@ -45,6 +47,19 @@ def tables(lines):
         yield title, description, columns, rows
 
 
+def target_checks(lines):
+    """Yields (title, [line]) for each "Target check" block."""
+    for i, line in enumerate(lines):
+        if not line.startswith("Target check"):
+            continue
+        items = []
+        for item in lines[i + 1:]:
+            if not item.startswith("  "):
+                break
+            items.append(item.strip())
+        yield line.strip(), items
+
+
 def markdown(title, description, columns, rows):
     bold = lambda name, text: f"**{text}**" if name.startswith("concur") else text
     out = [f"**{title}** — {description}", ""]
@@ -74,6 +89,12 @@ def main():
             continue
         seen.add(key)
         print(markdown(*table))
+    for title, items in target_checks(lines):
+        if (title, tuple(items)) in seen:
+            continue
+        seen.add((title, tuple(items)))
+        print(f"**{title}**\n")
+        print("\n".join(f"- {item}" for item in items) + "\n")
 
 
 if __name__ == "__main__":
