@@ -20,6 +20,7 @@
 #include "concur/event.hpp"
 #include "concur/lock.hpp"
 #include "concur/thread.hpp"
+#include "stress.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -591,6 +592,79 @@ TEST(AsCompleted, DoneFirstDuplicatesOnceAndTimeout) {
   }
   EXPECT_EQ(seen, (std::vector<int>{1}));
   go.set();
+}
+
+// --- the worker's deque (Chase-Lev): every task taken exactly once ----------------------------
+
+TEST(LocalDeque, OwnerAndThievesTakeEachTaskOnce) {
+  const long n = scaled(200000);
+  std::vector<std::unique_ptr<concur::detail::FutureState<int>>> tasks;
+  tasks.reserve(static_cast<std::size_t>(n));
+  for (long i = 0; i < n; ++i)
+    tasks.push_back(std::make_unique<concur::detail::FutureState<int>>());
+  std::vector<std::atomic<int>> taken(static_cast<std::size_t>(n));
+  auto index_of = [&](concur::detail::StateBase* task) {
+    // The tasks are in one vector: find the index by pointer (they were made in order).
+    for (long lo = 0, hi = n - 1; lo <= hi;) {
+      const long mid = (lo + hi) / 2;
+      auto* at =
+          static_cast<concur::detail::StateBase*>(tasks[static_cast<std::size_t>(mid)].get());
+      if (at == task) return mid;
+      (std::less<>{}(at, task) ? lo : hi) = (std::less<>{}(at, task) ? mid + 1 : mid - 1);
+    }
+    return -1L;
+  };
+  std::sort(tasks.begin(), tasks.end(), [](const auto& a, const auto& b) {
+    return std::less<>{}(static_cast<concur::detail::StateBase*>(a.get()),
+                         static_cast<concur::detail::StateBase*>(b.get()));
+  });
+  concur::detail::LocalDeque deque;
+  std::atomic<bool> done{false};
+  std::atomic<long> stolen{0};
+  auto take = [&](concur::detail::StateBase* task) {
+    const long i = index_of(task);
+    ASSERT_GE(i, 0);
+    taken[static_cast<std::size_t>(i)].fetch_add(1);
+  };
+  std::vector<std::thread> thieves;
+  for (int t = 0; t < 2; ++t) {
+    thieves.emplace_back([&] {
+      while (!done.load() || deque.maybe_nonempty()) {
+        if (auto* task = deque.steal()) {
+          take(task);
+          stolen.fetch_add(1);
+        }
+      }
+    });
+  }
+  long pushed = 0;
+  concur_test::Random random(5);
+  while (pushed < n) {
+    const long burst = 1 + static_cast<long>(random.below(40));
+    for (long k = 0; k < burst && pushed < n; ++k) {
+      auto* task =
+          static_cast<concur::detail::StateBase*>(tasks[static_cast<std::size_t>(pushed)].get());
+      if (deque.push(task)) {
+        ++pushed;
+      } else if (auto* own = deque.pop()) {
+        take(own);  // full: make room
+      }
+    }
+    for (long k = static_cast<long>(random.below(30)); k > 0; --k) {
+      if (auto* own = deque.pop()) take(own);
+    }
+  }
+  while (auto* own = deque.pop()) take(own);
+  done = true;
+  for (auto& thief : thieves) thief.join();
+  long total = 0;
+  for (long i = 0; i < n; ++i) {
+    const int count = taken[static_cast<std::size_t>(i)].load();
+    ASSERT_EQ(count, 1) << "task " << i << " taken " << count << " times";
+    total += count;
+  }
+  EXPECT_EQ(total, n);
+  EXPECT_GT(stolen.load(), 0) << "the thieves never got one (the test did not race)";
 }
 
 // --- Promise (the producer side the process pools use) ---------------------------------------

@@ -20,11 +20,19 @@
 // whoever waits for them) or running; so the wait chain always ends at a running task, and
 // nested submit-and-wait completes with any number of workers, one included.
 //
+// Where tasks wait. A task submitted from outside the pool goes to the shared queue
+// (work_queue.hpp); one submitted by a worker of the pool (a nested submit) goes to that
+// worker's own deque (local_deque.hpp), as in oneTBB and Cilk: the worker pops its own newest
+// first, so a fork-join program runs depth first on each worker with its children hot in cache
+// and freed as soon as they ran, while idle workers and helpers steal the oldest (the biggest
+// pieces). A thread looks at its own deque, then the shared queue, then steals.
+//
 // Shutdown without a lost task. submit() pushes, then re-reads the control word; a worker
-// leaves only when it has read the shutdown bit and then found the queue empty. Both the
-// push's link and the control word's change are seq_cst, so (a Dekker pair) either the
-// submitter sees the bit (it then cancels its task and throws, unless a worker claimed it
-// first, in which case it runs and the Future is returned) or the worker's pop sees the task.
+// leaves only when it has read the shutdown bit and then found the queue and every deque empty.
+// The push's link (or a deque's store of its bottom) and the control word's change are seq_cst,
+// so (a Dekker pair) either the submitter sees the bit (it then cancels its task and throws,
+// unless a worker claimed it first, in which case it runs and the Future is returned) or the
+// worker's look sees the task.
 //
 //   submitter                      shutdown()              worker
 //   control: not shut down
@@ -53,6 +61,7 @@
 
 #include "concur/detail/event_count.hpp"
 #include "concur/detail/executor/future.hpp"
+#include "concur/detail/executor/local_deque.hpp"
 #include "concur/detail/executor/work_queue.hpp"
 #include "concur/detail/schedule.hpp"
 #include "concur/detail/spin.hpp"
@@ -71,46 +80,90 @@ namespace concur::detail {
 // with tokens, a helper whose task is not done could take, re-register and take again the token
 // meant for one whose task is done, which would then sleep on with its task finished.
 //
-//   helper                                    notifier (a completer, a submitter)
-//   key = prepare_wait()   (waiters++, epoch)  make the change (seq_cst)
-//   if (condition) cancel_wait();              notify_all(): if waiters > 0, epoch++, wake all
-//   else wait(key, deadline);
+// One 32-bit word: the epoch in the high 16 bits, the number of registered sleepers in the low
+// 16. A notify that finds sleepers moves the epoch and clears the count in one compare-and-swap
+// (the sleepers it wakes are no longer registered), so the next notify costs one load until
+// somebody registers again: a burst of submits wakes a sleeping helper once, not once per
+// submit.
 //
-// Memory ordering: the same Dekker pair as EventCount's. If the notifier's seq_cst load of
-// `waiters_` misses the helper's increment, that load precedes the increment in the single
-// order S, so the change precedes the helper's check, which sees it. Otherwise the notifier
-// moves the epoch after its change: a helper that read the epoch before the move sleeps only
-// while the epoch word still holds its key, and one that read it after sees the change in its
-// check (the move precedes its read of the epoch, which precedes its check, all in S).
+//   helper                                     notifier (a completer, a submitter)
+//   key = prepare_wait()   (count + 1)         make the change (seq_cst)
+//   if (condition) cancel_wait();              notify_all(): count > 0 ? epoch + 1, count = 0,
+//   else wait(key, deadline);                                wake all
+//
+// Memory ordering: the Dekker pair of event_count.hpp. If the notifier's seq_cst load of the
+// word misses a helper's registration (a seq_cst read-modify-write), the load precedes it in the
+// single order S, so the change precedes the helper's check, which sees it. Otherwise the
+// notifier moves the epoch: the helper sleeps only while the word still holds its epoch, so it
+// does not sleep, or is woken. A helper whose epoch has moved was taken off the count by the
+// notifier, and does not take itself off again. The epoch is 16 bits: a helper could miss its
+// wake-up only if 65,536 notifies, each after a fresh registration, came between its
+// registration and its sleep (at most 65,535 helpers may wait, as on an EventCount).
 class HelperEvent {
  public:
+  // HelperEvent::prepare_wait()
+  //
+  // Registers the caller; returns its epoch, the key for cancel_wait() or wait().
   std::uint32_t prepare_wait() noexcept {
-    waiters_.fetch_add(1, std::memory_order_seq_cst);
+    const std::uint32_t word = word_.fetch_add(1, std::memory_order_seq_cst);
     CONCUR_SCHEDULE_POINT("helper_event.after_register");
-    return epoch_.load(std::memory_order_seq_cst);
+    return epoch(word);
   }
-  void cancel_wait() noexcept { waiters_.fetch_sub(1, std::memory_order_relaxed); }
+
+  // HelperEvent::cancel_wait(key)
+  //
+  // Undoes prepare_wait() when the condition turned out true.
+  void cancel_wait(std::uint32_t key) noexcept { leave(key); }
+
+  // HelperEvent::wait(key, deadline)
+  //
+  // Sleeps until a notify moves the epoch past `key`, or the deadline; false at the deadline.
   bool wait(std::uint32_t key, steady_time deadline) noexcept {
-    bool woken = true;
-    while (epoch_.load(std::memory_order_acquire) == key) {
-      if (!wait_on_until(epoch_, key, deadline)) {
-        woken = epoch_.load(std::memory_order_acquire) != key;
-        break;
+    std::uint32_t word = word_.load(std::memory_order_acquire);
+    while (epoch(word) == key) {
+      if (!wait_on_until(word_, word, deadline)) {
+        if (leave(key)) return false;  // still registered: a timeout
+        return true;                   // a notify came at the deadline
+      }
+      word = word_.load(std::memory_order_acquire);
+    }
+    return true;
+  }
+
+  // HelperEvent::notify_all()
+  //
+  // Wakes every registered helper; one load when there is none.
+  void notify_all() noexcept {
+    std::uint32_t word = word_.load(std::memory_order_seq_cst);
+    for (;;) {
+      if ((word & count_mask) == 0) return;
+      CONCUR_SCHEDULE_POINT("helper_event.before_bump");
+      const std::uint32_t next = (word & ~count_mask) + epoch_one;  // epoch + 1, count 0
+      if (word_.compare_exchange_weak(word, next, std::memory_order_seq_cst,
+                                      std::memory_order_seq_cst)) {
+        wake_all(word_);
+        return;
       }
     }
-    waiters_.fetch_sub(1, std::memory_order_relaxed);
-    return woken;
-  }
-  void notify_all() noexcept {
-    if (waiters_.load(std::memory_order_seq_cst) == 0) return;
-    CONCUR_SCHEDULE_POINT("helper_event.before_bump");
-    epoch_.fetch_add(1, std::memory_order_seq_cst);
-    wake_all(epoch_);
   }
 
  private:
-  wait_word epoch_{0};
-  alignas(64) std::atomic<std::uint32_t> waiters_{0};
+  static constexpr std::uint32_t count_mask = 0xffff;
+  static constexpr std::uint32_t epoch_one = 0x10000;
+
+  static std::uint32_t epoch(std::uint32_t word) noexcept { return word >> 16; }
+
+  // Takes the caller off the count if its epoch is still current; false if a notify took it
+  // off already.
+  bool leave(std::uint32_t key) noexcept {
+    std::uint32_t word = word_.load(std::memory_order_relaxed);
+    while (epoch(word) == key) {
+      if (word_.compare_exchange_weak(word, word - 1, std::memory_order_relaxed)) return true;
+    }
+    return false;
+  }
+
+  wait_word word_{0};
 };
 
 class ThreadPoolCore final : public TaskPool {
@@ -119,7 +172,8 @@ class ThreadPoolCore final : public TaskPool {
       : max_workers_(max_workers),
         name_prefix_(std::move(name_prefix)),
         initializer_(std::move(initializer)),
-        slots_(new WorkerSlot[static_cast<std::size_t>(max_workers)]) {}
+        slots_(new WorkerSlot[static_cast<std::size_t>(max_workers)]),
+        deques_(new std::unique_ptr<LocalDeque>[static_cast<std::size_t>(max_workers)]) {}
 
   ThreadPoolCore(const ThreadPoolCore&) = delete;
   ThreadPoolCore& operator=(const ThreadPoolCore&) = delete;
@@ -144,7 +198,10 @@ class ThreadPoolCore final : public TaskPool {
     const bool start_thread =
         thread_count_.load(std::memory_order_acquire) < max_workers_ && !take_free_worker();
     task->add_ref();
-    queue_.push(task);
+    // A task submitted by a worker of this pool goes to that worker's own deque (newest first
+    // for it, oldest first for thieves); any other, or one that does not fit, to the queue.
+    LocalDeque* own = current_task_pool() == this ? current_local_deque() : nullptr;
+    if (own == nullptr || !own->push(task)) queue_.push(task);
     CONCUR_SCHEDULE_POINT("thread_pool.submit.after_push");
     if (CONCUR_UNLIKELY(control_.load(std::memory_order_seq_cst) != 0)) {
       // Shut down or broken meanwhile: take the task back unless a worker already claimed it
@@ -193,9 +250,9 @@ class ThreadPoolCore final : public TaskPool {
   void notify_helpers() noexcept override { helpers_.notify_all(); }
 
   bool run_one() noexcept override {
-    QueueNode* node = nullptr;
-    if (queue_.pop(node) != WorkQueue::PopStatus::got) return false;
-    run_node(node);
+    StateBase* task = find_task(current_local_deque());
+    if (task == nullptr) return false;
+    run_task(task);
     return true;
   }
 
@@ -205,19 +262,20 @@ class ThreadPoolCore final : public TaskPool {
       state.run_claimed();
       return true;
     }
+    LocalDeque* own = current_local_deque();
     while (!state.done()) {
-      // 2. Any queued task of this pool.
-      QueueNode* node = nullptr;
-      if (queue_.pop(node) == WorkQueue::PopStatus::got) {
-        run_node(node);
+      // 2. Any queued task of this pool: this thread's own newest first.
+      if (StateBase* task = find_task(own)) {
+        run_task(task);
         continue;
       }
       if (reached(deadline)) return state.done();
       // 3. Sleep until the task completes or work arrives (see the header comment).
       if (!state.mark_helper_waiting()) return true;
       const std::uint32_t key = helpers_.prepare_wait();
-      if (state.done() || queue_.maybe_nonempty()) {
-        helpers_.cancel_wait();
+      if (state.done() || has_work()) {
+        helpers_.cancel_wait(key);
+        cpu_relax();  // work is there but another thread took it first: a breath, then again
         continue;
       }
       CONCUR_SCHEDULE_POINT("thread_pool.helper.before_sleep");
@@ -254,10 +312,44 @@ class ThreadPoolCore final : public TaskPool {
     return false;
   }
 
-  static void run_node(QueueNode* node) noexcept {
-    auto* task = static_cast<StateBase*>(node);
+  static void run_task(StateBase* task) noexcept {
     if (task->claim()) task->run_claimed();
     task->release_ref();
+  }
+
+  // The deque of the calling thread if it is a worker (of any pool; callers check the pool).
+  static LocalDeque*& current_local_deque() noexcept {
+    thread_local LocalDeque* deque = nullptr;
+    return deque;
+  }
+
+  // A task to run: the caller's own newest, else the queue's oldest, else one stolen from
+  // another worker (the oldest there). nullptr when none was found.
+  StateBase* find_task(LocalDeque* own) noexcept {
+    if (own != nullptr) {
+      if (StateBase* task = own->pop()) return task;
+    }
+    QueueNode* node = nullptr;
+    if (queue_.pop(node) == WorkQueue::PopStatus::got) return static_cast<StateBase*>(node);
+    const int count = thread_count_.load(std::memory_order_acquire);
+    thread_local unsigned rotation = 0;  // where this thread starts looking, moved each time
+    const int start = count > 0 ? static_cast<int>(rotation++ % static_cast<unsigned>(count)) : 0;
+    for (int k = 0; k < count; ++k) {
+      LocalDeque* victim = deques_[static_cast<std::size_t>((start + k) % count)].get();
+      if (victim == own) continue;
+      if (StateBase* task = victim->steal()) return task;
+    }
+    return nullptr;
+  }
+
+  // Whether a task may be queued anywhere (seq_cst loads: sleepers' checks).
+  bool has_work() const noexcept {
+    if (queue_.maybe_nonempty()) return true;
+    const int count = thread_count_.load(std::memory_order_acquire);
+    for (int i = 0; i < count; ++i) {
+      if (deques_[static_cast<std::size_t>(i)]->maybe_nonempty()) return true;
+    }
+    return false;
   }
 
   // Pops every queued task, applies `fn` to it, and drops the queue's reference.
@@ -266,7 +358,7 @@ class ThreadPoolCore final : public TaskPool {
     QueueNode* node = nullptr;
     for (;;) {
       const auto status = queue_.pop(node);
-      if (status == WorkQueue::PopStatus::empty) return;
+      if (status == WorkQueue::PopStatus::empty) break;
       if (status == WorkQueue::PopStatus::in_flight) {
         cpu_relax();  // a submitter between its two steps; it is not blocked there
         continue;
@@ -274,6 +366,16 @@ class ThreadPoolCore final : public TaskPool {
       auto* task = static_cast<StateBase*>(node);
       fn(*task);
       task->release_ref();
+    }
+    const int count = thread_count_.load(std::memory_order_acquire);
+    for (int i = 0; i < count; ++i) {
+      LocalDeque& deque = *deques_[static_cast<std::size_t>(i)];
+      while (deque.maybe_nonempty()) {
+        if (StateBase* task = deque.steal()) {
+          fn(*task);
+          task->release_ref();
+        }
+      }
     }
   }
 
@@ -283,9 +385,15 @@ class ThreadPoolCore final : public TaskPool {
       const int index = thread_count_.load(std::memory_order_relaxed);
       if (index < max_workers_ && (control_.load(std::memory_order_acquire) & shutdown_bit) == 0) {
         slots_[static_cast<std::size_t>(index)].busy.store(true, std::memory_order_relaxed);
+        if (!deques_[static_cast<std::size_t>(index)]) {
+          deques_[static_cast<std::size_t>(index)] = std::make_unique<LocalDeque>();
+        }
         auto thread = std::make_unique<Thread>(
             ThreadOptions{.name = name_prefix_ + "_" + std::to_string(index), .daemon = false},
-            [this, index] { worker_main(slots_[static_cast<std::size_t>(index)]); });
+            [this, index] {
+              worker_main(slots_[static_cast<std::size_t>(index)],
+                          *deques_[static_cast<std::size_t>(index)]);
+            });
         thread->start();
         threads_.push_back(std::move(thread));
         thread_count_.store(index + 1, std::memory_order_release);
@@ -297,8 +405,9 @@ class ThreadPoolCore final : public TaskPool {
     threads_lock_.unlock();
   }
 
-  void worker_main(WorkerSlot& slot) noexcept {
+  void worker_main(WorkerSlot& slot, LocalDeque& own) noexcept {
     current_task_pool() = this;
+    current_local_deque() = &own;
     if (initializer_) {
       try {
         initializer_();
@@ -314,18 +423,17 @@ class ThreadPoolCore final : public TaskPool {
       // this thread's pop and its read of the bit, and its task would stay queued with no
       // worker left (found by Stress.ThreadPool under schedule exploration).
       const bool stopping = control_.load(std::memory_order_seq_cst) != 0;
-      QueueNode* node = nullptr;
-      const auto status = queue_.pop(node);
-      if (status == WorkQueue::PopStatus::got) {
-        if (queue_.maybe_nonempty()) work_.notify_one();  // more queued: pass the wake-up on
+      if (StateBase* task = find_task(&own)) {
+        // More queued: pass the wake-up on (the others are looked at when this one sleeps).
+        if (queue_.maybe_nonempty()) work_.notify_one();
         slot.busy.store(true, std::memory_order_relaxed);
-        current_top_task() = TopTask{static_cast<StateBase*>(node), &slot};
-        run_node(node);
+        current_top_task() = TopTask{task, &slot};
+        run_task(task);
         current_top_task() = TopTask{};
         continue;
       }
       slot.busy.store(false, std::memory_order_relaxed);  // found nothing to do: free
-      if (status == WorkQueue::PopStatus::empty && stopping) return;
+      if (stopping && !has_work()) return;
       wait_for_work();
     }
   }
@@ -334,18 +442,16 @@ class ThreadPoolCore final : public TaskPool {
   void wait_for_work() noexcept {
     bool expected = false;
     if (spinner_.compare_exchange_strong(expected, true, std::memory_order_seq_cst)) {
-      const bool found = spin_for(
-          [this] {
-            return queue_.maybe_nonempty() || control_.load(std::memory_order_relaxed) != 0;
-          },
-          never, std::chrono::microseconds(20));
+      const bool found =
+          spin_for([this] { return has_work() || control_.load(std::memory_order_relaxed) != 0; },
+                   never, std::chrono::microseconds(20));
       // seq_cst, before the registration below: a submitter that saw the spinner and did not
       // notify pushed before this store, so the check below sees its task (see enqueue()).
       spinner_.store(false, std::memory_order_seq_cst);
       if (found) return;
     }
     work_.prepare_wait();
-    if (queue_.maybe_nonempty() || control_.load(std::memory_order_seq_cst) != 0) {
+    if (has_work() || control_.load(std::memory_order_seq_cst) != 0) {
       work_.cancel_wait();
       return;
     }
@@ -375,9 +481,11 @@ class ThreadPoolCore final : public TaskPool {
   HelperEvent helpers_;  // pool threads waiting for a task of this pool
   alignas(64) std::atomic<std::uint32_t> control_{0};  // shutdown_bit | broken_bit
   std::atomic<int> thread_count_{0};
-  std::atomic<bool> spinner_{false};
+  alignas(64) std::atomic<bool> spinner_{false};  // written by idle workers: its own line
 
   const std::unique_ptr<WorkerSlot[]> slots_;  // one per possible worker
+  // One per worker started, made before its thread (and before thread_count_ counts it).
+  const std::unique_ptr<std::unique_ptr<LocalDeque>[]> deques_;
   Lock threads_lock_;
   std::vector<std::unique_ptr<Thread>> threads_;
 };
