@@ -36,11 +36,11 @@
 #include <utility>
 #include <vector>
 
+#include "concur/detail/config.hpp"
 #include "concur/detail/executor/future.hpp"
 #include "concur/detail/executor/map_result.hpp"
 #include "concur/detail/executor/thread_pool.hpp"
 #include "concur/detail/executor/waiter.hpp"
-#include "concur/detail/config.hpp"
 #include "concur/errors.hpp"
 
 #if CONCUR_POSIX

@@ -4,7 +4,6 @@
 
 #include <concur/process_pool.hpp>
 
-
 struct Opaque {
   Opaque() = default;
   Opaque(const Opaque&) {}
