@@ -639,21 +639,27 @@ TEST(LocalDeque, OwnerAndThievesTakeEachTaskOnce) {
   }
   long pushed = 0;
   concur_test::Random random(5);
-  while (pushed < n) {
-    const long burst = 1 + static_cast<long>(random.below(40));
-    for (long k = 0; k < burst && pushed < n; ++k) {
-      auto* task =
-          static_cast<concur::detail::StateBase*>(tasks[static_cast<std::size_t>(pushed)].get());
-      if (deque.push(task)) {
-        ++pushed;
-      } else if (auto* own = deque.pop()) {
-        take(own);  // full: make room
-      }
+  auto push_one = [&] {
+    auto* task =
+        static_cast<concur::detail::StateBase*>(tasks[static_cast<std::size_t>(pushed)].get());
+    if (deque.push(task)) {
+      ++pushed;
+    } else if (auto* own = deque.pop()) {
+      take(own);  // full: make room
     }
+  };
+  const long last_batch = 64;  // left to the thieves at the end
+  while (pushed < n - last_batch) {
+    const long burst = 1 + static_cast<long>(random.below(40));
+    for (long k = 0; k < burst && pushed < n - last_batch; ++k) push_one();
     for (long k = static_cast<long>(random.below(30)); k > 0; --k) {
       if (auto* own = deque.pop()) take(own);
     }
   }
+  // The thieves may not have been scheduled yet (a slow sanitizer build, a busy machine): the
+  // last tasks are left to them until one has stolen something, so the race always runs.
+  while (pushed < n) push_one();
+  ASSERT_TRUE(eventually([&] { return stolen.load() > 0; }));
   while (auto* own = deque.pop()) take(own);
   done = true;
   for (auto& thief : thieves) thief.join();
