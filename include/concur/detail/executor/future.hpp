@@ -219,7 +219,8 @@ class Future {
   // Future::result(timeout)
   //
   // As result(), but throws TimeoutError if the task is not done within `timeout` (a negative
-  // timeout is zero, as in Python).
+  // timeout is zero, as in Python). A pool thread that waits for a task of its own pool runs
+  // queued tasks meanwhile, so it may return late by the length of the task it ran last.
   template <class Rep, class Period>
   decltype(auto) result(std::chrono::duration<Rep, Period> timeout) const {
     if (!detail::wait_for_state(checked(), detail::deadline_after(timeout))) throw TimeoutError();
