@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "proc_children.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -94,10 +95,7 @@ std::vector<int> iota(int n) {
   return v;
 }
 
-// Whether `pid` is gone for good: reaped (ECHILD for our own children).
-bool reaped(pid_t pid) {
-  return ::waitpid(pid, nullptr, WNOHANG) < 0 && errno == ECHILD;
-}
+using concur_test::reaped;
 
 TEST(PoolTest, MapChecksumsOverChunksizes) {
   Watchdog dog("MapChecksumsOverChunksizes", 60s);

@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "proc_children.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -69,9 +70,7 @@ std::vector<int> iota(int n) {
   return v;
 }
 
-bool reaped(pid_t pid) {
-  return ::waitpid(pid, nullptr, WNOHANG) < 0 && errno == ECHILD;
-}
+using concur_test::reaped;
 
 TEST(ProcessPoolExecutorTest, SubmitResultsChecksum) {
   Watchdog dog("SubmitResultsChecksum", 60s);

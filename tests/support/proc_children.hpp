@@ -6,6 +6,9 @@
 
 #include <dirent.h>
 #include <sys/types.h>
+#include <sys/wait.h>
+
+#include <cerrno>
 
 #include <cstdlib>
 #include <fstream>
@@ -37,6 +40,11 @@ inline std::vector<std::pair<pid_t, char>> children_of(pid_t parent) {
   }
   ::closedir(proc);
   return children;
+}
+
+// Whether `pid`, a child of this process, is gone for good: reaped (waitpid gives ECHILD).
+inline bool reaped(pid_t pid) {
+  return ::waitpid(pid, nullptr, WNOHANG) < 0 && errno == ECHILD;
 }
 
 }  // namespace concur_test
