@@ -444,6 +444,37 @@ TEST_P(NestedWait, ManyIndependentTrees) {
   for (auto& f : roots) EXPECT_EQ(f.result(), 144);
 }
 
+// A result that counts its live copies.
+struct Counted {
+  static inline std::atomic<int> live{0};
+  Counted() { live.fetch_add(1); }
+  Counted(const Counted&) { live.fetch_add(1); }
+  Counted(Counted&&) noexcept { live.fetch_add(1); }
+  ~Counted() { live.fetch_sub(1); }
+};
+
+// A task that submits a child, waits for it and drops its Future leaves nothing of the child
+// behind: its state (the result with it) is freed at once, not held by a queue until some
+// worker pops the finished task. (It once was held, so a fork-join program kept all of its
+// tasks alive until the end, and every one past the deque's capacity went through the shared
+// queue.)
+TEST_P(NestedWait, AwaitedChildrenAreFreedAtOnce) {
+  ThreadPoolExecutor pool(GetParam());
+  const int before = Counted::live.load();
+  const int most = pool.submit([&pool] {
+                         int most_alive = 0;
+                         for (int i = 0; i < 5000; ++i) {
+                           pool.submit([] { return Counted(); }).result();
+                           most_alive = std::max(most_alive, Counted::live.load());
+                         }
+                         return most_alive;
+                       })
+                       .result();
+  // Each child's result lives until its Future is dropped; a thief may hold one more briefly.
+  EXPECT_LE(most - before, 2);
+  EXPECT_EQ(Counted::live.load(), before);
+}
+
 INSTANTIATE_TEST_SUITE_P(Workers, NestedWait, ::testing::Values(1, 2, 4));
 
 // A task that waits with a timeout for a sibling that is stuck queued behind it still gets it

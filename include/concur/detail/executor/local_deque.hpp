@@ -83,6 +83,16 @@ class LocalDeque {
     return task;
   }
 
+  // LocalDeque::newest()
+  //
+  // The owner's look at its newest task without taking it: nullptr when the deque looks empty.
+  // A hint only (a thief may take that task meanwhile); pop() decides.
+  [[nodiscard]] StateBase* newest() noexcept {
+    const std::int64_t bottom = bottom_.load(std::memory_order_relaxed);
+    if (top_.load(std::memory_order_relaxed) >= bottom) return nullptr;
+    return slot(bottom - 1).load(std::memory_order_relaxed);
+  }
+
   // LocalDeque::steal()
   //
   // Another thread takes the oldest task; nullptr when the deque is empty or another thread won

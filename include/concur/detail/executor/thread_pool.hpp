@@ -257,12 +257,24 @@ class ThreadPoolCore final : public TaskPool {
   }
 
   bool help_until(StateBase& state, steady_time deadline) noexcept override {
-    // 1. The awaited task itself, if it is still queued: run it here.
-    if (state.claim()) {
+    LocalDeque* own = current_local_deque();
+    // 1. The awaited task itself, if it is still queued: run it here. In a fork-join program
+    //    it is this thread's newest task (submitted, then everything submitted since was
+    //    awaited): take it off the deque, so that the deque's reference goes now. A task
+    //    claimed where it lies stays queued, finished, until some thread pops it, and keeps its
+    //    state (its result) alive until then: a deep fork-join would keep every task alive and
+    //    overflow the deque into the shared queue.
+    if (own != nullptr && own->newest() == &state) {
+      // pop() gives `state` or, if a thief took it meanwhile, nullptr (only the owner moves
+      // the bottom, so the newest slot cannot hold another task).
+      if (StateBase* task = own->pop()) {
+        run_task(task);
+        if (state.done()) return true;
+      }
+    } else if (state.claim()) {
       state.run_claimed();
       return true;
     }
-    LocalDeque* own = current_local_deque();
     while (!state.done()) {
       // 2. Any queued task of this pool: this thread's own newest first.
       if (StateBase* task = find_task(own)) {
