@@ -614,6 +614,40 @@ TEST(Stress, ThreadPool) {
   EXPECT_GT(rounds.load(), 0);
 }
 
+// ThreadPoolBurst: as many tasks as workers, each waiting at a barrier for all the others, so
+// the round completes only if every task is started while the others wait: a burst of
+// submits must reach every worker, whether the workers were asleep, spinning, or busy with the
+// previous round (a wake-up not passed on leaves a task queued behind a waiting one, and the
+// barrier times out).
+TEST(Stress, ThreadPoolBurst) {
+  std::atomic<long> rounds{0};
+  Stress stress("thread_pool_burst");
+  stress.run(2, [&](int index) {
+    Random random(static_cast<std::uint64_t>(index) + 79);
+    const int workers = 2 + index;
+    concur::ThreadPoolExecutor pool(workers);
+    while (stress.running()) {
+      concur::Barrier barrier(workers);
+      std::vector<concur::Future<std::size_t>> tasks;
+      for (int i = 0; i < workers; ++i) {
+        tasks.push_back(pool.submit([&barrier] { return barrier.wait(std::chrono::seconds(30)); }));
+      }
+      std::vector<int> seen(static_cast<std::size_t>(workers), 0);
+      for (auto& task : tasks) {
+        ASSERT_NO_THROW(++seen.at(task.result()))
+            << "a task was not started while the others waited";
+      }
+      for (int count : seen) EXPECT_EQ(count, 1);
+      // Let the workers go idle for a while, or not: spinning, or asleep.
+      if (random.below(2) == 0)
+        std::this_thread::sleep_for(std::chrono::microseconds(random.below(100)));
+      rounds.fetch_add(1);
+      stress.tick();
+    }
+  });
+  EXPECT_GT(rounds.load(), 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Timer: rounds of short timers, some cancelled before they start (they must never fire), some
 // cancelled while they wait (either outcome), the rest left alone (they must fire).
