@@ -78,6 +78,7 @@ struct InBuffer {
     } else {
       const std::size_t grown = std::max(capacity * 2, used + more);
       std::unique_ptr<char[]> bigger(new char[grown]);  // not zeroed
+      advise_huge_pages(bigger.get(), grown);
       if (used > 0) std::memcpy(bigger.get(), data.get() + begin, used);
       data = std::move(bigger);
       capacity = grown;

@@ -153,8 +153,12 @@ class MapSink final : public TaskSink, public AsyncState<std::vector<R>> {
     const std::size_t count = std::min(chunksize_, items_ - first);
     try {
       // Each chunk fills its own elements: only the count needs the lock.
-      Reader in(payload);
-      for (std::size_t i = 0; i < count; ++i) parts_.set(first + i, in.get<R>());
+      if constexpr (is_bulk_v<R> && Parts::direct) {
+        copy_bulk_results<R>(payload, count, parts_.items.data() + first);
+      } else {
+        Reader in(payload);
+        for (std::size_t i = 0; i < count; ++i) parts_.set(first + i, in.get<R>());
+      }
     } catch (...) {
       this->set_error(TaskFailure::current());
       return;
@@ -186,7 +190,11 @@ class MapSink final : public TaskSink, public AsyncState<std::vector<R>> {
   struct Parts {
     static constexpr bool direct = std::is_default_constructible_v<R>;
     std::conditional_t<direct, std::vector<R>, std::vector<std::optional<R>>> items;
-    void resize(std::size_t n) { items.resize(n); }
+    void resize(std::size_t n) {
+      items.reserve(n);
+      advise_huge_pages(items.data(), n * sizeof(items[0]));
+      items.resize(n);
+    }
     void set(std::size_t i, R&& value) {
       if constexpr (direct) {
         items[i] = std::move(value);
@@ -223,9 +231,14 @@ class IMapSink final : public TaskSink {
     chunk.count = std::min(chunksize_, items_ - slot * chunksize_);
     try {
       const std::size_t count = chunk.count;
-      Reader in(payload);
-      chunk.values.reserve(count);
-      for (std::size_t i = 0; i < count; ++i) chunk.values.push_back(in.get<R>());
+      if constexpr (is_bulk_v<R> && std::is_default_constructible_v<R>) {
+        chunk.values.resize(count);
+        copy_bulk_results<R>(payload, count, chunk.values.data());
+      } else {
+        Reader in(payload);
+        chunk.values.reserve(count);
+        for (std::size_t i = 0; i < count; ++i) chunk.values.push_back(in.get<R>());
+      }
     } catch (...) {
       chunk.values.clear();
       chunk.error.emplace(TaskFailure::current());
@@ -429,20 +442,36 @@ std::size_t range_count(Range& items) {
   }
 }
 
-// The tasks of a map: chunks of `chunksize` items of `items`, each its own job with slot i.
+// The tasks of a map: chunks of `chunksize` items of `items`, each its own job with slot i,
+// their payloads encoded in one pass into one block that they share.
 template <class F, class Item, bool Unpack, class Range>
 std::vector<PoolJob> chunk_jobs(std::uint64_t fn, const Range& items, std::size_t count,
                                 std::size_t chunksize, const std::shared_ptr<TaskSink>& sink) {
   std::vector<PoolJob> jobs;
   if (chunksize == 0) return jobs;
-  jobs.reserve((count + chunksize - 1) / chunksize);
+  const std::size_t chunks = (count + chunksize - 1) / chunksize;
+  jobs.reserve(chunks);
+  std::string buffer;
+  reserve_huge(buffer, payload_bytes<Item>(count, chunks));
+  Writer out(std::move(buffer));
+  std::vector<std::size_t> ends;
+  ends.reserve(chunks);
   auto first = std::ranges::begin(items);
-  for (std::size_t start = 0, slot = 0; start < count; start += chunksize, ++slot) {
-    const std::size_t n = std::min(chunksize, count - start);
-    auto last = first;
-    for (std::size_t i = 0; i < n; ++i) ++last;
-    jobs.push_back({sink, slot, make_task_call<F, Item, Unpack>(fn, first, last)});
-    first = last;
+  for (std::size_t start = 0; start < count; start += chunksize) {
+    first = encode_items<Item>(out, first, std::min(chunksize, count - start));
+    ends.push_back(out.size());
+  }
+  auto block = std::make_shared<const std::string>(out.take());
+  std::size_t begin = 0;
+  for (std::size_t slot = 0; slot < chunks; ++slot) {
+    TaskCall call;
+    call.invoker = &run_items<F, Item, Unpack>;
+    call.fn = fn;
+    call.block = block;
+    call.offset = begin;
+    call.size = ends[slot] - begin;
+    jobs.push_back({sink, slot, std::move(call)});
+    begin = ends[slot];
   }
   return jobs;
 }

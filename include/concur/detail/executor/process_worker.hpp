@@ -426,6 +426,14 @@ class WorkerPool {
   // known (a reader accepts the long form for any size). mutex_ held.
   void fill(Worker& w, std::size_t count) {
     std::string& out = w.out;
+    {  // room for the whole frame at once (on huge pages when big): no regrowth while copying
+      std::size_t bytes = 12;
+      const std::size_t n = std::min(count, queue_.size());
+      for (std::size_t i = 0; i < n && bytes < (std::size_t{64} << 20); ++i) {
+        bytes += task_header_size + queue_[i].call.bytes().size();
+      }
+      reserve_huge(out, out.size() + bytes);
+    }
     const std::size_t header_at = out.size();
     out.append(12, '\xff');
     for (std::size_t taken = 0; taken < count && !queue_.empty();) {
