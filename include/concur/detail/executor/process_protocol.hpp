@@ -36,6 +36,7 @@
 #include <functional>
 #include <iterator>
 #include <memory>
+#include <new>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -362,7 +363,7 @@ bool run_items(std::uint64_t fn, std::string_view payload, Writer& out) noexcept
 inline void advise_huge_pages(const void* data, std::size_t size) noexcept {
 #if defined(MADV_HUGEPAGE)
   constexpr std::uintptr_t huge = std::uintptr_t{2} << 20;
-  if (size < 2 * huge) return;
+  if (size < huge) return;
   const auto begin = reinterpret_cast<std::uintptr_t>(data);
   const std::uintptr_t first = (begin + huge - 1) & ~(huge - 1);
   const std::uintptr_t last = (begin + size) & ~(huge - 1);
@@ -373,6 +374,35 @@ inline void advise_huge_pages(const void* data, std::size_t size) noexcept {
   (void)data;
   (void)size;
 #endif
+}
+
+// Bytes from allocate_bytes(): 2 MiB-aligned whole huge pages when big, else plain.
+inline constexpr std::size_t huge_page_size = std::size_t{2} << 20;
+struct BytesDeleter {
+  bool aligned = false;
+  void operator()(char* data) const noexcept {
+    if (aligned) {
+      ::operator delete[](data, std::align_val_t{huge_page_size});
+    } else {
+      delete[] data;
+    }
+  }
+};
+using Bytes = std::unique_ptr<char[], BytesDeleter>;
+
+// allocate_bytes(size)
+//
+// Uninitialised bytes, untouched (so they cost nothing until written): at least 1 MiB is
+// rounded up to whole 2 MiB huge pages, aligned to them and advised as such, so that every
+// part of the buffer can be a huge page; `size` is updated to what was allocated.
+inline Bytes allocate_bytes(std::size_t& size) {
+  if (size >= (std::size_t{1} << 20)) {
+    size = (size + huge_page_size - 1) & ~(huge_page_size - 1);
+    auto* data = static_cast<char*>(::operator new[](size, std::align_val_t{huge_page_size}));
+    advise_huge_pages(data, size);
+    return Bytes(data, BytesDeleter{true});
+  }
+  return Bytes(new char[size], BytesDeleter{false});
 }
 
 // Reserves room for `size` bytes in `bytes`, on huge pages when that is big.
@@ -410,29 +440,25 @@ inline constexpr std::uint8_t result_init_failed = 2;
 struct TaskCall {
   Invoker invoker = nullptr;
   std::uint64_t fn = 0;
-  std::string payload;                       // when not in `block`
-  std::shared_ptr<const std::string> block;  // or the bytes [offset, offset + size) of this
-  std::size_t offset = 0;
-  std::size_t size = 0;
+  std::string payload;                // when `block` is empty
+  std::shared_ptr<const void> block;  // or `shared`, which lies in the block it keeps alive
+  std::string_view shared;
 
   [[nodiscard]] std::string_view bytes() const noexcept {
-    if (block) return std::string_view(*block).substr(offset, size);
+    if (block) return shared;
     return payload;
   }
 };
 
-// Appends a task record for task `id` to `out`.
-inline void append_task_record(std::string& out, std::uint64_t id, const TaskCall& call) {
+// Appends the header of the task record for task `id` to `out` (its payload follows).
+inline void append_task_header(std::string& out, std::uint64_t id, const TaskCall& call) {
   put_le<std::uint64_t>(out, id);
   put_le<std::uint64_t>(out,
                         static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(call.invoker)));
   put_le<std::uint64_t>(out, call.fn);
-  const std::string_view payload = call.bytes();
-  put_le<std::uint64_t>(out, payload.size());
-  out.append(payload);
+  put_le<std::uint64_t>(out, call.bytes().size());
 }
 
-// Builds the call for items [first, last) of a range, each encoded as an Item.
 // Appends a task payload for the `count` items from `first` to `out`: the count, then the
 // items (a bulk Item in contiguous memory as one block). Returns the iterator past them.
 template <class Item, class It>

@@ -443,7 +443,8 @@ std::size_t range_count(Range& items) {
 }
 
 // The tasks of a map: chunks of `chunksize` items of `items`, each its own job with slot i,
-// their payloads encoded in one pass into one block that they share.
+// their payloads encoded in one pass into one block that they share (for bulk items in
+// contiguous memory, of the exact size and on huge pages).
 template <class F, class Item, bool Unpack, class Range>
 std::vector<PoolJob> chunk_jobs(std::uint64_t fn, const Range& items, std::size_t count,
                                 std::size_t chunksize, const std::shared_ptr<TaskSink>& sink) {
@@ -451,25 +452,48 @@ std::vector<PoolJob> chunk_jobs(std::uint64_t fn, const Range& items, std::size_
   if (chunksize == 0) return jobs;
   const std::size_t chunks = (count + chunksize - 1) / chunksize;
   jobs.reserve(chunks);
-  std::string buffer;
-  reserve_huge(buffer, payload_bytes<Item>(count, chunks));
-  Writer out(std::move(buffer));
   std::vector<std::size_t> ends;
   ends.reserve(chunks);
-  auto first = std::ranges::begin(items);
-  for (std::size_t start = 0; start < count; start += chunksize) {
-    first = encode_items<Item>(out, first, std::min(chunksize, count - start));
-    ends.push_back(out.size());
+  std::shared_ptr<const void> keep;
+  const char* data = nullptr;
+  using It = decltype(std::ranges::begin(items));
+  if constexpr (is_bulk_v<Item> && std::contiguous_iterator<It> &&
+                std::is_same_v<std::remove_cv_t<std::iter_value_t<It>>, Item>) {
+    std::size_t capacity = std::max<std::size_t>(payload_bytes<Item>(count, chunks), 1);
+    std::shared_ptr<char[]> block(allocate_bytes(capacity));
+    const Item* from = std::to_address(std::ranges::begin(items));
+    std::size_t at = 0;
+    for (std::size_t start = 0; start < count; start += chunksize) {
+      const std::size_t n = std::min(chunksize, count - start);
+      char raw[sizeof(std::uint64_t)];
+      for (std::size_t i = 0; i < sizeof raw; ++i) raw[i] = static_cast<char>(n >> (8 * i));
+      std::memcpy(block.get() + at, raw, sizeof raw);
+      std::memcpy(block.get() + at + sizeof raw, from + start, n * sizeof(Item));
+      at += sizeof raw + n * sizeof(Item);
+      ends.push_back(at);
+    }
+    data = block.get();
+    keep = std::move(block);
+  } else {
+    std::string buffer;
+    reserve_huge(buffer, payload_bytes<Item>(count, chunks));
+    Writer out(std::move(buffer));
+    auto first = std::ranges::begin(items);
+    for (std::size_t start = 0; start < count; start += chunksize) {
+      first = encode_items<Item>(out, first, std::min(chunksize, count - start));
+      ends.push_back(out.size());
+    }
+    auto block = std::make_shared<const std::string>(out.take());
+    data = block->data();
+    keep = std::move(block);
   }
-  auto block = std::make_shared<const std::string>(out.take());
   std::size_t begin = 0;
   for (std::size_t slot = 0; slot < chunks; ++slot) {
     TaskCall call;
     call.invoker = &run_items<F, Item, Unpack>;
     call.fn = fn;
-    call.block = block;
-    call.offset = begin;
-    call.size = ends[slot] - begin;
+    call.block = keep;
+    call.shared = std::string_view(data + begin, ends[slot] - begin);
     jobs.push_back({sink, slot, std::move(call)});
     begin = ends[slot];
   }

@@ -78,7 +78,11 @@ inline bool run_record(std::string& out, std::uint64_t id, Invoker invoker, std:
   int code = 0;
   try {
     end.set_max_message_size(std::numeric_limits<std::size_t>::max());  // the parent is trusted
+    // The results' batch: reserved big and on huge pages at once, as the frame buffer below,
+    // so that the worker's first big results do not fault page by page (the heap a worker
+    // inherits is copy-on-write; reserving touches nothing).
     std::string out;
+    reserve_huge(out, std::size_t{16} << 20);
     if (initializer.invoker != nullptr) {
       std::uint64_t ns = 0;
       if (!run_record(out, ~std::uint64_t{0}, initializer.invoker, initializer.fn,
@@ -105,8 +109,7 @@ inline bool run_record(std::string& out, std::uint64_t id, Invoker invoker, std:
     // then cost a few huge page faults, not one fault per 4 KiB (a fresh page costs a fault,
     // and so does a copy-on-write one after fork()).
     std::size_t capacity = std::size_t{64} << 20;
-    std::unique_ptr<char[]> frame(new char[capacity]);  // not zeroed: untouched until read into
-    advise_huge_pages(frame.get(), capacity);
+    Bytes frame = allocate_bytes(capacity);  // not zeroed: untouched until read into
     while (!finished) {
       std::size_t length = 0;
       try {
@@ -116,10 +119,9 @@ inline bool run_record(std::string& out, std::uint64_t id, Invoker invoker, std:
       } catch (const BufferTooShort& e) {  // bigger than the buffer: it takes its size
         const std::string& message = e.message();
         capacity = message.size();
-        frame.reset(new char[capacity]);
-        advise_huge_pages(frame.get(), capacity);
-        std::memcpy(frame.get(), message.data(), capacity);
-        length = capacity;
+        frame = allocate_bytes(capacity);
+        std::memcpy(frame.get(), message.data(), message.size());
+        length = message.size();
       }
       std::string_view rest(frame.get(), length);
       while (!rest.empty()) {
