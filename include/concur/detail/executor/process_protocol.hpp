@@ -497,11 +497,11 @@ TaskCall make_single_call(std::uint64_t fn, const Item& item) {
 // storage is fine: R is trivially copyable); throws when the payload does not hold exactly
 // that many.
 template <class R>
-void copy_bulk_results(std::string_view payload, std::size_t count, R* to) {
+void copy_bulk_results(std::string_view payload, std::size_t count, void* to) {
   if (count > payload.size() / sizeof(R) || payload.size() != count * sizeof(R)) {
     Reader::malformed("results do not match their count");
   }
-  if (count > 0) std::memcpy(static_cast<void*>(to), payload.data(), count * sizeof(R));
+  if (count > 0) std::memcpy(to, payload.data(), count * sizeof(R));
 }
 
 // Decodes `count` results of type R from a result payload (R may be void: nothing to decode).

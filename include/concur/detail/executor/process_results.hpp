@@ -17,6 +17,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <iterator>
@@ -224,6 +225,10 @@ class IMapSink final : public TaskSink {
   IMapSink(std::size_t items, std::size_t chunksize, bool ordered)
       : items_(items), chunksize_(chunksize), ordered_(ordered) {
     if (ordered_) chunks_.resize(MapSink<R>::chunk_count(items, chunksize));
+    if constexpr (bulk) {
+      std::size_t bytes = std::max<std::size_t>(items * sizeof(R), 1);
+      results_ = allocate_bytes(bytes);
+    }
   }
 
   void deliver(std::size_t slot, std::string_view payload) override {
@@ -231,9 +236,11 @@ class IMapSink final : public TaskSink {
     chunk.count = std::min(chunksize_, items_ - slot * chunksize_);
     try {
       const std::size_t count = chunk.count;
-      if constexpr (is_bulk_v<R> && std::is_default_constructible_v<R>) {
-        chunk.values.resize(count);
-        copy_bulk_results<R>(payload, count, chunk.values.data());
+      if constexpr (bulk) {
+        // Straight into the stream's one buffer for all results, each chunk in its place.
+        char* to = results_.get() + slot * chunksize_ * sizeof(R);
+        copy_bulk_results<R>(payload, count, to);
+        chunk.bulk = to;
       } else {
         Reader in(payload);
         chunk.values.reserve(count);
@@ -241,6 +248,7 @@ class IMapSink final : public TaskSink {
       }
     } catch (...) {
       chunk.values.clear();
+      chunk.bulk = nullptr;
       chunk.error.emplace(TaskFailure::current());
     }
     arrive(slot, std::move(chunk));
@@ -257,7 +265,15 @@ class IMapSink final : public TaskSink {
   std::optional<R> next_until(steady_time deadline) {
     std::unique_lock<std::mutex> hold(mutex_);
     for (;;) {
-      if (current_ && position_ < current_->values.size()) {
+      if constexpr (bulk) {
+        if (current_ && current_->bulk != nullptr && position_ < current_->count) {
+          ++consumed_;
+          R value;
+          std::memcpy(static_cast<void*>(&value), current_->bulk + sizeof(R) * position_++,
+                      sizeof(R));
+          return value;
+        }
+      } else if (current_ && position_ < current_->values.size()) {
         ++consumed_;
         return std::move(current_->values[position_++]);
       }
@@ -288,9 +304,14 @@ class IMapSink final : public TaskSink {
   }
 
  private:
+  // A bulk result type's results are copied into one buffer for the whole stream (allocated
+  // untouched, on huge pages when big), not into a vector per chunk.
+  static constexpr bool bulk = is_bulk_v<R> && std::is_default_constructible_v<R>;
+
   struct Chunk {
     std::size_t count = 0;  // items in the chunk
     std::vector<R> values;
+    const char* bulk = nullptr;  // or its results in results_
     std::optional<TaskFailure> error;
   };
 
@@ -336,6 +357,7 @@ class IMapSink final : public TaskSink {
   std::condition_variable cv_;
   std::vector<std::optional<Chunk>> chunks_;  // ordered: by chunk index
   std::deque<Chunk> arrived_;                 // unordered: in completion order
+  Bytes results_;                             // bulk: every result, in item order
   std::size_t taken_chunks_ = 0;
   std::optional<Chunk> current_;
   std::size_t position_ = 0;
