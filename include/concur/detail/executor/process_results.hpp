@@ -479,6 +479,21 @@ std::vector<PoolJob> chunk_jobs(std::uint64_t fn, const Range& items, std::size_
   std::shared_ptr<const void> keep;
   const char* data = nullptr;
   using It = decltype(std::ranges::begin(items));
+  if (payload_bytes<Item>(count, chunks) < chunks * 64) {
+    // Small chunks (chunksize 1): each payload in its own string, short enough to need no
+    // allocation of its own, and no shared block to count references to.
+    auto first = std::ranges::begin(items);
+    for (std::size_t start = 0, slot = 0; start < count; start += chunksize, ++slot) {
+      Writer out;
+      first = encode_items<Item>(out, first, std::min(chunksize, count - start));
+      TaskCall call;
+      call.invoker = &run_items<F, Item, Unpack>;
+      call.fn = fn;
+      call.payload = out.take();
+      jobs.push_back({sink, slot, std::move(call)});
+    }
+    return jobs;
+  }
   if constexpr (is_bulk_v<Item> && std::contiguous_iterator<It> &&
                 std::is_same_v<std::remove_cv_t<std::iter_value_t<It>>, Item>) {
     std::size_t capacity = std::max<std::size_t>(payload_bytes<Item>(count, chunks), 1);

@@ -40,27 +40,30 @@ namespace concur::detail {
 // follows it to the end of `out`.
 inline void patch_result_header(std::string& out, std::size_t at, std::uint64_t id,
                                 std::uint8_t status, std::uint64_t nanoseconds) {
-  std::string header;
-  put_le<std::uint64_t>(header, id);
-  header.push_back(static_cast<char>(status));
-  put_le<std::uint32_t>(header, static_cast<std::uint32_t>(std::min<std::uint64_t>(
-                                    nanoseconds, std::numeric_limits<std::uint32_t>::max())));
-  put_le<std::uint64_t>(header, out.size() - at - result_header_size);
-  std::memcpy(out.data() + at, header.data(), result_header_size);
+  char* header = out.data() + at;
+  const auto time = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(nanoseconds, std::numeric_limits<std::uint32_t>::max()));
+  const std::uint64_t size = out.size() - at - result_header_size;
+  for (std::size_t i = 0; i < 8; ++i) header[i] = static_cast<char>(id >> (8 * i));
+  header[8] = static_cast<char>(status);
+  for (std::size_t i = 0; i < 4; ++i) header[9 + i] = static_cast<char>(time >> (8 * i));
+  for (std::size_t i = 0; i < 8; ++i) header[13 + i] = static_cast<char>(size >> (8 * i));
 }
 
 // Runs a task (or the initializer) and appends its result record to `out`: the header's room
 // first, then the invoker writes the payload straight after it (no copy), then the header is
-// filled in. Returns whether the task succeeded; `nanoseconds` gets its run time.
+// filled in. Returns whether the task succeeded; `nanoseconds` gets its run time and `stop`
+// the time it ended.
 inline bool run_record(std::string& out, std::uint64_t id, Invoker invoker, std::uint64_t fn,
-                       std::string_view payload, std::uint64_t& nanoseconds) {
+                       std::string_view payload, std::uint64_t& nanoseconds,
+                       std::chrono::steady_clock::time_point& stop) {
   using clock = std::chrono::steady_clock;
   const std::size_t at = out.size();
   out.append(result_header_size, '\0');
   Writer writer(std::move(out));
   const auto start = clock::now();
   const bool ok = invoker(fn, payload, writer);
-  const auto stop = clock::now();
+  stop = clock::now();
   out = writer.take();
   nanoseconds = static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(stop - start).count());
@@ -85,8 +88,9 @@ inline bool run_record(std::string& out, std::uint64_t id, Invoker invoker, std:
     reserve_huge(out, std::size_t{16} << 20);
     if (initializer.invoker != nullptr) {
       std::uint64_t ns = 0;
+      clock::time_point stop;
       if (!run_record(out, ~std::uint64_t{0}, initializer.invoker, initializer.fn,
-                      initializer.bytes(), ns)) {
+                      initializer.bytes(), ns, stop)) {
         out[8] = static_cast<char>(result_init_failed);  // the status byte
         end.send_bytes(out);
         flush_standard_streams();
@@ -140,8 +144,9 @@ inline bool run_record(std::string& out, std::uint64_t id, Invoker invoker, std:
         if (!out.empty() && (mean_ns >= 20000.0 || clock::now() - oldest >= 1ms)) flush();
         const bool first = out.empty();
         std::uint64_t ns = 0;
-        (void)run_record(out, id, invoker, fn, payload, ns);
-        if (first) oldest = clock::now();
+        clock::time_point stop;
+        (void)run_record(out, id, invoker, fn, payload, ns, stop);
+        if (first) oldest = stop;
         mean_ns = 0.8 * mean_ns + 0.2 * static_cast<double>(ns);
         ++done;
         if (max_tasks > 0 && done >= max_tasks) {
