@@ -376,6 +376,29 @@ inline void advise_huge_pages(const void* data, std::size_t size) noexcept {
 #endif
 }
 
+// advise_fresh_pages(data, size)
+//
+// For a big buffer whose contents do not matter yet (capacity just reserved): asks for huge
+// pages (advise_huge_pages), and drops the whole pages it holds (MADV_DONTNEED), so that
+// writing it faults in fresh pages, huge where they can be, instead of copying page by page
+// what a fork() left shared (memory the heap takes back after a fork is copy-on-write: every
+// 4 KiB written is then a fault, a copy and a TLB flush on every CPU). Only pages entirely
+// inside the buffer are touched; the allocator's own bytes around it are not.
+inline void advise_fresh_pages(void* data, std::size_t size) noexcept {
+#if defined(MADV_DONTNEED) && defined(MADV_HUGEPAGE)
+  if (size < (std::size_t{1} << 20)) return;
+  advise_huge_pages(data, size);
+  constexpr std::uintptr_t page = 4096;
+  const auto begin = reinterpret_cast<std::uintptr_t>(data);
+  const std::uintptr_t first = (begin + page - 1) & ~(page - 1);
+  const std::uintptr_t last = (begin + size) & ~(page - 1);
+  if (last > first) (void)::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+#else
+  (void)data;
+  (void)size;
+#endif
+}
+
 // Bytes from allocate_bytes(): 2 MiB-aligned whole huge pages when big, else plain.
 inline constexpr std::size_t huge_page_size = std::size_t{2} << 20;
 struct BytesDeleter {
@@ -409,7 +432,7 @@ inline Bytes allocate_bytes(std::size_t& size) {
 inline void reserve_huge(std::string& bytes, std::size_t size) {
   if (bytes.capacity() >= size) return;
   bytes.reserve(size);
-  advise_huge_pages(bytes.data(), bytes.capacity());
+  advise_fresh_pages(bytes.data() + bytes.size(), bytes.capacity() - bytes.size());
 }
 
 // Little-endian integers in a byte string.

@@ -193,7 +193,7 @@ class MapSink final : public TaskSink, public AsyncState<std::vector<R>> {
     std::conditional_t<direct, std::vector<R>, std::vector<std::optional<R>>> items;
     void resize(std::size_t n) {
       items.reserve(n);
-      advise_huge_pages(items.data(), n * sizeof(items[0]));
+      advise_fresh_pages(items.data(), n * sizeof(items[0]));  // empty: nothing to keep
       items.resize(n);
     }
     void set(std::size_t i, R&& value) {
