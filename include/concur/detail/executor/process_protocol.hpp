@@ -376,6 +376,20 @@ inline void advise_huge_pages(const void* data, std::size_t size) noexcept {
 #endif
 }
 
+// Bytes from allocate_bytes(): 2 MiB-aligned whole huge pages when big, else plain.
+inline constexpr std::size_t huge_page_size = std::size_t{2} << 20;
+struct BytesDeleter {
+  bool aligned = false;
+  void operator()(char* data) const noexcept {
+    if (aligned) {
+      ::operator delete[](data, std::align_val_t{huge_page_size});
+    } else {
+      delete[] data;
+    }
+  }
+};
+using Bytes = std::unique_ptr<char[], BytesDeleter>;
+
 // advise_fresh_pages(data, size)
 //
 // For a big buffer whose contents do not matter yet (capacity just reserved): asks for huge
@@ -399,20 +413,6 @@ inline void advise_fresh_pages(void* data, std::size_t size) noexcept {
 #endif
 }
 
-// Bytes from allocate_bytes(): 2 MiB-aligned whole huge pages when big, else plain.
-inline constexpr std::size_t huge_page_size = std::size_t{2} << 20;
-struct BytesDeleter {
-  bool aligned = false;
-  void operator()(char* data) const noexcept {
-    if (aligned) {
-      ::operator delete[](data, std::align_val_t{huge_page_size});
-    } else {
-      delete[] data;
-    }
-  }
-};
-using Bytes = std::unique_ptr<char[], BytesDeleter>;
-
 // allocate_bytes(size)
 //
 // Uninitialised bytes, untouched (so they cost nothing until written): at least 1 MiB is
@@ -422,7 +422,7 @@ inline Bytes allocate_bytes(std::size_t& size) {
   if (size >= (std::size_t{1} << 20)) {
     size = (size + huge_page_size - 1) & ~(huge_page_size - 1);
     auto* data = static_cast<char*>(::operator new[](size, std::align_val_t{huge_page_size}));
-    advise_huge_pages(data, size);
+    advise_fresh_pages(data, size);  // may be heap memory a fork() left shared
     return Bytes(data, BytesDeleter{true});
   }
   return Bytes(new char[size], BytesDeleter{false});

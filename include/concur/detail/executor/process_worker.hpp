@@ -244,6 +244,14 @@ class WorkerPool {
     auto worker = std::make_unique<Worker>();
     auto [parent_end, child_end] = Pipe();
     parent_end.set_close_on_fork(true);  // no child, this one included, inherits it
+    // Room for a big chunk in the socket each way (as much as the system allows a program
+    // without privileges, up to 4 MiB): a chunk of megabytes then crosses in a few writes
+    // and wake-ups instead of one per default-sized buffer (about 200 KiB). Only what is in
+    // flight uses the memory.
+    for (const int fd : {parent_end.fileno(), child_end.fileno()}) {
+      const int bytes = 4 << 20;
+      (void)::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+    }
     workers_.reserve(workers_.size() + 1);
     const pid_t pid = concur::fork();
     if (pid == 0) {
