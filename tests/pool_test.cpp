@@ -12,9 +12,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <fstream>
+#include <list>
 #include <numeric>
 #include <random>
 #include <set>
@@ -111,6 +114,109 @@ TEST(PoolTest, MapChecksumsOverChunksizes) {
   const auto words = pool.map([](int x) { return std::to_string(x); }, items, 7);
   for (std::size_t i = 0; i < items.size(); ++i) ASSERT_EQ(words[i], std::to_string(items[i]));
   EXPECT_TRUE(pool.map(square, std::vector<int>{}).empty());
+}
+
+std::int64_t square64(std::int64_t x) {
+  return x * x;
+}
+struct Sample {  // trivially copyable without pointers: sent as its bytes, a chunk in one block
+  std::int32_t index;
+  double half;
+};
+Sample sample_of(std::int64_t x) {
+  return Sample{static_cast<std::int32_t>(x), static_cast<double>(x) / 2};
+}
+std::int64_t fail_at_12345(std::int64_t x) {
+  if (x == 12345) throw std::invalid_argument("item " + std::to_string(x));
+  return x;
+}
+std::string tagged(std::string s) {
+  return "<" + s + ">";
+}
+
+std::vector<std::int64_t> iota64(std::size_t n) {
+  std::vector<std::int64_t> v(n);
+  std::iota(v.begin(), v.end(), std::int64_t{0});
+  return v;
+}
+
+// Items and results that are their bytes go a chunk at a time as one block: every result in
+// its place, whatever the chunk boundaries (uneven last chunk, one chunk, one item a chunk).
+TEST(PoolTest, BulkMapsKeepEveryResultInPlace) {
+  Watchdog dog("BulkMapsKeepEveryResultInPlace", 60s);
+  mp::Pool pool(2);
+  const std::size_t n = 100003;
+  const auto items = iota64(n);
+  for (int chunksize : {0, 1000, 99999, 100003, 200000, 7}) {
+    const std::vector<std::int64_t> out = pool.map(square64, items, chunksize);
+    ASSERT_EQ(out.size(), n);
+    for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(out[i], items[i] * items[i]) << i;
+  }
+  const std::vector<Sample> samples = pool.map(sample_of, items, 4096);
+  ASSERT_EQ(samples.size(), n);
+  for (std::size_t i = 0; i < n; ++i) {
+    ASSERT_EQ(samples[i].index, static_cast<std::int32_t>(i));
+    ASSERT_EQ(samples[i].half, static_cast<double>(i) / 2);
+  }
+  // imap and imap_unordered through the same path.
+  std::int64_t expected = 0;
+  for (std::int64_t value : pool.imap(square64, items, 777)) {
+    ASSERT_EQ(value, expected * expected);
+    ++expected;
+  }
+  ASSERT_EQ(expected, static_cast<std::int64_t>(n));
+  std::vector<std::int64_t> unordered;
+  for (std::int64_t value : pool.imap_unordered(square64, items, 5000)) unordered.push_back(value);
+  std::sort(unordered.begin(), unordered.end());
+  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(unordered[i], items[i] * items[i]);
+  // A range that is not contiguous goes item by item, to the same results.
+  const std::list<std::int64_t> listed(items.begin(), items.begin() + 3001);
+  const auto from_list = pool.map(square64, listed, 100);
+  ASSERT_EQ(from_list.size(), 3001u);
+  for (std::size_t i = 0; i < 3001; ++i) ASSERT_EQ(from_list[i], items[i] * items[i]);
+}
+
+// A bulk chunk whose task throws part way fails as a whole, with the exception of the item
+// that threw; imap yields it once in the chunk's place and goes on with the next chunk.
+TEST(PoolTest, BulkChunkWithAnExceptionFailsAtItsPlace) {
+  Watchdog dog("BulkChunkWithAnExceptionFailsAtItsPlace", 60s);
+  mp::Pool pool(2);
+  const auto items = iota64(20000);
+  for (int chunksize : {0, 1000, 12345, 12346}) {
+    try {
+      (void)pool.map(fail_at_12345, items, chunksize);
+      ADD_FAILURE() << "map did not throw";
+    } catch (const RemoteError& e) {
+      EXPECT_EQ(e.type_name(), "std::invalid_argument");
+      EXPECT_EQ(std::string(e.what()), "item 12345");
+    }
+  }
+  auto stream = pool.imap(fail_at_12345, items, 1000);
+  std::int64_t expected = 0;
+  for (; expected < 12000; ++expected) ASSERT_EQ(stream.next(), expected);
+  EXPECT_THROW(stream.next(), RemoteError);  // the chunk [12000, 13000), once
+  for (expected = 13000; expected < 20000; ++expected) ASSERT_EQ(stream.next(), expected);
+  EXPECT_EQ(stream.next(), std::nullopt);
+  EXPECT_EQ(pool.map(square64, iota64(3), 1), (std::vector<std::int64_t>{0, 1, 4}));
+}
+
+// Types that are not their bytes (std::string) share one encoded block for a map's chunks.
+TEST(PoolTest, StringsThroughChunkedMaps) {
+  Watchdog dog("StringsThroughChunkedMaps", 60s);
+  mp::Pool pool(2);
+  std::vector<std::string> words;
+  for (int i = 0; i < 20001; ++i)
+    words.push_back(std::string(static_cast<std::size_t>(i % 50), 'a' + i % 26) +
+                    std::to_string(i));
+  for (int chunksize : {0, 1, 333, 20001}) {
+    const auto out = pool.map(tagged, words, chunksize);
+    ASSERT_EQ(out.size(), words.size());
+    for (std::size_t i = 0; i < words.size(); ++i) ASSERT_EQ(out[i], "<" + words[i] + ">");
+  }
+  std::size_t i = 0;
+  for (const std::string& out : pool.imap(tagged, words, 64))
+    ASSERT_EQ(out, "<" + words[i++] + ">");
+  EXPECT_EQ(i, words.size());
 }
 
 TEST(PoolTest, StarmapUnpacksTuplesAndPairs) {

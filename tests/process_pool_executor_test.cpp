@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
+#include <list>
 #include <numeric>
 #include <random>
 #include <set>
@@ -111,6 +113,58 @@ TEST(ProcessPoolExecutorTest, MapInOrderWithChunksAndZip) {
   ASSERT_EQ(products.size(), 10u);
   for (int i = 0; i < 10; ++i) EXPECT_EQ(products[static_cast<std::size_t>(i)], 3LL * i);
   EXPECT_THROW((void)pool.map(MapOptions{.chunksize = 0}, square, items), std::invalid_argument);
+}
+
+std::int64_t square64(std::int64_t x) {
+  return x * x;
+}
+std::int64_t fail_at_777(std::int64_t x) {
+  if (x == 777) throw std::out_of_range("777");
+  return x;
+}
+std::string tagged(std::string s) {
+  return "<" + s + ">";
+}
+
+// One range goes as it is (bulk items as one block a chunk, results into one buffer): every
+// result in order across chunk boundaries, a failed chunk's exception once in its place.
+TEST(ProcessPoolExecutorTest, MapOfOneRangeInBulk) {
+  Watchdog dog("MapOfOneRangeInBulk", 60s);
+  ProcessPoolExecutor pool(2);
+  std::vector<std::int64_t> items(50001);
+  std::iota(items.begin(), items.end(), std::int64_t{0});
+  for (int chunksize : {1, 1000, 6251, 50001, 70000}) {
+    std::int64_t expected = 0;
+    for (std::int64_t value : pool.map(MapOptions{.chunksize = chunksize}, square64, items)) {
+      ASSERT_EQ(value, expected * expected);
+      ++expected;
+    }
+    ASSERT_EQ(expected, 50001);
+  }
+  auto results = pool.map(MapOptions{.chunksize = 100}, fail_at_777, items);
+  std::int64_t expected = 0;
+  int thrown = 0;
+  for (auto it = results.begin(); it != results.end(); ++it) {
+    try {
+      ASSERT_EQ(*it, expected);
+      ++expected;
+    } catch (const RemoteError& e) {
+      EXPECT_EQ(std::string(e.what()), "777");
+      EXPECT_EQ(expected, 700);  // the chunk [700, 800) fails as a whole
+      expected = 800;
+      ++thrown;
+    }
+  }
+  EXPECT_EQ(thrown, 1);
+  EXPECT_EQ(expected, 50001);
+  // Strings, and a range that is not contiguous.
+  std::list<std::string> words;
+  for (int i = 0; i < 5000; ++i) words.push_back(std::to_string(i));
+  int i = 0;
+  for (const std::string& out : pool.map(MapOptions{.chunksize = 300}, tagged, words)) {
+    ASSERT_EQ(out, "<" + std::to_string(i++) + ">");
+  }
+  EXPECT_EQ(i, 5000);
 }
 
 TEST(ProcessPoolExecutorTest, MapTimeoutCountsFromTheCall) {

@@ -117,6 +117,13 @@ constexpr bool check_codec() {
 // Appends encoded values to a byte string.
 class Writer {
  public:
+  Writer() = default;
+
+  // Writer(bytes)
+  //
+  // Appends after `bytes` (a buffer reused from an earlier take(), or a header written first).
+  explicit Writer(std::string bytes) noexcept : bytes_(std::move(bytes)) {}
+
   // Writer::put(value)
   //
   // Encodes `value` with its codec.
@@ -140,6 +147,21 @@ class Writer {
     unsigned char raw[8];
     for (int i = 0; i < 8; ++i) raw[i] = static_cast<unsigned char>(n >> (8 * i));
     put_bytes(raw, sizeof raw);
+  }
+
+  // Writer::reserve(more)
+  //
+  // Makes room for `more` bytes beyond the encoding so far, so that the puts that follow do
+  // not reallocate (a bulk encoder that knows its size).
+  void reserve(std::size_t more) { bytes_.reserve(bytes_.size() + more); }
+
+  // Writer::size(), truncate(size)
+  //
+  // The bytes written so far; truncate() drops every byte after the first `size` (to undo the
+  // encoding of a value that failed part way).
+  [[nodiscard]] std::size_t size() const noexcept { return bytes_.size(); }
+  void truncate(std::size_t size) noexcept {
+    if (size < bytes_.size()) bytes_.resize(size);
   }
 
   // Writer::bytes()

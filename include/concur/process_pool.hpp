@@ -183,12 +183,26 @@ class ProcessPoolExecutor {
     static_assert(detail::check_process_value<R>());
     if (options.chunksize < 1) throw std::invalid_argument("chunksize must be >= 1.");
     const detail::steady_time deadline = detail::map_deadline(options);
+    const auto size = static_cast<std::size_t>(options.chunksize);
+    if constexpr (sizeof...(Ranges) == 1 &&
+                  (std::ranges::forward_range<const std::remove_reference_t<Ranges>> && ...)) {
+      // One range that can be read twice (counted, then encoded): its items go as they are,
+      // without a copy into tuples first (f(x) is what std::apply(f, std::tuple(x)) calls, and
+      // the two encode to the same bytes).
+      using One = std::tuple_element_t<0, Item>;
+      static_assert(std::is_same_v<detail::process_result_t<F, One, false>, R>);
+      const std::size_t count = detail::range_count(ranges...);
+      auto sink = std::make_shared<detail::IMapSink<R>>(count, size, true);
+      auto jobs = detail::chunk_jobs<std::decay_t<F>, One, false>(detail::process_callable_bits(fn),
+                                                                  ranges..., count, size, sink);
+      core_.submit(std::move(jobs), refusal);
+      return ProcessMapResult<R>(std::move(sink), deadline);
+    }
     std::vector<Item> items;
     if constexpr (sizeof...(Ranges) == 1 && (std::ranges::sized_range<Ranges> && ...)) {
       items.reserve(static_cast<std::size_t>(std::ranges::size(ranges...)));
     }
     detail::for_each_zipped([&](auto&&... parts) { items.emplace_back(parts...); }, ranges...);
-    const auto size = static_cast<std::size_t>(options.chunksize);
     auto sink = std::make_shared<detail::IMapSink<R>>(items.size(), size, true);
     auto jobs = detail::chunk_jobs<std::decay_t<F>, Item, true>(detail::process_callable_bits(fn),
                                                                 items, items.size(), size, sink);

@@ -12,12 +12,14 @@
 #define CONCUR_DETAIL_EXECUTOR_PROCESS_CHANNEL_HPP
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -65,7 +67,7 @@ inline constexpr std::size_t kept_buffer = std::size_t{4} << 20;
 
 // Bytes read from a worker: [begin, end) not yet handled.
 struct InBuffer {
-  std::unique_ptr<char[]> data;
+  Bytes data;
   std::size_t begin = 0;
   std::size_t end = 0;
   std::size_t capacity = 0;
@@ -77,15 +79,69 @@ struct InBuffer {
       std::memmove(data.get(), data.get() + begin, used);
     } else {
       const std::size_t grown = std::max(capacity * 2, used + more);
-      std::unique_ptr<char[]> bigger(new char[grown]);  // not zeroed
+      std::size_t grown_to = grown;
+      Bytes bigger = allocate_bytes(grown_to);  // not zeroed; huge pages when big
       if (used > 0) std::memcpy(bigger.get(), data.get() + begin, used);
       data = std::move(bigger);
-      capacity = grown;
+      capacity = grown_to;
     }
     begin = 0;
     end = used;
   }
 };
+
+// Bytes waiting to go to a worker: frames written into a buffer of their own (headers, small
+// payloads), and big payloads sent from where they lie (a map's shared block), not copied.
+struct OutPiece {
+  std::string own;                   // when `keep` is empty
+  std::shared_ptr<const void> keep;  // or `view`, which lies in the block it keeps alive
+  std::string_view view;
+  [[nodiscard]] std::string_view bytes() const noexcept {
+    if (keep) return view;
+    return own;
+  }
+};
+
+// Payloads at least this big are sent from where they lie rather than copied.
+inline constexpr std::size_t sent_in_place = std::size_t{64} << 10;
+
+// Sends what the socket takes now of `out` (from `done` bytes into its first piece), without
+// blocking, many pieces to a call (sendmsg); drops the pieces sent. False when the peer is gone.
+inline bool send_pieces(int fd, std::deque<OutPiece>& out, std::size_t& done) noexcept {
+  constexpr std::size_t most = 64;
+  while (!out.empty()) {
+    iovec parts[most];
+    std::size_t n = 0;
+    for (auto it = out.begin(); it != out.end() && n < most; ++it, ++n) {
+      std::string_view bytes = it->bytes();
+      if (n == 0) bytes.remove_prefix(done);
+      parts[n].iov_base = const_cast<char*>(bytes.data());
+      parts[n].iov_len = bytes.size();
+    }
+    msghdr message{};
+    message.msg_iov = parts;
+    message.msg_iovlen = n;
+    const ssize_t sent = ::sendmsg(fd, &message, MSG_DONTWAIT | send_without_sigpipe);
+    if (sent < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+      return false;
+    }
+    auto left = static_cast<std::size_t>(sent);
+    while (!out.empty()) {
+      const std::size_t size = out.front().bytes().size() - done;
+      if (left < size) {
+        done += left;
+        break;
+      }
+      left -= size;
+      done = 0;
+      out.pop_front();
+    }
+  }
+  done = 0;
+  return true;
+}
 
 // Sends what the socket takes now of out[done, size), without blocking; clears `out` once it is
 // all sent. False when the peer is gone.

@@ -27,10 +27,16 @@
 #ifndef CONCUR_DETAIL_EXECUTOR_PROCESS_PROTOCOL_HPP
 #define CONCUR_DETAIL_EXECUTOR_PROCESS_PROTOCOL_HPP
 
+#include <sys/mman.h>
+
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <iterator>
+#include <memory>
+#include <new>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -99,8 +105,9 @@ constexpr bool check_process_value() {
 }
 
 // The function a worker runs for a task: decodes `payload` (an item count and the items), calls
-// the function named by `fn` on each item, appends each result's encoding to `out`. On an
-// exception, `out` holds the exception's type name and text instead; returns false then.
+// the function named by `fn` on each item, appends each result's encoding to `out` (after what
+// `out` already holds, which it leaves alone). On an exception, what it appended is the
+// exception's type name and text instead; returns false then.
 using Invoker = bool (*)(std::uint64_t fn, std::string_view payload, Writer& out);
 
 template <class F>
@@ -154,7 +161,7 @@ using sent_t = typename sent<T>::type;
 template <class F, class Item, bool Unpack>
 using process_result_t = typename process_result<F, Item, Unpack>::type;
 
-// Writes the exception in flight as the failure payload.
+// Appends the exception in flight as a failure payload.
 inline void encode_current_exception(Writer& out) {
   std::string type = "unknown exception (not derived from std::exception)";
   std::string text = type;
@@ -171,7 +178,6 @@ inline void encode_current_exception(Writer& out) {
     }
 #endif
   }
-  out = Writer();
   out.put(type);
   out.put(text);
 }
@@ -249,37 +255,184 @@ inline TaskFailure decode_remote_error(std::string_view payload) {
   return failure;
 }
 
+// Whether a T's codec encoding is its bytes (the codec's raw-bytes codec, or a program's
+// bytes_codec): an array of them encodes as one block, copied whole.
+template <class T>
+inline constexpr bool is_bulk_v = uses_raw_codec<T>;
+
+// Calls f on one item, unpacked when Unpack.
+template <bool Unpack, class Fn, class Item>
+decltype(auto) call_item(Fn&& f, Item&& item) {
+  if constexpr (Unpack) {
+    return std::apply(std::forward<Fn>(f), std::forward<Item>(item));
+  } else {
+    return std::invoke(std::forward<Fn>(f), std::forward<Item>(item));
+  }
+}
+
+// Results of a bulk type, gathered in a small array and appended a block at a time (one
+// append per block rather than one per result).
+template <class R>
+class BulkResults {
+ public:
+  explicit BulkResults(Writer& out) noexcept : out_(out) {}
+  void push(const R& value) {
+    std::memcpy(block_ + used_ * sizeof(R), &value, sizeof(R));
+    if (++used_ == per_block) flush();
+  }
+  void flush() {
+    out_.put_bytes(block_, used_ * sizeof(R));
+    used_ = 0;
+  }
+
+ private:
+  static constexpr std::size_t per_block = sizeof(R) >= 4096 ? 1 : 4096 / sizeof(R);
+  Writer& out_;
+  std::size_t used_ = 0;
+  alignas(R) unsigned char block_[per_block * sizeof(R)];
+};
+
+// Runs the task on `count` items read by next_item(), appending each result to `out`.
+template <class F, class Item, bool Unpack, class Next>
+void run_each(std::uint64_t fn, std::uint64_t count, Next next_item, Writer& out) {
+  using R = process_result_t<F, Item, Unpack>;
+  auto&& f = process_callable<F>(fn);
+  if constexpr (std::is_void_v<R>) {
+    for (std::uint64_t i = 0; i < count; ++i) call_item<Unpack>(f, next_item());
+  } else if constexpr (is_bulk_v<R>) {
+    out.reserve(static_cast<std::size_t>(count) * sizeof(R));
+    BulkResults<R> results(out);
+    for (std::uint64_t i = 0; i < count; ++i) {
+      results.push(static_cast<const R&>(call_item<Unpack>(f, next_item())));
+    }
+    results.flush();
+  } else {
+    for (std::uint64_t i = 0; i < count; ++i) {
+      out.put(static_cast<const R&>(call_item<Unpack>(f, next_item())));
+    }
+  }
+}
+
+// The invoker: decodes the items (a bulk type straight from the payload's bytes), runs the
+// task on each, and appends the results to `out` after what it already holds. On an exception
+// the results appended so far are dropped and the exception's description takes their place.
 template <class F, class Item, bool Unpack>
 bool run_items(std::uint64_t fn, std::string_view payload, Writer& out) noexcept {
-  using R = process_result_t<F, Item, Unpack>;
+  const std::size_t start = out.size();
   try {
     try {
       Reader in(payload);
       const std::uint64_t count = in.get<std::uint64_t>();
-      auto&& f = process_callable<F>(fn);
-      for (std::uint64_t i = 0; i < count; ++i) {
-        Item item = in.get<Item>();
-        if constexpr (std::is_void_v<R>) {
-          if constexpr (Unpack) {
-            std::apply(f, std::move(item));
-          } else {
-            std::invoke(f, std::move(item));
-          }
-        } else if constexpr (Unpack) {
-          out.put(static_cast<const R&>(std::apply(f, std::move(item))));
-        } else {
-          out.put(static_cast<const R&>(std::invoke(f, std::move(item))));
+      if constexpr (is_bulk_v<Item>) {
+        if (count > in.remaining() / sizeof(Item) || in.remaining() != count * sizeof(Item)) {
+          Reader::malformed("task items do not match their count");
         }
+        const char* at = payload.data() + sizeof(std::uint64_t);
+        run_each<F, Item, Unpack>(
+            fn, count,
+            [&at] {
+              Item item;
+              std::memcpy(&item, at, sizeof(Item));
+              at += sizeof(Item);
+              return item;
+            },
+            out);
+      } else {
+        run_each<F, Item, Unpack>(
+            fn, count, [&in] { return in.get<Item>(); }, out);
       }
       return true;
     } catch (...) {
+      out.truncate(start);
       encode_current_exception(out);
       return false;
     }
   } catch (...) {  // out of memory while describing the exception
-    out = Writer();
+    out.truncate(start);
     return false;
   }
+}
+
+// advise_huge_pages(data, size)
+//
+// Asks the kernel to back the whole 2 MiB pages inside [data, data + size) with huge pages
+// (Linux's MADV_HUGEPAGE; a no-op elsewhere, for small buffers, or when refused). A process
+// pool moves megabytes of items and results through buffers that are new, or copy-on-write
+// after a fork(): on small pages every 4 KiB of them costs a page fault when first written,
+// many microseconds each on a virtual machine, which came to more than all the copying.
+inline void advise_huge_pages(const void* data, std::size_t size) noexcept {
+#if defined(MADV_HUGEPAGE)
+  constexpr std::uintptr_t huge = std::uintptr_t{2} << 20;
+  if (size < huge) return;
+  const auto begin = reinterpret_cast<std::uintptr_t>(data);
+  const std::uintptr_t first = (begin + huge - 1) & ~(huge - 1);
+  const std::uintptr_t last = (begin + size) & ~(huge - 1);
+  if (last > first) {
+    (void)::madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+  }
+#else
+  (void)data;
+  (void)size;
+#endif
+}
+
+// Bytes from allocate_bytes(): 2 MiB-aligned whole huge pages when big, else plain.
+inline constexpr std::size_t huge_page_size = std::size_t{2} << 20;
+struct BytesDeleter {
+  bool aligned = false;
+  void operator()(char* data) const noexcept {
+    if (aligned) {
+      ::operator delete[](data, std::align_val_t{huge_page_size});
+    } else {
+      delete[] data;
+    }
+  }
+};
+using Bytes = std::unique_ptr<char[], BytesDeleter>;
+
+// advise_fresh_pages(data, size)
+//
+// For a big buffer whose contents do not matter yet (capacity just reserved): asks for huge
+// pages (advise_huge_pages), and drops the whole pages it holds (MADV_DONTNEED), so that
+// writing it faults in fresh pages, huge where they can be, instead of copying page by page
+// what a fork() left shared (memory the heap takes back after a fork is copy-on-write: every
+// 4 KiB written is then a fault, a copy and a TLB flush on every CPU). Only pages entirely
+// inside the buffer are touched; the allocator's own bytes around it are not.
+inline void advise_fresh_pages(void* data, std::size_t size) noexcept {
+#if defined(MADV_DONTNEED) && defined(MADV_HUGEPAGE)
+  if (size < (std::size_t{1} << 20)) return;
+  advise_huge_pages(data, size);
+  constexpr std::uintptr_t page = 4096;
+  const auto begin = reinterpret_cast<std::uintptr_t>(data);
+  const std::uintptr_t first = (begin + page - 1) & ~(page - 1);
+  const std::uintptr_t last = (begin + size) & ~(page - 1);
+  if (last > first) (void)::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+#else
+  (void)data;
+  (void)size;
+#endif
+}
+
+// allocate_bytes(size)
+//
+// Uninitialised bytes, untouched (so they cost nothing until written): at least 1 MiB is
+// rounded up to whole 2 MiB huge pages, aligned to them and advised as such, so that every
+// part of the buffer can be a huge page; `size` is updated to what was allocated.
+inline Bytes allocate_bytes(std::size_t& size) {
+  if (size >= (std::size_t{1} << 20)) {
+    size = (size + huge_page_size - 1) & ~(huge_page_size - 1);
+    auto* data = static_cast<char*>(::operator new[](size, std::align_val_t{huge_page_size}));
+    advise_fresh_pages(data, size);  // may be heap memory a fork() left shared
+    return Bytes(data, BytesDeleter{true});
+  }
+  return Bytes(new char[size], BytesDeleter{false});
+}
+
+// Reserves room for `size` bytes in `bytes`, on huge pages when that is big.
+inline void reserve_huge(std::string& bytes, std::size_t size) {
+  if (bytes.capacity() >= size) return;
+  bytes.reserve(size);
+  advise_fresh_pages(bytes.data() + bytes.size(), bytes.capacity() - bytes.size());
 }
 
 // Little-endian integers in a byte string.
@@ -304,45 +457,74 @@ inline constexpr std::uint8_t result_ok = 0;
 inline constexpr std::uint8_t result_exception = 1;
 inline constexpr std::uint8_t result_init_failed = 2;
 
-// A task as the parent queues it: the invoker and function, and its payload (the items).
+// A task as the parent queues it: the invoker and function, and its payload (the items): its
+// own, or a part of a block that it shares with the other chunks of its map (one buffer for
+// all of them, encoded in one pass).
 struct TaskCall {
   Invoker invoker = nullptr;
   std::uint64_t fn = 0;
-  std::string payload;
+  std::string payload;                // when `block` is empty
+  std::shared_ptr<const void> block;  // or `shared`, which lies in the block it keeps alive
+  std::string_view shared;
+
+  [[nodiscard]] std::string_view bytes() const noexcept {
+    if (block) return shared;
+    return payload;
+  }
 };
 
-// Appends a task record for task `id` to `out`.
-inline void append_task_record(std::string& out, std::uint64_t id, const TaskCall& call) {
+// Appends the header of the task record for task `id` to `out` (its payload follows).
+inline void append_task_header(std::string& out, std::uint64_t id, const TaskCall& call) {
   put_le<std::uint64_t>(out, id);
   put_le<std::uint64_t>(out,
                         static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(call.invoker)));
   put_le<std::uint64_t>(out, call.fn);
-  put_le<std::uint64_t>(out, call.payload.size());
-  out.append(call.payload);
+  put_le<std::uint64_t>(out, call.bytes().size());
 }
 
-// Builds the call for items [first, last) of a range, each encoded as an Item.
-template <class F, class Item, bool Unpack, class It>
-TaskCall make_task_call(std::uint64_t fn, It first, It last) {
-  TaskCall call{&run_items<F, Item, Unpack>, fn, {}};
-  Writer out;
-  std::uint64_t count = 0;
-  for (It it = first; it != last; ++it) ++count;
-  out.put(count);
-  for (; first != last; ++first) out.put(static_cast<const Item&>(*first));
-  call.payload = out.take();
-  return call;
+// Appends a task payload for the `count` items from `first` to `out`: the count, then the
+// items (a bulk Item in contiguous memory as one block). Returns the iterator past them.
+template <class Item, class It>
+It encode_items(Writer& out, It first, std::size_t count) {
+  out.put(static_cast<std::uint64_t>(count));
+  if constexpr (is_bulk_v<Item> && std::contiguous_iterator<It> &&
+                std::is_same_v<std::remove_cv_t<std::iter_value_t<It>>, Item>) {
+    if (count > 0) out.put_bytes(std::to_address(first), count * sizeof(Item));
+    return first + static_cast<std::iter_difference_t<It>>(count);
+  } else {
+    for (std::size_t i = 0; i < count; ++i, ++first) out.put(static_cast<const Item&>(*first));
+    return first;
+  }
+}
+
+// The fewest bytes the payloads of `count` items in `tasks` tasks take (exact for bulk items).
+template <class Item>
+std::size_t payload_bytes(std::size_t count, std::size_t tasks) {
+  return tasks * sizeof(std::uint64_t) + count * std::max<std::size_t>(min_encoded_size<Item>(), 1);
 }
 
 // Builds the call for one item.
 template <class F, class Item, bool Unpack>
 TaskCall make_single_call(std::uint64_t fn, const Item& item) {
-  TaskCall call{&run_items<F, Item, Unpack>, fn, {}};
+  TaskCall call;
+  call.invoker = &run_items<F, Item, Unpack>;
+  call.fn = fn;
   Writer out;
   out.put(std::uint64_t{1});
   out.put(item);
   call.payload = out.take();
   return call;
+}
+
+// Copies `count` results of a bulk type R from a result payload to `to` (uninitialised
+// storage is fine: R is trivially copyable); throws when the payload does not hold exactly
+// that many.
+template <class R>
+void copy_bulk_results(std::string_view payload, std::size_t count, void* to) {
+  if (count > payload.size() / sizeof(R) || payload.size() != count * sizeof(R)) {
+    Reader::malformed("results do not match their count");
+  }
+  if (count > 0) std::memcpy(to, payload.data(), count * sizeof(R));
 }
 
 // Decodes `count` results of type R from a result payload (R may be void: nothing to decode).

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <iterator>
@@ -153,8 +154,12 @@ class MapSink final : public TaskSink, public AsyncState<std::vector<R>> {
     const std::size_t count = std::min(chunksize_, items_ - first);
     try {
       // Each chunk fills its own elements: only the count needs the lock.
-      Reader in(payload);
-      for (std::size_t i = 0; i < count; ++i) parts_.set(first + i, in.get<R>());
+      if constexpr (is_bulk_v<R> && Parts::direct) {
+        copy_bulk_results<R>(payload, count, parts_.items.data() + first);
+      } else {
+        Reader in(payload);
+        for (std::size_t i = 0; i < count; ++i) parts_.set(first + i, in.get<R>());
+      }
     } catch (...) {
       this->set_error(TaskFailure::current());
       return;
@@ -186,7 +191,11 @@ class MapSink final : public TaskSink, public AsyncState<std::vector<R>> {
   struct Parts {
     static constexpr bool direct = std::is_default_constructible_v<R>;
     std::conditional_t<direct, std::vector<R>, std::vector<std::optional<R>>> items;
-    void resize(std::size_t n) { items.resize(n); }
+    void resize(std::size_t n) {
+      items.reserve(n);
+      advise_fresh_pages(items.data(), n * sizeof(items[0]));  // empty: nothing to keep
+      items.resize(n);
+    }
     void set(std::size_t i, R&& value) {
       if constexpr (direct) {
         items[i] = std::move(value);
@@ -216,6 +225,10 @@ class IMapSink final : public TaskSink {
   IMapSink(std::size_t items, std::size_t chunksize, bool ordered)
       : items_(items), chunksize_(chunksize), ordered_(ordered) {
     if (ordered_) chunks_.resize(MapSink<R>::chunk_count(items, chunksize));
+    if constexpr (bulk) {
+      std::size_t bytes = std::max<std::size_t>(items * sizeof(R), 1);
+      results_ = allocate_bytes(bytes);
+    }
   }
 
   void deliver(std::size_t slot, std::string_view payload) override {
@@ -223,11 +236,19 @@ class IMapSink final : public TaskSink {
     chunk.count = std::min(chunksize_, items_ - slot * chunksize_);
     try {
       const std::size_t count = chunk.count;
-      Reader in(payload);
-      chunk.values.reserve(count);
-      for (std::size_t i = 0; i < count; ++i) chunk.values.push_back(in.get<R>());
+      if constexpr (bulk) {
+        // Straight into the stream's one buffer for all results, each chunk in its place.
+        char* to = results_.get() + slot * chunksize_ * sizeof(R);
+        copy_bulk_results<R>(payload, count, to);
+        chunk.bulk = to;
+      } else {
+        Reader in(payload);
+        chunk.values.reserve(count);
+        for (std::size_t i = 0; i < count; ++i) chunk.values.push_back(in.get<R>());
+      }
     } catch (...) {
       chunk.values.clear();
+      chunk.bulk = nullptr;
       chunk.error.emplace(TaskFailure::current());
     }
     arrive(slot, std::move(chunk));
@@ -244,7 +265,15 @@ class IMapSink final : public TaskSink {
   std::optional<R> next_until(steady_time deadline) {
     std::unique_lock<std::mutex> hold(mutex_);
     for (;;) {
-      if (current_ && position_ < current_->values.size()) {
+      if constexpr (bulk) {
+        if (current_ && current_->bulk != nullptr && position_ < current_->count) {
+          ++consumed_;
+          R value;
+          std::memcpy(static_cast<void*>(&value), current_->bulk + sizeof(R) * position_++,
+                      sizeof(R));
+          return value;
+        }
+      } else if (current_ && position_ < current_->values.size()) {
         ++consumed_;
         return std::move(current_->values[position_++]);
       }
@@ -275,9 +304,14 @@ class IMapSink final : public TaskSink {
   }
 
  private:
+  // A bulk result type's results are copied into one buffer for the whole stream (allocated
+  // untouched, on huge pages when big), not into a vector per chunk.
+  static constexpr bool bulk = is_bulk_v<R> && std::is_default_constructible_v<R>;
+
   struct Chunk {
     std::size_t count = 0;  // items in the chunk
     std::vector<R> values;
+    const char* bulk = nullptr;  // or its results in results_
     std::optional<TaskFailure> error;
   };
 
@@ -323,6 +357,7 @@ class IMapSink final : public TaskSink {
   std::condition_variable cv_;
   std::vector<std::optional<Chunk>> chunks_;  // ordered: by chunk index
   std::deque<Chunk> arrived_;                 // unordered: in completion order
+  Bytes results_;                             // bulk: every result, in item order
   std::size_t taken_chunks_ = 0;
   std::optional<Chunk> current_;
   std::size_t position_ = 0;
@@ -429,20 +464,75 @@ std::size_t range_count(Range& items) {
   }
 }
 
-// The tasks of a map: chunks of `chunksize` items of `items`, each its own job with slot i.
+// The tasks of a map: chunks of `chunksize` items of `items`, each its own job with slot i,
+// their payloads encoded in one pass into one block that they share (for bulk items in
+// contiguous memory, of the exact size and on huge pages).
 template <class F, class Item, bool Unpack, class Range>
 std::vector<PoolJob> chunk_jobs(std::uint64_t fn, const Range& items, std::size_t count,
                                 std::size_t chunksize, const std::shared_ptr<TaskSink>& sink) {
   std::vector<PoolJob> jobs;
   if (chunksize == 0) return jobs;
-  jobs.reserve((count + chunksize - 1) / chunksize);
-  auto first = std::ranges::begin(items);
-  for (std::size_t start = 0, slot = 0; start < count; start += chunksize, ++slot) {
-    const std::size_t n = std::min(chunksize, count - start);
-    auto last = first;
-    for (std::size_t i = 0; i < n; ++i) ++last;
-    jobs.push_back({sink, slot, make_task_call<F, Item, Unpack>(fn, first, last)});
-    first = last;
+  const std::size_t chunks = (count + chunksize - 1) / chunksize;
+  jobs.reserve(chunks);
+  std::vector<std::size_t> ends;
+  ends.reserve(chunks);
+  std::shared_ptr<const void> keep;
+  const char* data = nullptr;
+  using It = decltype(std::ranges::begin(items));
+  if (payload_bytes<Item>(count, chunks) < chunks * 64) {
+    // Small chunks (chunksize 1): each payload in its own string, short enough to need no
+    // allocation of its own, and no shared block to count references to.
+    auto first = std::ranges::begin(items);
+    for (std::size_t start = 0, slot = 0; start < count; start += chunksize, ++slot) {
+      Writer out;
+      first = encode_items<Item>(out, first, std::min(chunksize, count - start));
+      TaskCall call;
+      call.invoker = &run_items<F, Item, Unpack>;
+      call.fn = fn;
+      call.payload = out.take();
+      jobs.push_back({sink, slot, std::move(call)});
+    }
+    return jobs;
+  }
+  if constexpr (is_bulk_v<Item> && std::contiguous_iterator<It> &&
+                std::is_same_v<std::remove_cv_t<std::iter_value_t<It>>, Item>) {
+    std::size_t capacity = std::max<std::size_t>(payload_bytes<Item>(count, chunks), 1);
+    std::shared_ptr<char[]> block(allocate_bytes(capacity));
+    const Item* from = std::to_address(std::ranges::begin(items));
+    std::size_t at = 0;
+    for (std::size_t start = 0; start < count; start += chunksize) {
+      const std::size_t n = std::min(chunksize, count - start);
+      char raw[sizeof(std::uint64_t)];
+      for (std::size_t i = 0; i < sizeof raw; ++i) raw[i] = static_cast<char>(n >> (8 * i));
+      std::memcpy(block.get() + at, raw, sizeof raw);
+      std::memcpy(block.get() + at + sizeof raw, from + start, n * sizeof(Item));
+      at += sizeof raw + n * sizeof(Item);
+      ends.push_back(at);
+    }
+    data = block.get();
+    keep = std::move(block);
+  } else {
+    std::string buffer;
+    reserve_huge(buffer, payload_bytes<Item>(count, chunks));
+    Writer out(std::move(buffer));
+    auto first = std::ranges::begin(items);
+    for (std::size_t start = 0; start < count; start += chunksize) {
+      first = encode_items<Item>(out, first, std::min(chunksize, count - start));
+      ends.push_back(out.size());
+    }
+    auto block = std::make_shared<const std::string>(out.take());
+    data = block->data();
+    keep = std::move(block);
+  }
+  std::size_t begin = 0;
+  for (std::size_t slot = 0; slot < chunks; ++slot) {
+    TaskCall call;
+    call.invoker = &run_items<F, Item, Unpack>;
+    call.fn = fn;
+    call.block = keep;
+    call.shared = std::string_view(data + begin, ends[slot] - begin);
+    jobs.push_back({sink, slot, std::move(call)});
+    begin = ends[slot];
   }
   return jobs;
 }

@@ -201,7 +201,7 @@ class WorkerPool {
     int pidfd = -1;  // in the ChildFdTable
     Connection end;  // the parent's end
     std::deque<InFlight> in_flight;
-    std::string out;  // bytes to write, from out_done
+    std::deque<OutPiece> out;  // bytes to write, from out_done in the first piece
     std::size_t out_done = 0;
     InBuffer in;
     std::uint64_t sent = 0;  // tasks sent
@@ -244,6 +244,14 @@ class WorkerPool {
     auto worker = std::make_unique<Worker>();
     auto [parent_end, child_end] = Pipe();
     parent_end.set_close_on_fork(true);  // no child, this one included, inherits it
+    // Room for a big chunk in the socket each way (as much as the system allows a program
+    // without privileges, up to 4 MiB): a chunk of megabytes then crosses in a few writes
+    // and wake-ups instead of one per default-sized buffer (about 200 KiB). Only what is in
+    // flight uses the memory.
+    for (const int fd : {parent_end.fileno(), child_end.fileno()}) {
+      const int bytes = 4 << 20;
+      (void)::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+    }
     workers_.reserve(workers_.size() + 1);
     const pid_t pid = concur::fork();
     if (pid == 0) {
@@ -324,7 +332,7 @@ class WorkerPool {
           w.shut = true;
         }
         short events = POLLIN;
-        if (w.out_done < w.out.size() && !w.write_failed) events |= POLLOUT;
+        if (!w.out.empty() && !w.write_failed) events |= POLLOUT;
         fds.push_back({w.end.fileno(), events, 0});
         polled.push_back(&w);
         if (w.pidfd >= 0) {
@@ -421,35 +429,48 @@ class WorkerPool {
     }
   }
 
-  // Puts up to `count` queued tasks into one frame for `w`, written straight into its output
-  // buffer: the long form of the header (-1, then 8 bytes), patched once the frame's size is
-  // known (a reader accepts the long form for any size). mutex_ held.
+  // Puts up to `count` queued tasks into one frame for `w`: its header (the long form: -1,
+  // then 8 bytes) and the task records go into a piece of its own, except that a big payload
+  // goes as a piece that points into its map's shared block (no copy). mutex_ held.
   void fill(Worker& w, std::size_t count) {
-    std::string& out = w.out;
-    const std::size_t header_at = out.size();
-    out.append(12, '\xff');
-    for (std::size_t taken = 0; taken < count && !queue_.empty();) {
+    std::vector<PoolJob>& taken = taken_;
+    taken.clear();
+    std::uint64_t size = 0;
+    while (taken.size() < count && !queue_.empty() && size < (std::uint64_t{64} << 20)) {
       PoolJob job = std::move(queue_.front());
       queue_.pop_front();
       if (!job.sink->start(job.slot)) continue;  // cancelled
+      size += task_header_size + job.call.bytes().size();
+      taken.push_back(std::move(job));
+    }
+    if (taken.empty()) return;
+    OutPiece piece;
+    piece.own.append(4, '\xff');
+    for (int i = 0; i < 8; ++i) piece.own.push_back(static_cast<char>(size >> (56 - 8 * i)));
+    for (PoolJob& job : taken) {
       const std::uint64_t id = next_id_++;
-      append_task_record(out, id, job.call);
+      const std::string_view payload = job.call.bytes();
+      append_task_header(piece.own, id, job.call);
+      if (payload.size() >= sent_in_place && job.call.block) {
+        w.out.push_back(std::move(piece));
+        piece = OutPiece();
+        OutPiece shared;
+        shared.keep = job.call.block;
+        shared.view = payload;
+        w.out.push_back(std::move(shared));
+      } else {
+        piece.own.append(payload);
+      }
       w.in_flight.push_back({std::move(job.sink), job.slot, id});
       ++w.sent;
-      ++taken;
-      if (out.size() - header_at >= (std::size_t{64} << 20)) break;
     }
-    const std::uint64_t size = out.size() - header_at - 12;
-    if (size == 0) {
-      out.resize(header_at);
-    } else {
-      for (int i = 0; i < 8; ++i) out[header_at + 4 + i] = static_cast<char>(size >> (56 - 8 * i));
-    }
+    if (!piece.own.empty()) w.out.push_back(std::move(piece));
+    taken.clear();
   }
 
   // Writes what the socket takes now, without blocking.
   static void write_some(Worker& w) noexcept {
-    if (!w.write_failed && !send_available(w.end.fileno(), w.out, w.out_done)) {
+    if (!w.write_failed && !send_pieces(w.end.fileno(), w.out, w.out_done)) {
       w.write_failed = true;  // the worker is gone: its end of file or pidfd says so next
     }
   }
@@ -584,6 +605,7 @@ class WorkerPool {
   std::uint64_t next_id_ = 0;
   double mean_task_ns_ = 0.0;
   std::vector<Worker*> ready_;
+  std::vector<PoolJob> taken_;
   std::thread thread_;
 };
 

@@ -23,7 +23,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <limits>
+#include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -33,15 +36,39 @@
 
 namespace concur::detail {
 
-// Appends a result record to `out`.
-inline void append_result_record(std::string& out, std::uint64_t id, std::uint8_t status,
-                                 std::uint64_t nanoseconds, const std::string& payload) {
-  put_le<std::uint64_t>(out, id);
-  out.push_back(static_cast<char>(status));
-  put_le<std::uint32_t>(out, static_cast<std::uint32_t>(std::min<std::uint64_t>(
-                                 nanoseconds, std::numeric_limits<std::uint32_t>::max())));
-  put_le<std::uint64_t>(out, payload.size());
-  out.append(payload);
+// Writes a result record's header at out[at, at + result_header_size) for the payload that
+// follows it to the end of `out`.
+inline void patch_result_header(std::string& out, std::size_t at, std::uint64_t id,
+                                std::uint8_t status, std::uint64_t nanoseconds) {
+  char* header = out.data() + at;
+  const auto time = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(nanoseconds, std::numeric_limits<std::uint32_t>::max()));
+  const std::uint64_t size = out.size() - at - result_header_size;
+  for (std::size_t i = 0; i < 8; ++i) header[i] = static_cast<char>(id >> (8 * i));
+  header[8] = static_cast<char>(status);
+  for (std::size_t i = 0; i < 4; ++i) header[9 + i] = static_cast<char>(time >> (8 * i));
+  for (std::size_t i = 0; i < 8; ++i) header[13 + i] = static_cast<char>(size >> (8 * i));
+}
+
+// Runs a task (or the initializer) and appends its result record to `out`: the header's room
+// first, then the invoker writes the payload straight after it (no copy), then the header is
+// filled in. Returns whether the task succeeded; `nanoseconds` gets its run time and `stop`
+// the time it ended.
+inline bool run_record(std::string& out, std::uint64_t id, Invoker invoker, std::uint64_t fn,
+                       std::string_view payload, std::uint64_t& nanoseconds,
+                       std::chrono::steady_clock::time_point& stop) {
+  using clock = std::chrono::steady_clock;
+  const std::size_t at = out.size();
+  out.append(result_header_size, '\0');
+  Writer writer(std::move(out));
+  const auto start = clock::now();
+  const bool ok = invoker(fn, payload, writer);
+  stop = clock::now();
+  out = writer.take();
+  nanoseconds = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(stop - start).count());
+  patch_result_header(out, at, id, ok ? result_ok : result_exception, nanoseconds);
+  return ok;
 }
 
 // worker_main(end, initializer, max_tasks)
@@ -54,33 +81,53 @@ inline void append_result_record(std::string& out, std::uint64_t id, std::uint8_
   int code = 0;
   try {
     end.set_max_message_size(std::numeric_limits<std::size_t>::max());  // the parent is trusted
+    // The results' batch: reserved big and on huge pages at once, as the frame buffer below,
+    // so that the worker's first big results do not fault page by page (the heap a worker
+    // inherits is copy-on-write; reserving touches nothing).
     std::string out;
+    reserve_huge(out, std::size_t{16} << 20);
     if (initializer.invoker != nullptr) {
-      Writer result;
-      if (!initializer.invoker(initializer.fn, initializer.payload, result)) {
-        append_result_record(out, ~std::uint64_t{0}, result_init_failed, 0, result.bytes());
+      std::uint64_t ns = 0;
+      clock::time_point stop;
+      if (!run_record(out, ~std::uint64_t{0}, initializer.invoker, initializer.fn,
+                      initializer.bytes(), ns, stop)) {
+        out[8] = static_cast<char>(result_init_failed);  // the status byte
         end.send_bytes(out);
         flush_standard_streams();
         ::_exit(3);
       }
     }
+    out.clear();  // an initializer's result has no record
     std::uint64_t done = 0;
     clock::time_point oldest{};
     double mean_ns = 0.0;  // the tasks' recent run time
     bool finished = false;
-    auto flush = [&] {
+    auto flush = [&] {  // out keeps its capacity: the next batch reuses its pages
       if (out.empty()) return;
       end.send_bytes(out);
       out.clear();
+      if (out.capacity() > (std::size_t{64} << 20)) std::string().swap(out);
     };
+    // The frame buffer is kept from one frame to the next, and is big and on huge pages
+    // from the start: only what frames use of it is ever touched, and a big chunk's bytes
+    // then cost a few huge page faults, not one fault per 4 KiB (a fresh page costs a fault,
+    // and so does a copy-on-write one after fork()).
+    std::size_t capacity = std::size_t{64} << 20;
+    Bytes frame = allocate_bytes(capacity);  // not zeroed: untouched until read into
     while (!finished) {
-      std::string frame;
+      std::size_t length = 0;
       try {
-        frame = end.recv_bytes();
+        length = end.recv_bytes_into(std::as_writable_bytes(std::span(frame.get(), capacity)));
       } catch (const EOFError&) {
         break;
+      } catch (const BufferTooShort& e) {  // bigger than the buffer: it takes its size
+        const std::string& message = e.message();
+        capacity = message.size();
+        frame = allocate_bytes(capacity);
+        std::memcpy(frame.get(), message.data(), message.size());
+        length = message.size();
       }
-      std::string_view rest(frame);
+      std::string_view rest(frame.get(), length);
       while (!rest.empty()) {
         if (rest.size() < task_header_size) throw std::runtime_error("malformed task record");
         const auto id = get_le<std::uint64_t>(rest.data());
@@ -95,15 +142,12 @@ inline void append_result_record(std::string& out, std::uint64_t id, std::uint8_
         // far have been slow (20 us on average, a write is then cheap beside them), or once
         // the oldest has waited 1 ms. Short tasks keep batching.
         if (!out.empty() && (mean_ns >= 20000.0 || clock::now() - oldest >= 1ms)) flush();
-        Writer result;
-        const auto start = clock::now();
-        const bool ok = invoker(fn, payload, result);
-        const auto stop = clock::now();
-        if (out.empty()) oldest = stop;
-        const auto ns = static_cast<std::uint64_t>(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(stop - start).count());
+        const bool first = out.empty();
+        std::uint64_t ns = 0;
+        clock::time_point stop;
+        (void)run_record(out, id, invoker, fn, payload, ns, stop);
+        if (first) oldest = stop;
         mean_ns = 0.8 * mean_ns + 0.2 * static_cast<double>(ns);
-        append_result_record(out, id, ok ? result_ok : result_exception, ns, result.bytes());
         ++done;
         if (max_tasks > 0 && done >= max_tasks) {
           finished = true;
