@@ -73,26 +73,45 @@ class WorkQueue {
   // WorkQueue::maybe_nonempty()
   //
   // A seq_cst peek for sleepers' checks: true if a node is or is about to be in the queue.
+  //
+  // The head matters too: a consumer that found the head's link cut (in_flight) and had put the
+  // stub back at the tail leaves head -> ... -> stub = tail, with the stub unlinked, and every
+  // node before the stub still queued:
+  //
+  //   consumer (pop lock)                          producer
+  //   head = X; X.next == null, tail == X
+  //                                                tail.exchange(Y) -> X   (X.next not linked)
+  //   push(stub): tail.exchange(stub) -> Y, Y.next = stub
+  //   X.next == null -> in_flight (head stays X)
+  //                                                X.next = Y; notify: nobody registered
+  //   register; tail == stub, stub.next == null: "empty" -> sleep, with X and Y queued
+  //
+  // (found by Stress.ThreadPoolBurst under schedule exploration: both workers asleep, a task
+  // pending). A head that is not the stub is a node not yet popped. The consumer's seq_cst
+  // store of the head precedes its exchange and its look at X.next, which precedes the
+  // producer's link and notify: so a sleeper's check that comes after that notify in the single
+  // order sees the head.
   [[nodiscard]] bool maybe_nonempty() const noexcept {
-    return tail_.load(std::memory_order_seq_cst) != &stub_ ||
+    return head_.load(std::memory_order_seq_cst) != &stub_ ||
+           tail_.load(std::memory_order_seq_cst) != &stub_ ||
            stub_.queue_next.load(std::memory_order_seq_cst) != nullptr;
   }
 
  private:
   PopStatus pop_locked(QueueNode*& out) noexcept {
-    QueueNode* head = head_;
+    QueueNode* head = head_.load(std::memory_order_relaxed);  // only consumers write it
     QueueNode* next = head->queue_next.load(std::memory_order_seq_cst);
     if (head == &stub_) {
       if (next == nullptr) {
         return tail_.load(std::memory_order_seq_cst) == &stub_ ? PopStatus::empty
                                                                : PopStatus::in_flight;
       }
-      head_ = next;
+      head_.store(next, std::memory_order_seq_cst);
       head = next;
       next = head->queue_next.load(std::memory_order_seq_cst);
     }
     if (next != nullptr) {
-      head_ = next;
+      head_.store(next, std::memory_order_seq_cst);
       out = head;
       return PopStatus::got;
     }
@@ -102,7 +121,7 @@ class WorkQueue {
     push(&stub_);
     next = head->queue_next.load(std::memory_order_seq_cst);
     if (next != nullptr) {
-      head_ = next;
+      head_.store(next, std::memory_order_seq_cst);
       out = head;
       return PopStatus::got;
     }
@@ -110,7 +129,8 @@ class WorkQueue {
   }
 
   alignas(64) std::atomic<QueueNode*> tail_;  // producers
-  alignas(64) QueueNode* head_;               // consumers, under pop_lock_
+  // Consumers, under pop_lock_; sleepers read it too (maybe_nonempty()).
+  alignas(64) std::atomic<QueueNode*> head_;
   QueueNode stub_;
   Lock pop_lock_;
 };
