@@ -453,8 +453,15 @@ class ThreadPoolCore final : public TaskPool {
         current_top_task() = TopTask{};
         continue;
       }
-      slot.busy.store(false, std::memory_order_relaxed);  // found nothing to do: free
-      if (stopping && !has_work()) return;
+      // Free only when nothing is queued. A look can come back empty-handed with work there: a
+      // push between its two steps (in_flight), or a task another thread took first. Counted
+      // free then, this worker could be taken for the next submit (no thread started for it)
+      // and still run a task queued before it: a burst of tasks that wait for each other on a
+      // pool below max_workers would be one thread short for good (found by
+      // Stress.ThreadPoolBurst: a three-party round with two threads, both at the barrier).
+      const bool work_left = has_work();
+      if (!work_left) slot.busy.store(false, std::memory_order_relaxed);
+      if (stopping && !work_left) return;
       wait_for_work();
       from_idle = true;
     }
