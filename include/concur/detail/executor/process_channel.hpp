@@ -92,15 +92,7 @@ struct InBuffer {
 
 // Bytes waiting to go to a worker: frames written into a buffer of their own (headers, small
 // payloads), and big payloads sent from where they lie (a map's shared block), not copied.
-struct OutPiece {
-  std::string own;                   // when `keep` is empty
-  std::shared_ptr<const void> keep;  // or `view`, which lies in the block it keeps alive
-  std::string_view view;
-  [[nodiscard]] std::string_view bytes() const noexcept {
-    if (keep) return view;
-    return own;
-  }
-};
+using OutPiece = SharedBytes;
 
 // Payloads at least this big are sent from where they lie rather than copied.
 inline constexpr std::size_t sent_in_place = std::size_t{64} << 10;

@@ -457,20 +457,28 @@ inline constexpr std::uint8_t result_ok = 0;
 inline constexpr std::uint8_t result_exception = 1;
 inline constexpr std::uint8_t result_init_failed = 2;
 
+// Bytes owned here, or a view into a block that a shared owner keeps alive (the chunks of a
+// map share one encoded block; a big payload is sent from it, not copied).
+struct SharedBytes {
+  std::string own;                   // when `keep` is empty
+  std::shared_ptr<const void> keep;  // or `view`, which lies in the block `keep` keeps alive
+  std::string_view view;
+
+  [[nodiscard]] std::string_view bytes() const noexcept {
+    if (keep) return view;
+    return own;
+  }
+};
+
 // A task as the parent queues it: the invoker and function, and its payload (the items): its
 // own, or a part of a block that it shares with the other chunks of its map (one buffer for
 // all of them, encoded in one pass).
 struct TaskCall {
   Invoker invoker = nullptr;
   std::uint64_t fn = 0;
-  std::string payload;                // when `block` is empty
-  std::shared_ptr<const void> block;  // or `shared`, which lies in the block it keeps alive
-  std::string_view shared;
+  SharedBytes payload;
 
-  [[nodiscard]] std::string_view bytes() const noexcept {
-    if (block) return shared;
-    return payload;
-  }
+  [[nodiscard]] std::string_view bytes() const noexcept { return payload.bytes(); }
 };
 
 // Appends the header of the task record for task `id` to `out` (its payload follows).
@@ -512,7 +520,7 @@ TaskCall make_single_call(std::uint64_t fn, const Item& item) {
   Writer out;
   out.put(std::uint64_t{1});
   out.put(item);
-  call.payload = out.take();
+  call.payload.own = out.take();
   return call;
 }
 

@@ -489,7 +489,7 @@ std::vector<PoolJob> chunk_jobs(std::uint64_t fn, const Range& items, std::size_
       TaskCall call;
       call.invoker = &run_items<F, Item, Unpack>;
       call.fn = fn;
-      call.payload = out.take();
+      call.payload.own = out.take();
       jobs.push_back({sink, slot, std::move(call)});
     }
     return jobs;
@@ -529,8 +529,8 @@ std::vector<PoolJob> chunk_jobs(std::uint64_t fn, const Range& items, std::size_
     TaskCall call;
     call.invoker = &run_items<F, Item, Unpack>;
     call.fn = fn;
-    call.block = keep;
-    call.shared = std::string_view(data + begin, ends[slot] - begin);
+    call.payload.keep = keep;
+    call.payload.view = std::string_view(data + begin, ends[slot] - begin);
     jobs.push_back({sink, slot, std::move(call)});
     begin = ends[slot];
   }

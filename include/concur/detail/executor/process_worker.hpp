@@ -451,11 +451,11 @@ class WorkerPool {
       const std::uint64_t id = next_id_++;
       const std::string_view payload = job.call.bytes();
       append_task_header(piece.own, id, job.call);
-      if (payload.size() >= sent_in_place && job.call.block) {
+      if (payload.size() >= sent_in_place && job.call.payload.keep) {
         w.out.push_back(std::move(piece));
         piece = OutPiece();
         OutPiece shared;
-        shared.keep = job.call.block;
+        shared.keep = job.call.payload.keep;
         shared.view = payload;
         w.out.push_back(std::move(shared));
       } else {
