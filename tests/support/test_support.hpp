@@ -88,6 +88,8 @@ class Watchdog {
       : what_(std::move(what)), describe_(std::move(describe)) {
     thread_ = std::thread([this, limit] {
       std::unique_lock<std::mutex> hold(mutex_);
+      waiting_ = true;
+      waiting_cv_.notify_one();
       if (!done_cv_.wait_for(hold, limit, [this] { return done_; })) {
         std::string state = describe_ ? describe_() : std::string("(no state)");
         std::fprintf(stderr, "WATCHDOG: '%s' still running after %llds; state: %s\n", what_.c_str(),
@@ -96,6 +98,12 @@ class Watchdog {
         std::abort();
       }
     });
+    // Returns once the thread waits (it has released the mutex in wait_for). Many tests fork
+    // right after starting a watchdog: a fork while the new thread is still starting could
+    // leave the child a lock that the runtime (the C library, a sanitizer) held for it, and a
+    // child that hangs on it keeps the test's output open until ctest's timeout.
+    std::unique_lock<std::mutex> hold(mutex_);
+    waiting_cv_.wait(hold, [this] { return waiting_; });
   }
 
   ~Watchdog() {
@@ -112,7 +120,9 @@ class Watchdog {
   std::function<std::string()> describe_;
   std::mutex mutex_;
   std::condition_variable done_cv_;
+  std::condition_variable waiting_cv_;
   bool done_ = false;
+  bool waiting_ = false;  // the thread has started and waits on done_cv_
   std::thread thread_;
 };
 
