@@ -442,7 +442,7 @@ class ThreadPoolCore final : public TaskPool {
         // worker, one wake-up after another (as Go's and Tokio's schedulers hand the searching
         // role on), while a worker that goes from task to task in a stream wakes nobody: waking
         // a sleeper per task taken kept every worker awake, fighting over the queue and the
-        // CPUs with the submitters (1M tiny tasks from one thread: 1.8x the time).
+        // CPUs with the submitters.
         if (from_idle && queue_.maybe_nonempty() && !spinner_.load(std::memory_order_seq_cst)) {
           work_.notify_one();
         }
