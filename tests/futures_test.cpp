@@ -492,14 +492,17 @@ TEST(ThreadPoolExecutor, TimedNestedWaitRunsTheChild) {
 
 // --- many submitters: nothing lost, nothing run twice ----------------------------------------
 
-TEST(ThreadPoolExecutor, ManySubmittersChecksum) {
-  ThreadPoolExecutor pool(3);
-  const long per_thread = scaled(20000);
+// Submits `per_thread` tasks from each of `threads` threads to a pool of `workers` and checks
+// that every task ran exactly once and every Future holds its own result. Tasks submitted from
+// outside the pool are queued in shards (one per worker, at most 8, a submitting thread's own),
+// so more submitting threads than shards puts several threads on each shard.
+void many_submitters_checksum(int workers, int threads, long per_thread) {
+  ThreadPoolExecutor pool(workers);
   std::atomic<long> ran_sum{0};
-  std::vector<long> result_sums(4, 0);
+  std::vector<long> result_sums(static_cast<std::size_t>(threads), 0);
   {
     std::vector<std::thread> submitters;
-    for (int t = 0; t < 4; ++t) {
+    for (int t = 0; t < threads; ++t) {
       submitters.emplace_back([&, t] {
         std::vector<Future<long>> futures;
         futures.reserve(static_cast<std::size_t>(per_thread));
@@ -515,10 +518,18 @@ TEST(ThreadPoolExecutor, ManySubmittersChecksum) {
     }
     for (auto& s : submitters) s.join();
   }
-  const long n = 4 * per_thread;
+  const long n = threads * per_thread;
   const long expected = n * (n - 1) / 2;
   EXPECT_EQ(ran_sum.load(), expected) << "a task was lost or ran twice";
   EXPECT_EQ(std::accumulate(result_sums.begin(), result_sums.end(), 0L), expected);
+}
+
+TEST(ThreadPoolExecutor, ManySubmittersChecksum) {
+  many_submitters_checksum(3, 4, scaled(20000));
+}
+
+TEST(ThreadPoolExecutor, MoreSubmittersThanShardsChecksum) {
+  many_submitters_checksum(8, 12, scaled(5000));
 }
 
 // --- wait and as_completed -------------------------------------------------------------------

@@ -21,14 +21,15 @@
 // nested submit-and-wait completes with any number of workers, one included.
 //
 // Where tasks wait. A task submitted from outside the pool goes to the shared queue
-// (work_queue.hpp); one submitted by a worker of the pool (a nested submit) goes to that
-// worker's own deque (local_deque.hpp), as in oneTBB and Cilk: the worker pops its own newest
-// first, so a fork-join program runs depth first on each worker with its children hot in cache
-// and freed as soon as they ran, while idle workers and helpers steal the oldest (the biggest
-// pieces). A thread looks at its own deque, then the shared queue, then steals.
+// (work_queue.hpp, in shards: see submit_shard()); one submitted by a worker of the pool (a nested
+// submit) goes to that worker's own deque (local_deque.hpp), as in oneTBB and Cilk: the worker pops
+// its own newest first, so a fork-join program runs depth first on each worker with its children
+// hot in cache and freed as soon as they ran, while idle workers and helpers steal the oldest (the
+// biggest pieces). A thread looks at its own deque, then the shared queue, then steals.
 //
 // Shutdown without a lost task. submit() pushes, then re-reads the control word; a worker
-// leaves only when it has read the shutdown bit and then found the queue and every deque empty.
+// leaves only when it has read the shutdown bit and then found every shard of the queue and
+// every deque empty.
 // The push's link (or a deque's store of its bottom) and the control word's change are seq_cst,
 // so (a Dekker pair) either the submitter sees the bit (it then cancels its task and throws,
 // unless a worker claimed it first, in which case it runs and the Future is returned) or the
@@ -172,6 +173,8 @@ class ThreadPoolCore final : public TaskPool {
       : max_workers_(max_workers),
         name_prefix_(std::move(name_prefix)),
         initializer_(std::move(initializer)),
+        shard_count_(max_workers < max_shards ? max_workers : max_shards),
+        shards_(new WorkQueue[static_cast<std::size_t>(shard_count_)]),
         slots_(new WorkerSlot[static_cast<std::size_t>(max_workers)]),
         deques_(new std::unique_ptr<LocalDeque>[static_cast<std::size_t>(max_workers)]) {}
 
@@ -201,7 +204,7 @@ class ThreadPoolCore final : public TaskPool {
     // A task submitted by a worker of this pool goes to that worker's own deque (newest first
     // for it, oldest first for thieves); any other, or one that does not fit, to the queue.
     LocalDeque* own = current_task_pool() == this ? current_local_deque() : nullptr;
-    if (own == nullptr || !own->push(task)) queue_.push(task);
+    if (own == nullptr || !own->push(task)) submit_shard().push(task);
     CONCUR_SCHEDULE_POINT("thread_pool.submit.after_push");
     if (CONCUR_UNLIKELY(control_.load(std::memory_order_seq_cst) != 0)) {
       // Shut down or broken meanwhile: take the task back unless a worker already claimed it
@@ -324,6 +327,35 @@ class ThreadPoolCore final : public TaskPool {
     return false;
   }
 
+  // The queue of tasks submitted from outside the pool is sharded: a submitting thread pushes
+  // to one shard (chosen once per thread), and a worker pops its home shard first, then the
+  // others. Submitting threads thus do not all exchange the same tail, nor workers all take the
+  // same pop lock (a single queue's two hot spots with many threads); one thread's tasks stay in
+  // one shard, in the order it submitted them.
+  static constexpr int max_shards = 8;
+
+  WorkQueue& shard(int index) noexcept { return shards_[static_cast<std::size_t>(index)]; }
+
+  WorkQueue& submit_shard() noexcept {
+    static std::atomic<unsigned> threads_seen{0};
+    thread_local const unsigned ticket = threads_seen.fetch_add(1, std::memory_order_relaxed);
+    return shard(static_cast<int>(ticket % static_cast<unsigned>(shard_count_)));
+  }
+
+  // The shard a worker pops first (its index; taken modulo the shards).
+  static int& current_home_shard() noexcept {
+    thread_local int home = 0;
+    return home;
+  }
+
+  // Whether some shard may hold a task (seq_cst loads: sleepers' checks).
+  bool any_queued() const noexcept {
+    for (int k = 0; k < shard_count_; ++k) {
+      if (shards_[static_cast<std::size_t>(k)].maybe_nonempty()) return true;
+    }
+    return false;
+  }
+
   static void run_task(StateBase* task) noexcept {
     if (task->claim()) task->run_claimed();
     task->release_ref();
@@ -341,8 +373,22 @@ class ThreadPoolCore final : public TaskPool {
     if (own != nullptr) {
       if (StateBase* task = own->pop()) return task;
     }
-    QueueNode* node = nullptr;
-    if (queue_.pop(node) == WorkQueue::PopStatus::got) return static_cast<StateBase*>(node);
+    // Home first, except every 16th look, which starts at the next shard in turn: a shard
+    // that is no started worker's home (workers start on demand) is not starved by busy ones.
+    thread_local unsigned looks = 0;
+    const unsigned look = looks++;
+    const int home = (look % 16 == 15 ? current_home_shard() + static_cast<int>(look / 16)
+                                      : current_home_shard()) %
+                     shard_count_;
+    for (int k = 0; k < shard_count_; ++k) {
+      // A look without the pop lock first: most shards are empty when few threads submit.
+      // Skipping one that just filled is harmless; a sleeper checks every shard (has_work()).
+      WorkQueue& queue = shard((home + k) % shard_count_);
+      QueueNode* node = nullptr;
+      if (queue.maybe_nonempty() && queue.pop(node) == WorkQueue::PopStatus::got) {
+        return static_cast<StateBase*>(node);
+      }
+    }
     const int count = thread_count_.load(std::memory_order_acquire);
     thread_local unsigned rotation = 0;  // where this thread starts looking, moved each time
     const int start = count > 0 ? static_cast<int>(rotation++ % static_cast<unsigned>(count)) : 0;
@@ -356,7 +402,7 @@ class ThreadPoolCore final : public TaskPool {
 
   // Whether a task may be queued anywhere (seq_cst loads: sleepers' checks).
   bool has_work() const noexcept {
-    if (queue_.maybe_nonempty()) return true;
+    if (any_queued()) return true;
     const int count = thread_count_.load(std::memory_order_acquire);
     for (int i = 0; i < count; ++i) {
       if (deques_[static_cast<std::size_t>(i)]->maybe_nonempty()) return true;
@@ -367,17 +413,19 @@ class ThreadPoolCore final : public TaskPool {
   // Pops every queued task, applies `fn` to it, and drops the queue's reference.
   template <class Fn>
   void drain(Fn fn) noexcept {
-    QueueNode* node = nullptr;
-    for (;;) {
-      const auto status = queue_.pop(node);
-      if (status == WorkQueue::PopStatus::empty) break;
-      if (status == WorkQueue::PopStatus::in_flight) {
-        cpu_relax();  // a submitter between its two steps; it is not blocked there
-        continue;
+    for (int k = 0; k < shard_count_; ++k) {
+      QueueNode* node = nullptr;
+      for (;;) {
+        const auto status = shard(k).pop(node);
+        if (status == WorkQueue::PopStatus::empty) break;
+        if (status == WorkQueue::PopStatus::in_flight) {
+          cpu_relax();  // a submitter between its two steps; it is not blocked there
+          continue;
+        }
+        auto* task = static_cast<StateBase*>(node);
+        fn(*task);
+        task->release_ref();
       }
-      auto* task = static_cast<StateBase*>(node);
-      fn(*task);
-      task->release_ref();
     }
     const int count = thread_count_.load(std::memory_order_acquire);
     for (int i = 0; i < count; ++i) {
@@ -403,7 +451,7 @@ class ThreadPoolCore final : public TaskPool {
         auto thread = std::make_unique<Thread>(
             ThreadOptions{.name = name_prefix_ + "_" + std::to_string(index), .daemon = false},
             [this, index] {
-              worker_main(slots_[static_cast<std::size_t>(index)],
+              worker_main(index, slots_[static_cast<std::size_t>(index)],
                           *deques_[static_cast<std::size_t>(index)]);
             });
         thread->start();
@@ -417,9 +465,10 @@ class ThreadPoolCore final : public TaskPool {
     threads_lock_.unlock();
   }
 
-  void worker_main(WorkerSlot& slot, LocalDeque& own) noexcept {
+  void worker_main(int index, WorkerSlot& slot, LocalDeque& own) noexcept {
     current_task_pool() = this;
     current_local_deque() = &own;
+    current_home_shard() = index;
     if (initializer_) {
       try {
         initializer_();
@@ -443,7 +492,7 @@ class ThreadPoolCore final : public TaskPool {
         // role on), while a worker that goes from task to task in a stream wakes nobody: waking
         // a sleeper per task taken kept every worker awake, fighting over the queue and the
         // CPUs with the submitters.
-        if (from_idle && queue_.maybe_nonempty() && !spinner_.load(std::memory_order_seq_cst)) {
+        if (from_idle && any_queued() && !spinner_.load(std::memory_order_seq_cst)) {
           work_.notify_one();
         }
         from_idle = false;
@@ -505,9 +554,10 @@ class ThreadPoolCore final : public TaskPool {
   const std::string name_prefix_;
   const std::function<void()> initializer_;
 
-  WorkQueue queue_;
-  EventCount work_;      // idle workers
-  HelperEvent helpers_;  // pool threads waiting for a task of this pool
+  const int shard_count_;
+  const std::unique_ptr<WorkQueue[]> shards_;  // the queue, in shards (see submit_shard())
+  EventCount work_;                            // idle workers
+  HelperEvent helpers_;                        // pool threads waiting for a task of this pool
   alignas(64) std::atomic<std::uint32_t> control_{0};  // shutdown_bit | broken_bit
   std::atomic<int> thread_count_{0};
   alignas(64) std::atomic<bool> spinner_{false};  // written by idle workers: its own line
