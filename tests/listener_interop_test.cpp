@@ -292,19 +292,24 @@ const std::vector<Interpreter>& pythons() {
       probes.push_back(
           std::make_unique<PythonProcess>(path, std::vector<std::string>{"-c", probe}));
     }
+    // One deadline for all: a candidate that hangs costs reply_limit once, not once each.
+    const auto deadline = Clock::now() + reply_limit;
     std::vector<Interpreter> result;
+    std::string skipped;
     for (std::size_t i = 0; i < paths.size(); ++i) {
-      const std::optional<std::string> line = probes[i]->read_line();
-      const std::optional<int> code = probes[i]->finish();
+      const std::optional<std::string> line = probes[i]->read_line(deadline - Clock::now());
+      const std::optional<int> code = probes[i]->finish(deadline - Clock::now());
       Interpreter python;
       python.path = paths[i];
       char form[16] = {};
       if (!line || code != 0 ||
-          std::sscanf(line->c_str(), "%d.%d %15s", &python.major, &python.minor, form) != 3) {
-        continue;  // not a Python, or one without multiprocessing.connection
+          std::sscanf(line->c_str(), "%d.%d %15s", &python.major, &python.minor, form) != 3 ||
+          python.major != 3) {
+        // Not a Python 3, or one without multiprocessing.connection.
+        skipped += " " + paths[i] + (line ? " (" + line->substr(0, 60) + ")" : "");
+        continue;
       }
       python.form = form;
-      if (python.major != 3) continue;
       const bool seen = std::any_of(result.begin(), result.end(), [&](const Interpreter& other) {
         return other.minor == python.minor;
       });
@@ -316,6 +321,7 @@ const std::vector<Interpreter>& pythons() {
     for (const Interpreter& python : result) {
       line += " " + python.version() + " (" + python.form + " challenge, " + python.path + ")";
     }
+    if (!skipped.empty()) line += "; skipped:" + skipped;
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);
     return result;
