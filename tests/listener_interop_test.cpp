@@ -481,8 +481,9 @@ const KeyCase key_cases[] = {
     {"no key", std::nullopt, std::nullopt, false},
 };
 
-// Starts listener_interop.py under `python`; false (after a failure) unless it says ready.
-bool start_script(PythonProcess& script, const Interpreter& python) {
+// Reads listener_interop.py's first line; false (after a failure) unless it says ready, with
+// the version and the form of challenge found by the probe.
+bool expect_ready(PythonProcess& script, const Interpreter& python) {
   const std::optional<std::string> ready = script.read_line();
   const std::string want = "ready " + python.version() + " " + python.form;
   if (ready != want) {
@@ -561,7 +562,7 @@ TEST(ListenerInterop, PythonListenerConcurClient) {
     SCOPED_TRACE("Python " + python.version() + " (" + python.form + " challenge) at " +
                  python.path);
     PythonProcess script(python.path, {"-u", CONCUR_LISTENER_INTEROP_PY});
-    if (!start_script(script, python)) continue;
+    if (!expect_ready(script, python)) continue;
     const TempDir dir;
     int serial = 0;
     bool ok = true;
@@ -615,7 +616,7 @@ TEST(ListenerInterop, ConcurListenerPythonClient) {
     SCOPED_TRACE("Python " + python.version() + " (" + python.form + " challenge) at " +
                  python.path);
     PythonProcess script(python.path, {"-u", CONCUR_LISTENER_INTEROP_PY});
-    if (!start_script(script, python)) continue;
+    if (!expect_ready(script, python)) continue;
     const TempDir dir;
     int serial = 0;
     bool ok = true;
@@ -623,11 +624,18 @@ TEST(ListenerInterop, ConcurListenerPythonClient) {
       for (const KeyCase& keys : key_cases) {
         if (!ok) break;
         SCOPED_TRACE(std::string(place.name) + ", " + keys.name);
-        cn::Listener listener(place.make(dir, serial++), {.authkey = keys.listener_key});
-        ok = serve_python_client(script, listener, keys.client_key, keys.refused);
-        if (ok && keys.refused) {
-          SCOPED_TRACE("then a client with the right key");
-          ok = serve_python_client(script, listener, keys.listener_key, false);
+        const cn::Address address = place.make(dir, serial++);
+        {
+          cn::Listener listener(address, {.authkey = keys.listener_key});
+          ok = serve_python_client(script, listener, keys.client_key, keys.refused);
+          if (ok && keys.refused) {
+            SCOPED_TRACE("then a client with the right key");
+            ok = serve_python_client(script, listener, keys.listener_key, false);
+          }
+        }
+        if (address.family() == cn::Family::af_unix && address.path()[0] != '\0') {
+          EXPECT_FALSE(std::filesystem::exists(address.path()))
+              << "the closed Listener left its socket file";
         }
       }
     }
@@ -644,7 +652,7 @@ TEST(ListenerInterop, ConcurListenerRefusesBadClients) {
   for (const Interpreter& python : pythons()) {
     SCOPED_TRACE("Python " + python.version() + " at " + python.path);
     PythonProcess script(python.path, {"-u", CONCUR_LISTENER_INTEROP_PY});
-    if (!start_script(script, python)) continue;
+    if (!expect_ready(script, python)) continue;
     const std::string key = "secret";
     cn::Listener listener(cn::Address("127.0.0.1", 0),
                           {.authkey = key, .handshake_timeout = handshake_timeout});
