@@ -1,16 +1,19 @@
 // libFuzzer target for the authentication handshake of concur's Listener and Client
 // (concur/listener.hpp): a hostile peer sends arbitrary bytes to an endpoint that runs
-// deliver_challenge (the Listener's half) or answer_challenge (the Client's half). Every input
-// must end in success or in AuthenticationError, EOFError or std::system_error — never a crash,
-// a hang, a read out of bounds, or an allocation sized by a length header the peer chose.
+// deliver_challenge (the Listener's half), answer_challenge (the Client's half), or the whole of
+// Listener::accept() or Client() with an authkey. Every input must end in success or in
+// AuthenticationError, EOFError or std::system_error — never a crash, a hang, a read out of
+// bounds, or an allocation sized by a length header the peer chose.
 //
 // Beyond not crashing, each outcome is compared with a model of CPython's handshake
 // (multiprocessing/connection.py) on concur's framing, computed here from the input alone:
-//   - which of success, AuthenticationError, EOFError or std::system_error it must be;
+//   - which of success, AuthenticationError, EOFError or std::system_error it must be (accept()
+//     and Client() turn every failure into AuthenticationError);
 //   - what the endpoint sent back: answer_challenge's exact HMAC response (computed here with
 //     OpenSSL), deliver_challenge's challenge ("#CHALLENGE#{digest}" and 40 random bytes, never
-//     the same twice) followed by "#FAILURE#" exactly when the response was refused;
-//   - deliver_challenge never succeeds (the input cannot know the HMAC of a random challenge);
+//     the same twice) followed by "#FAILURE#" exactly when a whole response was refused;
+//   - deliver_challenge, accept() and Client() never succeed (the input cannot know the HMAC of
+//     a random challenge);
 //   - a message longer than 256 bytes is refused before its payload is read (its length header
 //     may say anything up to 2^64 - 1), and while the endpoint works no single allocation
 //     exceeds 4 KiB (the connection's own read buffer): a buffer sized from a lying header
@@ -19,7 +22,8 @@
 //
 // Input: byte 0 picks the endpoint and the circumstances, byte 1 the chunk size, the rest is
 // the stream the endpoint reads.
-//   byte 0, bit 0     0: answer_challenge (Client side), 1: deliver_challenge (Listener side)
+//   byte 0, bit 0     0: the Client's side (answer_challenge first), 1: the Listener's side
+//                     (deliver_challenge first).
 //   byte 0, bits 1-2  0: the stream is written whole, then the peer shuts down its writing
 //                        side (the endpoint reads end of file after it, and can still send);
 //                     1: written whole, then the peer closes (the endpoint's sends fail, EPIPE);
@@ -27,8 +31,11 @@
 //                        endpoint reads, then shut down (reads that return part of a message).
 //   byte 0, bits 3-4  the key: empty, "secret", 64 bytes (a SHA-256 block), 200 bytes (longer
 //                     than any block, so HMAC hashes it first).
-//   byte 0, bits 5-7  deliver_challenge's digest name, modulo 5: sha256, md5, sha384, sha3_256,
-//                     sha3_384.
+//   byte 0, bits 5-7  0-4: deliver_challenge or answer_challenge on a Pipe, deliver_challenge
+//                        naming sha256, md5, sha384, sha3_256 or sha3_384;
+//                     5, 6: Listener::accept() or Client() on an abstract Unix socket;
+//                     7: the same with a handshake_timeout of 10 ms and a peer that, instead of
+//                        shutting down, stays connected and silent after its stream.
 // The stream is cut at 8 KiB, so that writing it whole never fills the socket's buffer.
 //
 //   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -pthread -I include \
@@ -45,12 +52,15 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <poll.h>
 #include <sanitizer/allocator_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -206,8 +216,9 @@ struct Expected {
   std::string sent;  // answer_challenge: what the endpoint sends (before a failed send)
 };
 
-// answer_challenge: a challenge frame, the response, a welcome frame.
-Expected model_answer(std::string_view stream, std::string_view key, bool peer_closed) {
+// answer_challenge: a challenge frame, the response, a welcome frame. Takes what it reads from
+// `stream`.
+Expected model_answer(std::string_view& stream, std::string_view key, bool peer_closed) {
   const Frame challenge = take_frame(stream);
   if (!challenge.payload) return {framing_error(challenge), {}};
   if (!challenge.payload->starts_with(challenge_tag)) return {Outcome::authentication_error, {}};
@@ -225,7 +236,7 @@ Expected model_answer(std::string_view stream, std::string_view key, bool peer_c
 
 // deliver_challenge: the challenge goes out first, then one response frame comes in, which can
 // only be wrong.
-Outcome model_deliver(std::string_view stream, bool peer_closed) {
+Outcome model_deliver(std::string_view& stream, bool peer_closed) {
   if (peer_closed) return Outcome::send_failed;
   const Frame response = take_frame(stream);
   if (!response.payload) return framing_error(response);
@@ -333,45 +344,83 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   return 0;
 }
 
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  if (size < 2) return 0;
-  const unsigned options = data[0];
-  const bool deliver = (options & 1) != 0;
-  const unsigned delivery = (options >> 1) & 3;
-  const bool peer_closes = delivery == 1;
-  const bool threaded = delivery >= 2;
-  const std::size_t chunk = std::size_t{data[1]} + 1;
-  const std::string key = key_of(options >> 3);
-  const std::string_view digest_name = digest_names[(options >> 5) % digest_names.size()];
-  std::string_view stream(reinterpret_cast<const char*>(data) + 2, size - 2);
-  if (stream.size() > max_stream) stream = stream.substr(0, max_stream);
+namespace {
 
+// How the peer ends its stream.
+enum class End {
+  shut_down,  // shuts its writing side: the endpoint reads end of file, and can still send
+  close,      // closes: the endpoint's sends fail
+  silent,     // stays connected and says nothing more: only a deadline ends the handshake
+};
+
+// Writes `stream` to `fd` whole (chunk 0: it fits in the socket's buffer) or chunk by chunk,
+// then ends it. Stops at the first failed send: once the endpoint is done it is closed, so a
+// writer that filled the buffer is woken with EPIPE rather than left blocked.
+void feed(concur::Connection& peer, std::string_view stream, std::size_t chunk, End end) {
+  const int fd = peer.fileno();
+  if (chunk == 0) chunk = stream.size();
+  for (std::size_t at = 0; at < stream.size(); at += chunk) {
+    if (!send_all(fd, stream.substr(at, chunk))) return;
+    if (chunk < stream.size()) std::this_thread::yield();
+  }
+  if (end == End::close) {
+    peer.close();
+  } else if (end == End::shut_down) {
+    ::shutdown(fd, SHUT_WR);
+  }
+}
+
+// Checks that `sent` starts with a challenge frame naming `digest_name` and 40 random bytes,
+// unlike any before; takes it off `sent`.
+void take_challenge(std::string_view& sent, std::string_view digest_name, const char* who) {
+  const std::string prefix = std::string(challenge_tag) + "{" + std::string(digest_name) + "}";
+  const std::string_view whole = sent;
+  const Frame challenge = take_frame(sent);
+  if (!challenge.payload || challenge.payload->size() != prefix.size() + challenge_random ||
+      !challenge.payload->starts_with(prefix)) {
+    fail(who, "sent a malformed challenge: '" + printable(whole) + "'");
+  }
+  static std::string last_random;
+  const std::string random(challenge.payload->substr(prefix.size()));
+  if (random == last_random) fail(who, "sent the same challenge twice");
+  last_random = random;
+}
+
+// After a challenge: "#FAILURE#" exactly when a whole response was read and refused.
+void check_verdict(std::string_view sent, Outcome deliver_outcome, const char* who) {
+  const std::string expected =
+      deliver_outcome == Outcome::authentication_error ? frame(failure) : std::string();
+  if (sent != expected) {
+    fail(who, "answered unlike Python's: expected '" + printable(expected) + "', sent '" +
+                  printable(sent) + "'");
+  }
+}
+
+void check_outcome(Outcome expected, Outcome got, const std::string& message, const char* who) {
+  if (expected != got) {
+    fail(who, std::string("ended unlike Python's: expected ") + name_of(expected) + ", got " +
+                  name_of(got) + " (" + message + ")");
+  }
+}
+
+std::string abstract_name() {
+  return std::string(1, '\0') + "concur-handshake-fuzz-" + std::to_string(::getpid());
+}
+
+// deliver_challenge or answer_challenge on one end of a Pipe.
+void fuzz_half(bool deliver, std::string_view stream, std::size_t chunk, End end,
+               const std::string& key, std::string_view digest_name) {
   auto ends = concur::Pipe();  // not a structured binding: Clang 14 cannot capture those
   concur::Connection& endpoint = std::get<0>(ends);
   concur::Connection& peer = std::get<1>(ends);
   const int peer_fd = peer.fileno();
 
-  // The peer: the whole stream at once (it fits in the socket's buffer), or chunk by chunk from
-  // a thread. The thread stops at the first failed send: once the endpoint is done it is closed,
-  // so a writer that filled the buffer is woken with EPIPE rather than left blocked.
   std::thread writer;
-  if (threaded) {
-    writer = std::thread([stream, chunk, peer_fd] {
-      for (std::size_t at = 0; at < stream.size(); at += chunk) {
-        if (!send_all(peer_fd, stream.substr(at, chunk))) return;
-        std::this_thread::yield();
-      }
-      ::shutdown(peer_fd, SHUT_WR);
-    });
+  if (chunk > 0) {
+    writer = std::thread([&peer, stream, chunk, end] { feed(peer, stream, chunk, end); });
   } else {
-    if (!send_all(peer_fd, stream)) fail("could not write the stream");
-    if (peer_closes) {
-      peer.close();
-    } else {
-      ::shutdown(peer_fd, SHUT_WR);
-    }
+    feed(peer, stream, 0, end);
   }
-
   const auto [outcome, message] = run_endpoint([&] {
     if (deliver) {
       concur::connection::deliver_challenge(endpoint, key, digest_name);
@@ -381,52 +430,131 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   });
   endpoint.close();
   if (writer.joinable()) writer.join();
-  const std::string sent = peer_closes ? std::string() : drain(peer_fd);
+  const bool closed = end == End::close;
+  const std::string sent = closed ? std::string() : drain(peer_fd);
 
-  if (deliver && outcome == Outcome::success) {
-    fail("deliver_challenge accepted a response", printable(stream));
-  }
-  if (loose) return 0;
-
+  const char* who = deliver ? "deliver_challenge" : "answer_challenge";
+  if (deliver && outcome == Outcome::success) fail(who, "accepted a response");
+  if (loose) return;
   if (deliver) {
-    const Outcome expected = model_deliver(stream, peer_closes);
-    if (expected != outcome) {
-      fail("deliver_challenge ended unlike Python's", std::string("expected ") + name_of(expected) +
-                                                          ", got " + name_of(outcome) + " (" +
-                                                          message + ")");
-    }
-    if (peer_closes) return 0;
-    // The challenge: "#CHALLENGE#{name}" and 40 random bytes, in one frame.
-    const std::string prefix = std::string(challenge_tag) + "{" + std::string(digest_name) + "}";
-    const std::size_t challenge_size = prefix.size() + challenge_random;
+    const Outcome expected = model_deliver(stream, closed);
+    check_outcome(expected, outcome, message, who);
+    if (closed) return;
     std::string_view rest = sent;
-    const Frame challenge = take_frame(rest);
-    if (!challenge.payload || challenge.payload->size() != challenge_size ||
-        !challenge.payload->starts_with(prefix)) {
-      fail("deliver_challenge sent a malformed challenge", printable(sent));
-    }
-    static std::string last_random;
-    const std::string random(challenge.payload->substr(prefix.size()));
-    if (random == last_random) fail("deliver_challenge sent the same challenge twice");
-    last_random = random;
-    // Then "#FAILURE#" exactly when a whole response was read and refused.
-    const std::string expected_rest =
-        expected == Outcome::authentication_error ? frame(failure) : std::string();
-    if (rest != expected_rest) {
-      fail("deliver_challenge answered unlike Python's",
-           "expected '" + printable(expected_rest) + "', sent '" + printable(rest) + "'");
-    }
+    take_challenge(rest, digest_name, who);
+    check_verdict(rest, expected, who);
   } else {
-    const Expected expected = model_answer(stream, key, peer_closes);
-    if (expected.outcome != outcome) {
-      fail("answer_challenge ended unlike Python's", std::string("expected ") +
-                                                         name_of(expected.outcome) + ", got " +
-                                                         name_of(outcome) + " (" + message + ")");
+    const Expected expected = model_answer(stream, key, closed);
+    check_outcome(expected.outcome, outcome, message, who);
+    if (!closed && sent != expected.sent) {
+      fail(who, "sent unlike Python's: expected '" + printable(expected.sent) + "', sent '" +
+                    printable(sent) + "'");
     }
-    if (!peer_closes && sent != expected.sent) {
-      fail("answer_challenge sent unlike Python's",
-           "expected '" + printable(expected.sent) + "', sent '" + printable(sent) + "'");
-    }
+  }
+}
+
+// Listener::accept() with an authkey (deliver_challenge, then answer_challenge, under
+// handshake_timeout), its client the hostile peer. Every failure is an AuthenticationError.
+void fuzz_accept(std::string_view stream, std::size_t chunk, End end, const std::string& key,
+                 std::chrono::milliseconds timeout) {
+  concur::connection::Listener listener(abstract_name(),
+                                        {.authkey = key, .handshake_timeout = timeout});
+  concur::Connection peer = concur::connection::Client(listener.address());
+  const int peer_fd = peer.fileno();
+  std::thread writer;
+  if (chunk > 0) {
+    writer = std::thread([&peer, stream, chunk, end] { feed(peer, stream, chunk, end); });
+  } else {
+    feed(peer, stream, 0, end);
+  }
+  const auto [outcome, message] = run_endpoint([&] { (void)listener.accept(); });
+  if (writer.joinable()) writer.join();
+  const bool closed = end == End::close;
+  const std::string sent = closed ? std::string() : drain(peer_fd);
+
+  const char* who = "Listener::accept";
+  if (outcome == Outcome::success) fail(who, "accepted a client that cannot know the key");
+  if (loose) return;
+  check_outcome(Outcome::authentication_error, outcome, message, who);
+  // With a silent peer the deadline may strike at any point of a slow stream.
+  if (closed || end == End::silent) return;
+  std::string_view rest = sent;
+  take_challenge(rest, "sha256", who);
+  check_verdict(rest, model_deliver(stream, false), who);
+}
+
+// Client() with an authkey (answer_challenge, then deliver_challenge, under handshake_timeout),
+// its listener the hostile peer. Every failure is an AuthenticationError.
+void fuzz_client(std::string_view stream, std::size_t chunk, End end, const std::string& key,
+                 std::chrono::milliseconds timeout) {
+  concur::connection::Listener listener(abstract_name());
+  concur::Connection peer;
+  std::thread server([&] {
+    // Bounded: if Client() never connects, the fuzzer reports it rather than hanging.
+    pollfd waiting{listener.fileno(), POLLIN, 0};
+    if (::poll(&waiting, 1, 10000) != 1) fail("Client() never connected");
+    peer = listener.accept();
+    feed(peer, stream, chunk, end);
+  });
+  const auto [outcome, message] = run_endpoint([&] {
+    (void)concur::connection::Client(listener.address(),
+                                     {.authkey = key, .handshake_timeout = timeout});
+  });
+  server.join();
+  const bool closed = end == End::close;
+  const std::string sent = closed ? std::string() : drain(peer.fileno());
+
+  const char* who = "Client";
+  if (outcome == Outcome::success) fail(who, "accepted a listener that cannot know the key");
+  if (loose) return;
+  check_outcome(Outcome::authentication_error, outcome, message, who);
+  if (closed || end == End::silent) return;
+  // The answer to the listener's challenge, as answer_challenge sends it; then, once welcomed,
+  // the client's own challenge.
+  const Expected answer = model_answer(stream, key, false);
+  std::string_view rest = sent;
+  if (!rest.starts_with(answer.sent)) {
+    fail(who, "sent unlike Python's: expected '" + printable(answer.sent) + "', sent '" +
+                  printable(sent) + "'");
+  }
+  rest.remove_prefix(answer.sent.size());
+  if (answer.outcome != Outcome::success) {
+    if (!rest.empty()) fail(who, "went on after a failed answer: '" + printable(rest) + "'");
+    return;
+  }
+  take_challenge(rest, "sha256", who);
+  check_verdict(rest, model_deliver(stream, false), who);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size < 2) return 0;
+  const unsigned options = data[0];
+  const bool deliver = (options & 1) != 0;
+  const unsigned delivery = (options >> 1) & 3;
+  const std::size_t chunk = delivery >= 2 ? std::size_t{data[1]} + 1 : 0;
+  const std::string key = key_of(options >> 3);
+  const unsigned variant = options >> 5;
+  std::string_view stream(reinterpret_cast<const char*>(data) + 2, size - 2);
+  if (stream.size() > max_stream) stream = stream.substr(0, max_stream);
+
+  End end = delivery == 1 ? End::close : End::shut_down;
+  if (variant < digest_names.size()) {
+    fuzz_half(deliver, stream, chunk, end, key, digest_names[variant]);
+    return 0;
+  }
+  // Variants 5 to 7: the whole of accept() or Client(); 7 with a silent peer and a deadline of
+  // 10 ms (the endpoint gives up, as a real one does with a client that stops talking).
+  std::chrono::milliseconds timeout{10000};
+  if (variant == 7) {
+    if (end == End::shut_down) end = End::silent;
+    timeout = std::chrono::milliseconds{10};
+  }
+  if (deliver) {
+    fuzz_accept(stream, chunk, end, key, timeout);
+  } else {
+    fuzz_client(stream, chunk, end, key, timeout);
   }
   return 0;
 }
