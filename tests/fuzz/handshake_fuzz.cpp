@@ -18,7 +18,9 @@
 //     may say anything up to 2^64 - 1), and while the endpoint works no single allocation
 //     exceeds 4 KiB (the connection's own read buffer): a buffer sized from a lying header
 //     aborts with the allocating stack.
-// Set CONCUR_HANDSHAKE_LOOSE=1 to keep only the safety checks (no model comparison).
+// Set CONCUR_HANDSHAKE_LOOSE=1 to keep only the safety checks (no model comparison), and
+// CONCUR_HANDSHAKE_TRACE=1 to print, for deliver_challenge and answer_challenge, how each input
+// ended and the bytes the endpoint sent (to compare with CPython's own functions by hand).
 //
 // Input: byte 0 picks the endpoint and the circumstances, byte 1 the chunk size, the rest is
 // the stream the endpoint reads.
@@ -87,6 +89,7 @@ constexpr auto welcome = "#WELCOME#"sv;
 constexpr auto failure = "#FAILURE#"sv;
 
 bool loose = false;
+bool trace = false;
 
 // ---- The allocation guard: armed on the endpoint's thread while it runs the handshake.
 
@@ -336,6 +339,7 @@ std::pair<Outcome, std::string> run_endpoint(F handshake) {
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   const char* value = std::getenv("CONCUR_HANDSHAKE_LOOSE");
   loose = value != nullptr && *value != '\0' && *value != '0';
+  trace = std::getenv("CONCUR_HANDSHAKE_TRACE") != nullptr;
   // OpenSSL fetches and caches each digest on first use: do it now, outside the guard.
   for (const auto name : digest_names) (void)hmac(name, "warm up", "warm up");
   if (__sanitizer_install_malloc_and_free_hooks(malloc_hook, free_hook) == 0) {
@@ -434,6 +438,15 @@ void fuzz_half(bool deliver, std::string_view stream, std::size_t chunk, End end
   const std::string sent = closed ? std::string() : drain(peer_fd);
 
   const char* who = deliver ? "deliver_challenge" : "answer_challenge";
+  if (trace) {
+    std::string hex;
+    for (const char c : sent) {
+      char digits[3];
+      std::snprintf(digits, sizeof digits, "%02x", static_cast<unsigned char>(c));
+      hex += digits;
+    }
+    std::fprintf(stderr, "handshake_fuzz: trace %s %s %s\n", who, name_of(outcome), hex.c_str());
+  }
   if (deliver && outcome == Outcome::success) fail(who, "accepted a response");
   if (loose) return;
   if (deliver) {
