@@ -6,7 +6,11 @@
 // bounds, or an allocation sized by a length header the peer chose.
 //
 // Beyond not crashing, each outcome is compared with a model of CPython's handshake
-// (multiprocessing/connection.py) on concur's framing, computed here from the input alone:
+// (multiprocessing/connection.py) on concur's framing, computed here from the input alone. The
+// framing is Connection's, which parts from CPython's in two corners: a negative length other
+// than -1 is std::system_error (CPython reads an empty message, so its deliver_challenge
+// answers "#FAILURE#"), and so is an end of file right after a header (CPython: EOFError). The
+// model checks:
 //   - which of success, AuthenticationError, EOFError or std::system_error it must be (accept()
 //     and Client() turn every failure into AuthenticationError);
 //   - what the endpoint sent back: answer_challenge's exact HMAC response (computed here with
