@@ -29,8 +29,8 @@ def check(condition, what, *outputs):
 
 
 def run_worker(worker, port, env):
-    done = subprocess.run([worker, "127.0.0.1", port], env=env, capture_output=True, text=True,
-                          timeout=WAIT)
+    done = subprocess.run([worker, "127.0.0.1", port], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=WAIT)
     print(done.stdout + done.stderr, end="")
     return done
 
@@ -42,7 +42,7 @@ def main():
     without_key = {name: value for name, value in os.environ.items()
                    if name != "CONCUR_JOB_AUTHKEY"}
     server = subprocess.Popen([sys.executable, server_script], env=with_key,
-                              stdout=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, universal_newlines=True)
     try:
         first = server.stdout.readline()  # the server prints it at once, or gives up in 60 s
         print(first, end="")
