@@ -42,8 +42,8 @@
 //
 // Usage: 17_job_worker host port. The authkey is the environment variable CONCUR_JOB_AUTHKEY,
 // or the demo key "concur lesson 17", as in the server. To try it by hand:
-//     python3 examples/17_job_server.py           # prints "listening on 127.0.0.1:PORT"
-//     build/examples/17_job_worker 127.0.0.1 PORT  # in another terminal
+//     python3 examples/17_job_server.py                  # prints "listening on 127.0.0.1:PORT"
+//     build/test/examples/17_job_worker 127.0.0.1 PORT   # in another terminal
 
 #include <concur/listener.hpp>
 
@@ -61,7 +61,7 @@ namespace connection = concur::connection;  // reads as `from multiprocessing im
 
 namespace {
 
-// A whole string of digits as a number, or `fallback` if it is not one (or does not fit).
+// The whole of `text` as a number, or `fallback` if it is not one (or does not fit).
 template <class Number>
 Number parse(std::string_view text, Number fallback) {
   Number number{};
@@ -73,9 +73,9 @@ Number parse(std::string_view text, Number fallback) {
 // One job: the result of `op` on `argument`, as text.
 std::string run(std::string_view op, std::string_view argument) {
   if (op == "square") {
-    // The server's numbers are small enough for their squares to fit 64 bits.
     const long long n = parse(argument, std::numeric_limits<long long>::min());
     if (n == std::numeric_limits<long long>::min()) return "error: not a number";
+    if (n > 3'037'000'499 || n < -3'037'000'499) return "error: too big";  // n * n overflows
     return std::to_string(n * n);
   }
   if (op == "upper") {
