@@ -16,6 +16,14 @@ install(TARGETS concur EXPORT concurTargets)
 install(EXPORT concurTargets
         NAMESPACE concur::
         DESTINATION "${CONCUR_INSTALL_CMAKEDIR}")
+# concur::listener in a file of its own: the package config loads it only where OpenSSL is
+# found, so that a consumer without OpenSSL still gets concur::concur.
+if(TARGET concur_listener)
+  install(TARGETS concur_listener EXPORT concurListenerTargets)
+  install(EXPORT concurListenerTargets
+          NAMESPACE concur::
+          DESTINATION "${CONCUR_INSTALL_CMAKEDIR}")
+endif()
 
 configure_package_config_file(
   "${PROJECT_SOURCE_DIR}/cmake/concurConfig.cmake.in"

@@ -94,6 +94,11 @@
 
 namespace concur {
 
+class Connection;
+namespace detail {
+class ReadDeadline;
+}
+
 // Connection
 //
 // One end of a Pipe. Movable, not copyable; closes its descriptor when destroyed.
@@ -282,6 +287,8 @@ class Connection {
   void set_max_message_size(std::size_t bytes) noexcept { max_message_size_ = bytes; }
 
  private:
+  friend class detail::ReadDeadline;
+
   // Runs before fd_ takes `fd`, so that a throw leaves the descriptor to the caller.
   static int checked_handle(int fd, bool readable, bool writable) {
     if (fd < 0) throw std::invalid_argument("invalid handle");
@@ -393,6 +400,7 @@ class Connection {
       const std::size_t want = size - done;
       std::size_t got;
       if (want >= buffer_capacity) {
+        wait_readable();
         got = detail::read_some(fd_.get(), out + done, want);
         frame_taken_ += got;
       } else {
@@ -425,7 +433,18 @@ class Connection {
     // Empty before reading: if the read throws, no stale bytes may look unread.
     buffer_begin_ = 0;
     buffer_end_ = 0;
+    wait_readable();
     buffer_end_ = detail::read_some(fd_.get(), buffer_.data(), buffer_capacity);
+  }
+
+  // Before each read(2) under a read deadline (detail::ReadDeadline: the handshakes of Listener
+  // and Client): waits until bytes arrive, or throws TimeoutError once the deadline has passed.
+  // Checked before every read, not once per message, so a peer that trickles a byte at a time
+  // cannot stretch a message past the deadline. Without a deadline, nothing (one comparison).
+  void wait_readable() {
+    if (read_deadline_ != detail::never && !detail::wait_ready(fd_.get(), POLLIN, read_deadline_)) {
+      throw TimeoutError("the peer sent nothing more before the deadline");
+    }
   }
 
   bool poll_until(detail::steady_time deadline) {
@@ -446,7 +465,32 @@ class Connection {
   std::vector<char> buffer_;  // received bytes not yet taken: [buffer_begin_, buffer_end_)
   std::size_t buffer_begin_ = 0;
   std::size_t buffer_end_ = 0;
+  detail::steady_time read_deadline_ = detail::never;  // see wait_readable()
 };
+
+namespace detail {
+
+// ReadDeadline
+//
+// While alive, every read of `connection` waits at most until `deadline`, then throws
+// TimeoutError (the connection is then unfit for reading if a message was cut short). Used by
+// the handshakes of concur/listener.hpp, so that a silent or trickling peer cannot hold them.
+class ReadDeadline {
+ public:
+  ReadDeadline(Connection& connection, steady_time deadline) noexcept
+      : connection_(connection), saved_(connection.read_deadline_) {
+    connection_.read_deadline_ = deadline;
+  }
+  ReadDeadline(const ReadDeadline&) = delete;
+  ReadDeadline& operator=(const ReadDeadline&) = delete;
+  ~ReadDeadline() { connection_.read_deadline_ = saved_; }
+
+ private:
+  Connection& connection_;
+  steady_time saved_;
+};
+
+}  // namespace detail
 
 // Pipe(duplex)
 //

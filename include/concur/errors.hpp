@@ -14,6 +14,7 @@
 //   concurrent.futures.InvalidStateError           InvalidStateError
 //   concurrent.futures.BrokenExecutor, its         BrokenExecutor, BrokenThreadPool,
 //     BrokenThreadPool and BrokenProcessPool         BrokenProcessPool
+//   multiprocessing.AuthenticationError            AuthenticationError
 //   OSError, BrokenPipeError                       std::system_error carrying the errno
 //
 // Empty, Full, ShutDown, BrokenBarrierError, EOFError, BufferTooShort and the futures' errors
@@ -177,6 +178,16 @@ class BrokenProcessPool : public BrokenExecutor {
  public:
   BrokenProcessPool() : BrokenExecutor("a process in the process pool was terminated abruptly") {}
   using BrokenExecutor::BrokenExecutor;
+};
+
+// AuthenticationError
+//
+// The authkey handshake of a Listener or Client failed: the peer's HMAC was wrong or used a
+// digest that is not allowed, the peer broke the protocol, hung up, or did not answer in time
+// (Python's multiprocessing.AuthenticationError; see concur/listener.hpp).
+class AuthenticationError : public Error {
+ public:
+  using Error::Error;
 };
 
 namespace detail {
