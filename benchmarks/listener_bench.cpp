@@ -14,10 +14,11 @@
 //   connect-auth    connections made one after the other with an authkey on both sides: the time
 //                   from the Client() call until both Client() and the accepting thread's
 //                   accept() have returned (each side stamps the moment its call returned; the
-//                   later one ends the interval). Connections stay open until the batch is over,
-//                   so closing them is not timed. Rows: concur, Python. concur's Listener sends
-//                   the "{sha256}" challenge; Python's is its own version's (HMAC-MD5 without a
-//                   digest name before 3.12, "{sha256}" from 3.12), printed under the tables.
+//                   later one ends the interval); both ends are closed after the interval, before
+//                   the next Client() call, so closing is not timed. Rows: concur, Python. concur's
+//                   Listener sends the "{sha256}" challenge; Python's is its own version's
+//                   (HMAC-MD5 without a digest name before 3.12, "{sha256}" from 3.12), printed
+//                   under the tables.
 //   connect-noauth  the same without an authkey (no target): concur, Python, and raw sockets
 //                   (socket() + connect() against accept(), TCP_NODELAY on both ends).
 //
@@ -26,7 +27,8 @@
 // program prints each target with its numbers and whether it holds.
 //
 // CPU per operation (bench_support.hpp) is the whole process's, the echoing or accepting thread
-// included; Python's is its interpreter's (time.process_time, every thread). Every repetition
+// included (for a set-up, over its interval: closing is not counted); Python's is its
+// interpreter's (time.process_time, every thread, over the same intervals). Every repetition
 // makes its own listener, threads and connections outside the timed region.
 //
 // No repetition can hang: a side that fails wakes the other (a failed Client() is followed by
@@ -92,25 +94,33 @@ void skip(benchmark::State& state, const std::string& row, const std::string& wh
   state.SkipWithError(why.c_str());
 }
 
+// What a repetition's operations took: wall seconds, and the process's CPU seconds when the
+// body measured them itself (negative: timed() takes them over the whole body).
+struct Spent {
+  double wall = 0;
+  double cpu = -1;
+};
+
 // One repetition (the row runs one iteration, with manual time): `body` does `ops` operations
-// and returns the seconds they took (its whole run, or the sum of the intervals it timed
-// itself); the row reports the seconds per operation and the process's CPU per operation over
-// the body. An exception from `body` skips the row with its message.
+// and returns what they took (its whole run, or the sum of the intervals it timed itself); the
+// row reports the seconds per operation and the process's CPU per operation. An exception from
+// `body` skips the row with its message.
 template <class Body>
 void timed(benchmark::State& state, const char* scenario, const char* contender, long ops,
            Body body) {
   for (auto _ : state) {
     const concur_bench::Cost before = concur_bench::Cost::now();
-    double seconds = 0;
+    Spent spent;
     try {
-      seconds = body();
+      spent = body();
     } catch (const std::exception& error) {
       skip(state, std::string(scenario) + "/" + contender, error.what());
       break;
     }
-    const concur_bench::Cost after = concur_bench::Cost::now();
+    concur_bench::Cost after = concur_bench::Cost::now();
+    if (spent.cpu >= 0) after.cpu = before.cpu + spent.cpu;
     concur_bench::set_cost(state, before, after, static_cast<double>(ops));
-    const double per_op = seconds / static_cast<double>(ops);
+    const double per_op = spent.wall / static_cast<double>(ops);
     state.SetIterationTime(per_op);
     concur_bench::recorded()[{scenario, contender}].push_back(per_op);
   }
@@ -287,7 +297,7 @@ void round_trip_raw(benchmark::State& state) {
     timed(state, kRoundTrip, kRaw, trips, [&] {
       const auto start = Clock::now();
       for (long i = 0; i < trips; ++i) trip();
-      return seconds_between(start, Clock::now());
+      return Spent{seconds_between(start, Clock::now())};
     });
   }
   client.reset();  // the echo ends at end of stream
@@ -330,7 +340,7 @@ void round_trip_concur(benchmark::State& state) {
       for (long i = 0; i < trips; ++i) trip();
       const double seconds = seconds_between(start, Clock::now());
       if (message.size() != kMessageSize) throw std::runtime_error("the echo came back changed");
-      return seconds;
+      return Spent{seconds};
     });
   }
   client.reset();  // the echo ends with EOFError
@@ -339,8 +349,9 @@ void round_trip_concur(benchmark::State& state) {
 
 // ---- connection set-up ----------------------------------------------------------------------
 
-// A thread that accepts `total` connections one after the other, keeps them, and stamps the
-// moment each accept() returned; the first failure, or stop() and the next accept(), ends it.
+// A thread that accepts `total` connections one after the other, keeps them until take(), and
+// stamps the moment each accept() returned; the first failure, or stop() and the next accept(),
+// ends it.
 template <class Conn>
 class Acceptor {
  public:
@@ -368,6 +379,12 @@ class Acceptor {
   // The thread must be able to end: every connection made, or its accept() woken.
   ~Acceptor() { thread_.join(); }
 
+  // Takes connection `i` (accepted already) from the thread, to close it.
+  Conn take(long i) {
+    std::lock_guard<std::mutex> hold(mutex_);
+    return std::move(connections_[static_cast<std::size_t>(i)]);
+  }
+
   // Makes the thread end after its next accept() (which the caller then wakes).
   void stop() {
     std::lock_guard<std::mutex> hold(mutex_);
@@ -393,26 +410,34 @@ class Acceptor {
   std::thread thread_;  // last: starts once the rest is built
 };
 
-// One row of set-ups: kWarmUp connections, then connections() timed ones, each from the
-// connect_one() call until both it and the acceptor's accept() have returned.
+// One row of set-ups: kWarmUp connections, then connections() timed ones, one after the
+// other, each timed from the connect_one() call until both it and the acceptor's accept() have
+// returned, with the process's CPU over the same interval; then both ends are closed, before
+// the next one starts and outside the interval (so memory and descriptors are reused, as in a
+// server that lives on).
 template <class Conn, class AcceptOne, class ConnectOne>
 void connect_rows(benchmark::State& state, const char* scenario, const char* contender,
                   std::uint16_t port, AcceptOne accept_one, ConnectOne connect_one) {
   const long count = connections();
-  std::vector<Conn> clients;
-  clients.reserve(static_cast<std::size_t>(kWarmUp + count));
   Acceptor<Conn> acceptor(kWarmUp + count, accept_one);
   auto one = [&](long i) {
+    const double cpu_before = concur_bench::process_cpu_seconds();
     const auto start = Clock::now();
+    std::optional<Conn> client;
     try {
-      clients.push_back(connect_one());
+      client.emplace(connect_one());
     } catch (...) {
       acceptor.stop();  // its accept() must end before it is joined
       wake_accept(port);
       throw;
     }
     const auto returned = Clock::now();
-    return seconds_between(start, std::max(returned, acceptor.accepted(i)));
+    const auto accepted = acceptor.accepted(i);
+    Spent spent{seconds_between(start, std::max(returned, accepted)),
+                concur_bench::process_cpu_seconds() - cpu_before};
+    client.reset();
+    Conn server_end = acceptor.take(i);
+    return spent;
   };
   try {
     for (long i = 0; i < kWarmUp; ++i) one(i);
@@ -421,9 +446,13 @@ void connect_rows(benchmark::State& state, const char* scenario, const char* con
     return;
   }
   timed(state, scenario, contender, count, [&] {
-    double seconds = 0;
-    for (long i = kWarmUp; i < kWarmUp + count; ++i) seconds += one(i);
-    return seconds;
+    Spent total{0, 0};
+    for (long i = kWarmUp; i < kWarmUp + count; ++i) {
+      const Spent spent = one(i);
+      total.wall += spent.wall;
+      total.cpu += spent.cpu;
+    }
+    return total;
   });
 }
 

@@ -12,16 +12,16 @@ Modes, as in listener_bench:
                with --authkey; the round trips start after the handshake and a few warm-up trips
     connect    --count connections, one after the other: the time from the Client() call until
                both Client() and the accepting thread's accept() have returned (authentication
-               with --authkey included; an empty --authkey means none). The connections stay
-               open until the batch is over, so closing them is not timed.
+               with --authkey included; an empty --authkey means none). Both ends are closed
+               after the interval, before the next Client() call, so closing is not timed.
 
 With an authkey both sides authenticate: the Listener's deliver_challenge, then the Client's.
 The form of the challenge is this Python's: HMAC-MD5 without a digest name before 3.12, then
 "{sha256}" and the digest name (concur's Listener sends the latter).
 
 With --seconds the script prints the wall seconds per round trip (or per connection) and the
-process's CPU seconds per round trip (or connection; every thread, time.process_time), the median
-of --batches batches.
+process's CPU seconds per round trip (or connection, over the same intervals; every thread,
+time.process_time), the median of --batches batches.
 """
 
 import argparse
@@ -86,28 +86,26 @@ def connections(count, authkey):
 
         thread = threading.Thread(target=acceptor)
         thread.start()
-        clients = []
         wall = 0.0
-        begin_cpu = time.process_time()
+        cpu = 0.0
         try:
             for i in range(total):
                 if i == WARM_UP:
-                    wall = 0.0
-                    begin_cpu = time.process_time()
+                    wall = cpu = 0.0
+                begin_cpu = time.process_time()
                 start = time.perf_counter()
-                clients.append(Client(listener.address, authkey=authkey))
+                client = Client(listener.address, authkey=authkey)
                 returned = time.perf_counter()
                 done.acquire()
                 if failure:
+                    client.close()
                     raise SystemExit(f"accept() failed: {failure[0]!r}")
                 wall += max(returned, accepted[i][1]) - start
-            cpu = time.process_time() - begin_cpu
+                cpu += time.process_time() - begin_cpu
+                client.close()
+                accepted[i][0].close()
         finally:
             thread.join()
-            for connection in clients:
-                connection.close()
-            for connection, _ in accepted:
-                connection.close()
     return wall / count, cpu / count
 
 
