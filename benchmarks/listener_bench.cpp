@@ -313,9 +313,9 @@ void round_trip_concur(benchmark::State& state) {
     } catch (const std::exception&) {
     }
   });
-  std::optional<concur::Connection> client;
+  concur::Connection client;  // closed until connected
   try {
-    client.emplace(connection::Client(listener.address(), {.authkey = std::string(kAuthkey)}));
+    client = connection::Client(listener.address(), {.authkey = std::string(kAuthkey)});
   } catch (...) {
     wake_accept(listener.address().port());  // ends the echo thread's accept()
     echo.join();
@@ -323,8 +323,8 @@ void round_trip_concur(benchmark::State& state) {
   }
   std::string message(kMessageSize, 'x');
   auto trip = [&] {
-    client->send_bytes(message);
-    message = client->recv_bytes();
+    client.send_bytes(message);
+    message = client.recv_bytes();
   };
   const long trips = round_trips();
   bool warm = true;
@@ -343,7 +343,7 @@ void round_trip_concur(benchmark::State& state) {
       return Spent{seconds};
     });
   }
-  client.reset();  // the echo ends with EOFError
+  client.close();  // the echo ends with EOFError
   echo.join();
 }
 
@@ -423,19 +423,23 @@ void connect_rows(benchmark::State& state, const char* scenario, const char* con
   auto one = [&](long i) {
     const double cpu_before = concur_bench::process_cpu_seconds();
     const auto start = Clock::now();
-    std::optional<Conn> client;
-    try {
-      client.emplace(connect_one());
-    } catch (...) {
-      acceptor.stop();  // its accept() must end before it is joined
-      wake_accept(port);
-      throw;
-    }
-    const auto returned = Clock::now();
-    const auto accepted = acceptor.accepted(i);
-    Spent spent{seconds_between(start, std::max(returned, accepted)),
-                concur_bench::process_cpu_seconds() - cpu_before};
-    client.reset();
+    auto connect_or_stop = [&] {
+      try {
+        return connect_one();
+      } catch (...) {
+        acceptor.stop();  // its accept() must end before it is joined
+        wake_accept(port);
+        throw;
+      }
+    };
+    Spent spent;
+    {
+      Conn client = connect_or_stop();
+      const auto returned = Clock::now();
+      const auto accepted = acceptor.accepted(i);
+      spent = Spent{seconds_between(start, std::max(returned, accepted)),
+                    concur_bench::process_cpu_seconds() - cpu_before};
+    }  // the client's end closes here
     Conn server_end = acceptor.take(i);
     return spent;
   };

@@ -38,8 +38,7 @@
 // waits forever for a silent client. TCP connections are made with TCP_NODELAY.
 //
 // Not encryption: the authkey authenticates the two ends, and the messages that follow travel
-// in the clear, unauthenticated. As Python's documentation says, use this on trusted networks,
-// or inside a TLS or SSH tunnel.
+// in the clear, unauthenticated: use this on trusted networks, or inside a TLS or SSH tunnel.
 //
 // Needs OpenSSL's libcrypto for HMAC and random bytes (the only part of concur that needs a
 // library): link the CMake target concur::listener. The umbrella header concur/concur.hpp does
