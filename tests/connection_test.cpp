@@ -741,4 +741,81 @@ TEST(Connection, TalksToPythonsMultiprocessingConnection) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+// ---- connection::wait (Python's multiprocessing.connection.wait) ----------------------------
+
+TEST(ConnectionWait, ReturnsTheReadyOnesInTheOrderGiven) {
+  auto [a1, b1] = concur::Pipe();
+  auto [a2, b2] = concur::Pipe();
+  auto [a3, b3] = concur::Pipe();
+  a3.send_bytes("three");
+  a2.send_bytes("two");
+  std::vector<concur::Connection*> all{&b1, &b2, &b3};
+  const auto ready = concur::connection::wait(all, std::chrono::seconds(5));
+  ASSERT_EQ(ready.size(), 2u);
+  EXPECT_EQ(ready[0], &b2);
+  EXPECT_EQ(ready[1], &b3);
+}
+
+TEST(ConnectionWait, TimesOutEmptyAndCountsANegativeTimeoutAsZero) {
+  auto [a, b] = concur::Pipe();
+  std::vector<concur::Connection*> one{&b};
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(concur::connection::wait(one, std::chrono::milliseconds(50)).empty());
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(50));
+  EXPECT_TRUE(concur::connection::wait(one, std::chrono::milliseconds(-5)).empty());
+  a.send_bytes("x");
+  EXPECT_EQ(concur::connection::wait(one, std::chrono::milliseconds(-5)).size(), 1u);
+}
+
+TEST(ConnectionWait, WakesForAMessageFromAnotherThreadAndForEndOfFile) {
+  auto [a, b] = concur::Pipe();
+  std::vector<concur::Connection*> one{&b};
+  std::thread sender([&a = a] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    a.send_bytes("late");
+    a.close();
+  });
+  ASSERT_EQ(concur::connection::wait(one).size(), 1u);
+  EXPECT_EQ(b.recv_bytes(), "late");
+  sender.join();
+  ASSERT_EQ(concur::connection::wait(one).size(), 1u);  // end of file is ready
+  EXPECT_THROW((void)b.recv_bytes(), concur::EOFError);
+}
+
+// Two messages arrive in one read: the second sits in the Connection's buffer, where poll(2)
+// cannot see it, and still counts as ready.
+TEST(ConnectionWait, ABufferedMessageIsReady) {
+  auto [a, b] = concur::Pipe();
+  a.send_bytes("first");
+  a.send_bytes("second");
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(b.recv_bytes(), "first");
+  std::vector<concur::Connection*> one{&b};
+  ASSERT_EQ(concur::connection::wait(one, std::chrono::seconds(0)).size(), 1u);
+  EXPECT_EQ(b.recv_bytes(), "second");
+}
+
+TEST(ConnectionWait, DescriptorsAndBadInput) {
+  auto [a, b] = concur::Pipe();
+  a.send_bytes("fd");
+  std::vector<int> fds{a.fileno(), b.fileno()};
+  const auto ready = concur::connection::wait(std::span<const int>(fds), std::chrono::seconds(5));
+  ASSERT_EQ(ready.size(), 1u);
+  EXPECT_EQ(ready[0], b.fileno());
+  std::vector<int> negative{-1};
+  EXPECT_THROW((void)concur::connection::wait(std::span<const int>(negative)),
+               std::invalid_argument);
+  std::vector<concur::Connection*> null{nullptr};
+  EXPECT_THROW((void)concur::connection::wait(null), std::invalid_argument);
+  a.close();
+  std::vector<concur::Connection*> closed{&a};
+  EXPECT_THROW((void)concur::connection::wait(closed), std::system_error);
+  const int stale = b.fileno();
+  b.close();
+  std::vector<int> not_open{stale};
+  EXPECT_THROW(
+      (void)concur::connection::wait(std::span<const int>(not_open), std::chrono::seconds(1)),
+      std::system_error);
+}
+
 }  // namespace

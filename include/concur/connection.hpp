@@ -97,7 +97,8 @@ namespace concur {
 class Connection;
 namespace detail {
 class ReadDeadline;
-}
+struct ConnectionAccess;
+}  // namespace detail
 
 // Connection
 //
@@ -288,6 +289,7 @@ class Connection {
 
  private:
   friend class detail::ReadDeadline;
+  friend struct detail::ConnectionAccess;
 
   // Runs before fd_ takes `fd`, so that a throw leaves the descriptor to the caller.
   static int checked_handle(int fd, bool readable, bool writable) {
@@ -490,6 +492,68 @@ class ReadDeadline {
   steady_time saved_;
 };
 
+// What connection::wait() needs from a Connection beyond its public members.
+struct ConnectionAccess {
+  // Whether bytes are already buffered in this process (poll(2) would not see them).
+  static bool buffered(const Connection& connection) noexcept {
+    return connection.buffer_end_ > connection.buffer_begin_;
+  }
+};
+
+// poll(2) on every descriptor of `fds` until one is ready or `deadline` passes; retried on
+// EINTR without extending the deadline. A descriptor that is not open throws EBADF.
+inline void poll_all(std::vector<pollfd>& fds, steady_time deadline) {
+  for (;;) {
+    const int ready = ::poll(fds.data(), static_cast<nfds_t>(fds.size()), poll_timeout(deadline));
+    if (ready >= 0) break;
+    if (errno != EINTR) throw_errno("poll");
+  }
+  for (const pollfd& fd : fds) {
+    if ((fd.revents & POLLNVAL) != 0) {
+      throw std::system_error(EBADF, std::generic_category(), "wait() on a closed descriptor");
+    }
+  }
+}
+
+// The connections of `connections` that can be read without blocking, waiting until `deadline`
+// for one. Bytes buffered in a Connection count without a wait.
+inline std::vector<Connection*> ready_connections(std::span<Connection* const> connections,
+                                                  steady_time deadline) {
+  std::vector<pollfd> fds;
+  fds.reserve(connections.size());
+  bool any_buffered = false;
+  for (Connection* connection : connections) {
+    if (connection == nullptr) throw std::invalid_argument("wait() on a null Connection");
+    fds.push_back(pollfd{connection->fileno(), POLLIN, 0});
+    any_buffered = any_buffered || ConnectionAccess::buffered(*connection);
+  }
+  poll_all(fds, any_buffered ? steady_time{} : deadline);
+  std::vector<Connection*> ready;
+  for (std::size_t i = 0; i < fds.size(); ++i) {
+    if (fds[i].revents != 0 || ConnectionAccess::buffered(*connections[i])) {
+      ready.push_back(connections[i]);
+    }
+  }
+  return ready;
+}
+
+// The descriptors of `fds` that are ready to read (or at end of file, or hung up), waiting
+// until `deadline` for one.
+inline std::vector<int> ready_descriptors(std::span<const int> descriptors, steady_time deadline) {
+  std::vector<pollfd> fds;
+  fds.reserve(descriptors.size());
+  for (int fd : descriptors) {
+    if (fd < 0) throw std::invalid_argument("wait() on a negative file descriptor");
+    fds.push_back(pollfd{fd, POLLIN, 0});
+  }
+  poll_all(fds, deadline);
+  std::vector<int> ready;
+  for (const pollfd& fd : fds) {
+    if (fd.revents != 0) ready.push_back(fd.fd);
+  }
+  return ready;
+}
+
 }  // namespace detail
 
 // Pipe(duplex)
@@ -561,6 +625,37 @@ using concur::Pipe;
 
 namespace connection {
 using concur::Connection;
+
+// connection::wait(connections), wait(connections, timeout)
+//
+// Python's multiprocessing.connection.wait(): waits until at least one of `connections` can be
+// read without blocking (a message has arrived, or the peer has closed, so that recv throws
+// EOFError), or until the timeout passes (a negative one counts as zero); returns those that
+// can, in the order given, empty after a timeout. Throws std::system_error(EBADF) for a closed
+// Connection, std::invalid_argument for a null pointer.
+[[nodiscard]] inline std::vector<Connection*> wait(std::span<Connection* const> connections) {
+  return detail::ready_connections(connections, detail::never);
+}
+template <class Rep, class Period>
+[[nodiscard]] std::vector<Connection*> wait(std::span<Connection* const> connections,
+                                            std::chrono::duration<Rep, Period> timeout) {
+  return detail::ready_connections(connections, detail::deadline_after(timeout));
+}
+
+// connection::wait(descriptors), wait(descriptors, timeout)
+//
+// The same for file descriptors, as Python's wait() takes sockets and process sentinels: a
+// Listener's fileno() (a client is waiting to be accepted), a raw socket or
+// pipe. Returns the ready descriptors in the order given. Throws std::invalid_argument for a
+// negative descriptor and std::system_error(EBADF) for one that is not open.
+[[nodiscard]] inline std::vector<int> wait(std::span<const int> descriptors) {
+  return detail::ready_descriptors(descriptors, detail::never);
+}
+template <class Rep, class Period>
+[[nodiscard]] std::vector<int> wait(std::span<const int> descriptors,
+                                    std::chrono::duration<Rep, Period> timeout) {
+  return detail::ready_descriptors(descriptors, detail::deadline_after(timeout));
+}
 }  // namespace connection
 
 }  // namespace concur
