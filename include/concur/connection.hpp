@@ -181,7 +181,12 @@ class Connection {
         read_broken_ = true;
         throw std::system_error(EMSGSIZE, std::generic_category(), "bad message length");
       }
-      read_payload(message, length);
+      if (buffer_end_ - buffer_begin_ >= length) {  // all of it is here: one copy
+        message.assign(buffer_.data() + buffer_begin_, length);
+        buffer_begin_ += length;
+      } else {
+        read_payload(message, length);
+      }
     } catch (...) {
       broken_if_inside_frame();
       throw;
@@ -403,7 +408,7 @@ class Connection {
       std::size_t got;
       if (want >= buffer_capacity) {
         wait_readable();
-        got = detail::read_some(fd_.get(), out + done, want);
+        got = detail::read_some(fd_.get(), out + done, want, socket_);
         frame_taken_ += got;
       } else {
         fill_buffer();
@@ -436,7 +441,7 @@ class Connection {
     buffer_begin_ = 0;
     buffer_end_ = 0;
     wait_readable();
-    buffer_end_ = detail::read_some(fd_.get(), buffer_.data(), buffer_capacity);
+    buffer_end_ = detail::read_some(fd_.get(), buffer_.data(), buffer_capacity, socket_);
   }
 
   // Before each read(2) under a read deadline (detail::ReadDeadline: the handshakes of Listener

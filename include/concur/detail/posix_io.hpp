@@ -27,6 +27,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
+#include <cstring>
 #include <utility>
 
 #include "concur/detail/deadline.hpp"
@@ -90,12 +91,13 @@ inline bool wait_ready(int fd, short events, steady_time deadline) {
   }
 }
 
-// read(2), retried on EINTR; returns 0 at end of file.
-inline std::size_t read_some(int fd, void* data, std::size_t size) {
+// read(2), or recv(2) on a socket (which skips the file layer read(2) goes through), retried
+// on EINTR; returns 0 at end of file.
+inline std::size_t read_some(int fd, void* data, std::size_t size, bool is_socket = false) {
   for (;;) {
-    const ssize_t n = ::read(fd, data, size);
+    const ssize_t n = is_socket ? ::recv(fd, data, size, 0) : ::read(fd, data, size);
     if (n >= 0) return static_cast<std::size_t>(n);
-    if (errno != EINTR) throw_errno("read");
+    if (errno != EINTR) throw_errno(is_socket ? "recv" : "read");
   }
 }
 
@@ -175,7 +177,9 @@ inline void no_sigpipe_on_socket(int fd) noexcept {
 inline void write_all_to(int fd, iovec* parts, int count, bool is_socket, SigpipeGuard* guard) {
   while (count > 0) {
     ssize_t n;
-    if (is_socket) {
+    if (is_socket && count == 1) {
+      n = ::send(fd, parts->iov_base, parts->iov_len, send_without_sigpipe);
+    } else if (is_socket) {
       msghdr message{};
       message.msg_iov = parts;
       message.msg_iovlen = static_cast<decltype(message.msg_iovlen)>(count);
@@ -209,10 +213,33 @@ inline std::atomic<bool>& sigpipe_ignored() noexcept {
   return ignored;
 }
 
+// A message of a few hundred bytes or less: its parts (a header and a payload) copied into
+// one buffer of this thread's cost less to send than the iovec array that describes them.
+inline constexpr std::size_t small_send_bytes = 512;
+
+// Gathers `parts` into `gathered` and points parts[0] at it, when they add up to
+// small_send_bytes or less; returns whether it did.
+inline bool gather_small(iovec* parts, int count, char (&gathered)[small_send_bytes]) noexcept {
+  std::size_t total = 0;
+  for (int i = 0; i < count; ++i) total += parts[i].iov_len;
+  if (total > small_send_bytes) return false;
+  std::size_t at = 0;
+  for (int i = 0; i < count; ++i) {
+    if (parts[i].iov_len > 0) std::memcpy(gathered + at, parts[i].iov_base, parts[i].iov_len);
+    at += parts[i].iov_len;
+  }
+  parts[0] = iovec{gathered, total};
+  return true;
+}
+
 // Writes all of `parts` to `fd`; throws std::system_error (EPIPE when the reader is gone) and
 // never lets a SIGPIPE reach the process.
 inline void write_all(int fd, iovec* parts, int count, bool is_socket) {
   if (is_socket) {
+    // A small message becomes one part, which send(2) takes without sendmsg's copying in of an
+    // iovec array.
+    char gathered[small_send_bytes];
+    if (count > 1 && gather_small(parts, count, gathered)) count = 1;
     write_all_to(fd, parts, count, true, nullptr);  // MSG_NOSIGNAL: no signal to block
   } else if (sigpipe_ignored().load(std::memory_order_relaxed)) {
     write_all_to(fd, parts, count, false, nullptr);  // the kernel raises nothing to catch
