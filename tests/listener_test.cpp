@@ -337,4 +337,69 @@ TEST(Listener, LegacyFormBothWays) {
   }
 }
 
+// The Client's side of a handshake between two concur ends: its own challenge goes out with
+// its answer, before the welcome (four one-way trips instead of Python's six). The listener
+// here is played by hand in Python's strict order, as a Python Listener of any version reads.
+TEST(Listener, ClientSendsItsChallengeWithItsAnswer) {
+  const std::string key = "k";
+  auto [listener_end, client_end] = concur::Pipe();
+  std::thread client(
+      [&client_end = client_end, &key] { concur::detail::connect_handshake(client_end, key); });
+  const std::string ours = "{sha256}" + pattern(40, 1);
+  listener_end.send_bytes("#CHALLENGE#" + ours);
+  EXPECT_EQ(listener_end.recv_bytes(256), "{sha256}" + concur::detail::hmac("sha256", key, ours));
+  // No welcome yet, and the client's challenge is already here (one in Python's order would
+  // wait for the welcome: the poll would time out).
+  EXPECT_TRUE(listener_end.poll(2s));
+  listener_end.send_bytes("#WELCOME#");
+  const std::string theirs = listener_end.recv_bytes(256);
+  ASSERT_TRUE(theirs.starts_with("#CHALLENGE#{sha256}"));
+  EXPECT_EQ(theirs.size(), 11u + 8u + 40u);
+  listener_end.send_bytes("{sha256}" + concur::detail::hmac("sha256", key, theirs.substr(11)));
+  EXPECT_EQ(listener_end.recv_bytes(256), "#WELCOME#");
+  client.join();
+}
+
+// The Listener's side: a client that sent its challenge with its answer (a concur Client) gets
+// the welcome and the Listener's answer together; a client in Python's order (welcome first,
+// then its challenge) gets the same bytes. A malformed early challenge is refused after the
+// welcome, as in Python's order.
+TEST(Listener, ListenerServesBothClientOrders) {
+  const std::string key = "k";
+  for (const bool early : {true, false}) {
+    SCOPED_TRACE(early ? "challenge with the answer" : "Python's order");
+    auto [listener_end, client_end] = concur::Pipe();
+    std::thread accept([&listener_end = listener_end, &key] {
+      concur::detail::accept_handshake(listener_end, key);
+    });
+    const std::string message = client_end.recv_bytes(256);
+    ASSERT_TRUE(message.starts_with("#CHALLENGE#{sha256}"));
+    const std::string answer = "{sha256}" + concur::detail::hmac("sha256", key, message.substr(11));
+    const std::string ours = "{sha256}" + pattern(40, 2);
+    if (early) {
+      concur::detail::ConnectionAccess::send_two(client_end, answer, "#CHALLENGE#" + ours);
+    } else {
+      client_end.send_bytes(answer);
+    }
+    EXPECT_EQ(client_end.recv_bytes(256), "#WELCOME#");
+    if (!early) client_end.send_bytes("#CHALLENGE#" + ours);
+    EXPECT_EQ(client_end.recv_bytes(256), "{sha256}" + concur::detail::hmac("sha256", key, ours));
+    client_end.send_bytes("#WELCOME#");
+    accept.join();
+  }
+  auto [listener_end, client_end] = concur::Pipe();
+  std::thread accept([&listener_end = listener_end, &key] {
+    EXPECT_THROW(concur::detail::accept_handshake(listener_end, key), concur::AuthenticationError);
+  });
+  const std::string message = client_end.recv_bytes(256);
+  concur::detail::ConnectionAccess::send_two(
+      client_end, "{sha256}" + concur::detail::hmac("sha256", key, message.substr(11)),
+      "#CHALLENGE#short");
+  EXPECT_EQ(client_end.recv_bytes(256), "#WELCOME#");
+  accept.join();
+  // The Listener would drop the socket after the failure: nothing else was sent.
+  listener_end.close();
+  EXPECT_THROW((void)client_end.recv_bytes(256), concur::EOFError);
+}
+
 }  // namespace

@@ -497,11 +497,31 @@ class ReadDeadline {
   steady_time saved_;
 };
 
-// What connection::wait() needs from a Connection beyond its public members.
+// What connection::wait() and the Listener's handshake need from a Connection beyond its
+// public members.
 struct ConnectionAccess {
   // Whether bytes are already buffered in this process (poll(2) would not see them).
   static bool buffered(const Connection& connection) noexcept {
     return connection.buffer_end_ > connection.buffer_begin_;
+  }
+
+  // Sends two messages, each shorter than 2 GiB, in one write: the same bytes as two
+  // send_bytes() calls, in one system call and (over TCP) usually one segment.
+  static void send_two(Connection& connection, std::string_view first, std::string_view second) {
+    connection.check_writable();
+    if (first.size() > 0x7fffffff || second.size() > 0x7fffffff) {
+      throw std::invalid_argument("send_two() is for messages under 2 GiB");
+    }
+    unsigned char headers[8];
+    for (int i = 0; i < 4; ++i) {
+      headers[i] = static_cast<unsigned char>(first.size() >> (24 - 8 * i));
+      headers[4 + i] = static_cast<unsigned char>(second.size() >> (24 - 8 * i));
+    }
+    iovec parts[4] = {{headers, 4},
+                      {const_cast<char*>(first.data()), first.size()},
+                      {headers + 4, 4},
+                      {const_cast<char*>(second.data()), second.size()}};
+    write_all(connection.fd_.get(), parts, 4, connection.socket_);
   }
 };
 

@@ -500,8 +500,8 @@ void fuzz_accept(std::string_view stream, std::size_t chunk, End end, const std:
   check_verdict(rest, model_deliver(stream, false), who);
 }
 
-// Client() with an authkey (answer_challenge, then deliver_challenge, under handshake_timeout),
-// its listener the hostile peer. Every failure is an AuthenticationError.
+// Client() with an authkey (its answer and its own challenge in one write, then the verdict), under
+// handshake_timeout, its listener the hostile peer. Every failure is an AuthenticationError.
 void fuzz_client(std::string_view stream, std::size_t chunk, End end, const std::string& key,
                  std::chrono::milliseconds timeout) {
   concur::connection::Listener listener(abstract_name());
@@ -526,8 +526,9 @@ void fuzz_client(std::string_view stream, std::size_t chunk, End end, const std:
   if (loose) return;
   check_outcome(Outcome::authentication_error, outcome, message, who);
   if (closed || end == End::silent) return;
-  // The answer to the listener's challenge, as answer_challenge sends it; then, once welcomed,
-  // the client's own challenge.
+  // The answer to the listener's challenge, as answer_challenge sends it, and with it (in the
+  // same write, before any welcome) the client's own challenge; then, once welcomed, the
+  // verdict on the listener's answer.
   const Expected answer = model_answer(stream, key, false);
   std::string_view rest = sent;
   if (!rest.starts_with(answer.sent)) {
@@ -535,11 +536,11 @@ void fuzz_client(std::string_view stream, std::size_t chunk, End end, const std:
                   printable(sent) + "'");
   }
   rest.remove_prefix(answer.sent.size());
+  if (!answer.sent.empty()) take_challenge(rest, "sha256", who);
   if (answer.outcome != Outcome::success) {
     if (!rest.empty()) fail(who, "went on after a failed answer: '" + printable(rest) + "'");
     return;
   }
-  take_challenge(rest, "sha256", who);
   check_verdict(rest, model_deliver(stream, false), who);
 }
 
