@@ -11,6 +11,8 @@
 //                   4-byte length header and the payload written in one send() and read back
 //                   the same way, so the same 68 bytes cross the wire; no handshake); Python
 //                   (Client and Listener, send_bytes and recv_bytes, the echo in a thread too).
+//                   The concur and raw rows pin the client and the echo to two different CPUs,
+//                   the same two in both rows (see PinnedToCpu); Python's runs unpinned.
 //   connect-auth    connections made one after the other with an authkey on both sides: the time
 //                   from the Client() call until both Client() and the accepting thread's
 //                   accept() have returned (each side stamps the moment its call returned; the
@@ -37,6 +39,8 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <concur/listener.hpp>
@@ -254,12 +258,52 @@ void wake_accept(std::uint16_t port) {
 
 // ---- round trips ----------------------------------------------------------------------------
 
+// Both round-trip rows put the client and the echoing thread on two different CPUs (the first
+// two this process may use), the same two for both rows: where the scheduler would place them
+// changes a round trip by a quarter here (both on one CPU, or one on each), and it must not
+// decide a comparison between rows. The thread's CPU set comes back when the object goes.
+// With fewer than two CPUs nothing is pinned.
+class PinnedToCpu {
+ public:
+  explicit PinnedToCpu(int which) {
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (::pthread_getaffinity_np(::pthread_self(), sizeof allowed, &allowed) != 0 ||
+        CPU_COUNT(&allowed) < 2) {
+      return;
+    }
+    saved_ = allowed;
+    int seen = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+      if (!CPU_ISSET(cpu, &allowed) || seen++ != which) continue;
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(cpu, &one);
+      pinned_ = ::pthread_setaffinity_np(::pthread_self(), sizeof one, &one) == 0;
+      return;
+    }
+  }
+  PinnedToCpu(const PinnedToCpu&) = delete;
+  PinnedToCpu& operator=(const PinnedToCpu&) = delete;
+  ~PinnedToCpu() {
+    if (pinned_) ::pthread_setaffinity_np(::pthread_self(), sizeof saved_, &saved_);
+  }
+
+ private:
+  cpu_set_t saved_{};
+  bool pinned_ = false;
+};
+constexpr int kClientCpu = 0;
+constexpr int kEchoCpu = 1;
+
 // The frame of one message: Python's 4-byte big-endian length, then the payload.
 constexpr std::size_t kFrameSize = 4 + kMessageSize;
 
 void round_trip_raw(benchmark::State& state) {
   RawListener listener;
+  const PinnedToCpu client_cpu(kClientCpu);
   std::thread echo([&listener] {
+    const PinnedToCpu echo_cpu(kEchoCpu);
     try {
       Fd accepted = listener.accept();
       char frame[kFrameSize];
@@ -306,7 +350,9 @@ void round_trip_raw(benchmark::State& state) {
 
 void round_trip_concur(benchmark::State& state) {
   connection::Listener listener({kHost, 0}, {.authkey = std::string(kAuthkey)});
+  const PinnedToCpu client_cpu(kClientCpu);
   std::thread echo([&listener] {
+    const PinnedToCpu echo_cpu(kEchoCpu);
     try {
       concur::Connection accepted = listener.accept();
       for (;;) accepted.send_bytes(accepted.recv_bytes());  // ends with EOFError
