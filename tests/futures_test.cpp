@@ -11,6 +11,7 @@
 #include <chrono>
 #include <memory>
 #include <numeric>
+#include <random>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -572,6 +573,71 @@ TEST(Wait, FirstException) {
   go.set();
   auto none_fail = concur::wait(std::vector{slow}, ReturnWhen::first_exception);
   EXPECT_EQ(none_fail.done.size(), 1u) << "no exception: returns when all are done";
+}
+
+// wait() and as_completed() return each future once. Lists of futures whose states lie in a few
+// increasing runs of addresses skip the table (known_without_repeats); this checks the answer
+// against a std::set for lists of every shape: sorted, reversed, shuffled, few and many runs,
+// repeats next to each other and far apart, empty.
+TEST(Wait, EachFutureOnceWhateverTheOrder) {
+  ThreadPoolExecutor pool(2);
+  std::vector<Future<int>> made;
+  for (int i = 0; i < 40; ++i) made.push_back(pool.submit([i] { return i; }));
+  auto by_address = made;
+  std::sort(by_address.begin(), by_address.end(), [](const Future<int>& a, const Future<int>& b) {
+    return concur::detail::FutureAccess::state(a) < concur::detail::FutureAccess::state(b);
+  });
+  std::mt19937 random(20261203);
+  const int trials = static_cast<int>(scaled(3000));
+  int fast = 0;  // lists of two or more that took the path without a table
+  for (int trial = 0; trial < trials; ++trial) {
+    std::vector<Future<int>> list;
+    const std::size_t length = random() % 48;
+    const std::size_t runs = 1 + random() % 12;
+    for (std::size_t i = 0; i < length; ++i) {
+      // Runs of increasing addresses; a few draws repeat an earlier pick.
+      const std::size_t run = i * runs / std::max<std::size_t>(length, 1);
+      const std::size_t pick = (run * 7 + i * 3 + (random() % 4 == 0 ? random() : 0)) % 40;
+      list.push_back(trial % 3 == 0 ? made[random() % 40] : by_address[pick]);
+    }
+    if (trial % 5 == 0) std::reverse(list.begin(), list.end());
+    std::vector<Future<int>> expected;
+    std::set<const void*> seen;
+    for (const Future<int>& f : list) {
+      if (seen.insert(concur::detail::FutureAccess::state(f)).second) expected.push_back(f);
+    }
+    if (seen.size() != list.size()) {
+      EXPECT_FALSE(concur::detail::known_without_repeats(list))
+          << "a list with repeats called free of them, trial " << trial;
+    } else if (list.size() > 1 && concur::detail::known_without_repeats(list)) {
+      ++fast;
+    }
+    auto result = concur::wait(list);
+    EXPECT_TRUE(result.not_done.empty());
+    ASSERT_EQ(result.done, expected) << "trial " << trial;
+    std::vector<Future<int>> yielded;
+    for (Future<int>& f : concur::as_completed(list)) yielded.push_back(f);
+    std::set<const void*> yielded_states;
+    for (const Future<int>& f : yielded) {
+      yielded_states.insert(concur::detail::FutureAccess::state(f));
+    }
+    EXPECT_EQ(yielded.size(), expected.size());
+    EXPECT_EQ(yielded_states, seen);
+  }
+  EXPECT_GT(fast, trials / 50) << "the trials hardly reach the path without a table";
+  // The shapes the fast path takes: sorted, and a few runs without repeats.
+  EXPECT_TRUE(concur::detail::known_without_repeats(by_address));
+  std::vector<Future<int>> two_runs(by_address.begin() + 20, by_address.end());
+  two_runs.insert(two_runs.end(), by_address.begin(), by_address.begin() + 20);
+  EXPECT_TRUE(concur::detail::known_without_repeats(two_runs));
+  two_runs.push_back(by_address[5]);  // a repeat across runs
+  EXPECT_FALSE(concur::detail::known_without_repeats(two_runs));
+  std::vector<Future<int>> reversed(by_address.rbegin(), by_address.rend());
+  EXPECT_FALSE(concur::detail::known_without_repeats(reversed)) << "40 runs: left to the table";
+  EXPECT_EQ(concur::wait(reversed).done.size(), 40u);
+  std::vector<Future<int>> with_invalid = by_address;
+  with_invalid.emplace_back();
+  EXPECT_THROW((void)concur::wait(with_invalid), concur::UsageError);
 }
 
 TEST(Wait, CancelledCountsAsDone) {

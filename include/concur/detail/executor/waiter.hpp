@@ -23,6 +23,7 @@
 #ifndef CONCUR_DETAIL_EXECUTOR_WAITER_HPP
 #define CONCUR_DETAIL_EXECUTOR_WAITER_HPP
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -136,9 +137,50 @@ class WaitNode final : public Listener {
   Waiter* waiter_;
 };
 
+// Whether no state of `futures` repeats, decided without a table when their states lie in a few
+// strictly increasing runs of addresses: futures submitted one after another from one thread
+// usually do, as the heap hands out mostly increasing addresses. Within a run nothing repeats;
+// across runs a repeat shows as two equal heads when the runs are merged. Reads the handles in
+// order and touches no state. False (not known) for more runs than it merges, or an invalid
+// handle.
+template <class T>
+bool known_without_repeats(const std::vector<Future<T>>& futures) noexcept {
+  constexpr std::size_t max_runs = 8;
+  std::size_t run_begin[max_runs + 1];
+  std::size_t runs = 0;
+  auto at = [&](std::size_t i) {
+    return reinterpret_cast<std::uintptr_t>(FutureAccess::state(futures[i]));
+  };
+  for (std::size_t i = 0; i < futures.size(); ++i) {
+    if (at(i) == 0) return false;
+    if (i == 0 || at(i) <= at(i - 1)) {
+      if (runs == max_runs) return false;
+      run_begin[runs++] = i;
+    }
+  }
+  run_begin[runs] = futures.size();
+  // Merge the runs by their heads: every address is taken once, in increasing order, so two
+  // equal addresses are taken one right after the other.
+  std::size_t head[max_runs];
+  for (std::size_t r = 0; r < runs; ++r) head[r] = run_begin[r];
+  std::uintptr_t last = 0;
+  for (std::size_t taken = 0; taken < futures.size(); ++taken) {
+    std::size_t lowest = max_runs;
+    for (std::size_t r = 0; r < runs; ++r) {
+      if (head[r] < run_begin[r + 1] && (lowest == max_runs || at(head[r]) < at(head[lowest]))) {
+        lowest = r;
+      }
+    }
+    if (at(head[lowest]) == last) return false;
+    last = at(head[lowest]++);
+  }
+  return true;
+}
+
 // The futures of `futures`, each once, in their first order.
 template <class T>
 std::vector<Future<T>> unique_futures(const std::vector<Future<T>>& futures) {
+  if (known_without_repeats(futures)) return futures;
   std::vector<Future<T>> unique;
   unique.reserve(futures.size());
   // An open-addressing set of state pointers (no allocation per entry), at most half full.
@@ -206,15 +248,24 @@ DoneAndNotDone<T> wait_futures(const std::vector<Future<T>>& futures, steady_tim
   };
   if (return_when == ReturnWhen::all_completed) {
     // Every one must be done: wait for each in turn (a pool thread helps its pool for each),
-    // with no listener to install and remove.
-    for (const Future<T>& future : unique) {
-      if (!wait_for_state(*FutureAccess::state(future), deadline)) break;
+    // with no listener to install and remove. The last first: a pool starts one submitter's
+    // tasks about in the order they came, so once the last is done most others are, and a
+    // waiter that catches up with the workers sleeps about once, not once per task it reaches
+    // before its worker does.
+    for (auto it = unique.rbegin(); it != unique.rend(); ++it) {
+      if (!wait_for_state(*FutureAccess::state(*it), deadline)) break;
     }
   } else {
     Registration<T> registration(unique);
     registration.waiter().wait_until(ready, deadline);
   }
   DoneAndNotDone<T> result;
+  const auto first_not_done =
+      std::find_if(unique.begin(), unique.end(), [](const Future<T>& f) { return !f.done(); });
+  if (first_not_done == unique.end()) {  // the usual end of an all_completed wait: no copies
+    result.done = std::move(unique);
+    return result;
+  }
   for (Future<T>& future : unique) {
     (future.done() ? result.done : result.not_done).push_back(std::move(future));
   }
