@@ -366,8 +366,13 @@ TEST(Listener, ClientSendsItsChallengeWithItsAnswer) {
 // welcome, as in Python's order.
 TEST(Listener, ListenerServesBothClientOrders) {
   const std::string key = "k";
-  for (const bool early : {true, false}) {
-    SCOPED_TRACE(early ? "challenge with the answer" : "Python's order");
+  // together: answer and challenge in one write (a concur Client). stalled: the challenge
+  // written 10 ms after the answer, before the welcome is read (a concur Client whose second
+  // segment is late): the Listener then usually finds nothing buffered, and takes Python's order
+  // (the bytes are the same either way). python: the challenge only after the welcome.
+  enum class Order { together, stalled, python };
+  for (const Order order : {Order::together, Order::stalled, Order::python}) {
+    SCOPED_TRACE(static_cast<int>(order));
     auto [listener_end, client_end] = concur::Pipe();
     std::thread accept([&listener_end = listener_end, &key] {
       concur::detail::accept_handshake(listener_end, key);
@@ -376,13 +381,17 @@ TEST(Listener, ListenerServesBothClientOrders) {
     ASSERT_TRUE(message.starts_with("#CHALLENGE#{sha256}"));
     const std::string answer = "{sha256}" + concur::detail::hmac("sha256", key, message.substr(11));
     const std::string ours = "{sha256}" + pattern(40, 2);
-    if (early) {
+    if (order == Order::together) {
       concur::detail::ConnectionAccess::send_two(client_end, answer, "#CHALLENGE#" + ours);
     } else {
       client_end.send_bytes(answer);
     }
+    if (order == Order::stalled) {
+      std::this_thread::sleep_for(10ms);
+      client_end.send_bytes("#CHALLENGE#" + ours);
+    }
     EXPECT_EQ(client_end.recv_bytes(256), "#WELCOME#");
-    if (!early) client_end.send_bytes("#CHALLENGE#" + ours);
+    if (order == Order::python) client_end.send_bytes("#CHALLENGE#" + ours);
     EXPECT_EQ(client_end.recv_bytes(256), "{sha256}" + concur::detail::hmac("sha256", key, ours));
     client_end.send_bytes("#WELCOME#");
     accept.join();

@@ -310,7 +310,11 @@ inline void accept_handshake(Connection& connection, std::string_view authkey) {
   const std::string ours = new_challenge("sha256");
   connection.send_bytes(std::string(challenge_tag) + ours);
   judge_answer(connection, authkey, ours);
-  if (!ConnectionAccess::buffered(connection)) {  // a Python client: it waits for the welcome
+  // Nothing buffered: a Python client, which waits for the welcome, or a concur client whose
+  // challenge came in a later segment than its answer (stalled for 10 ms, say). Python's order
+  // then serves both: the concur client reads the welcome, then the answer, whichever way they
+  // were written, and the bytes are the same.
+  if (!ConnectionAccess::buffered(connection)) {
     connection.send_bytes(welcome);
     connection::answer_challenge(connection, authkey);
     return;
