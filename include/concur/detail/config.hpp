@@ -1,13 +1,18 @@
 // concur/detail/config.hpp
 //
 // Platform detection and the few macros every other header uses. Nothing here is part of the
-// public interface except the two switches documented below.
+// public interface except the switches documented below.
 //
 // Switches a user may define (consistently, in every translation unit of a program):
 //
 //   CONCUR_PORTABLE_WAIT   Use the portable wait/wake path (std::atomic::wait plus a parking
 //                          table for timed waits) even where the Linux futex is available.
 //                          Non-Linux systems always use the portable path.
+//
+//   CONCUR_FUTURE_CACHE_BYTES
+//                          The most memory of finished futures' states that concur keeps for
+//                          reuse, in bytes (default 64 MiB: a million empty tasks' states); see
+//                          concur/detail/executor/state_cache.hpp. 0 keeps one batch per size.
 //
 // Clang thread-safety annotations (CONCUR_CAPABILITY and friends) expand to Clang's attributes
 // when the compiler has them and to nothing elsewhere, so `-Wthread-safety` works on code that

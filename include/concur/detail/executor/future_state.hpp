@@ -41,6 +41,7 @@
 #define CONCUR_DETAIL_EXECUTOR_FUTURE_STATE_HPP
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <new>
@@ -49,6 +50,7 @@
 #include <utility>
 
 #include "concur/detail/deadline.hpp"
+#include "concur/detail/executor/state_cache.hpp"
 #include "concur/detail/schedule.hpp"
 #include "concur/detail/spin.hpp"
 #include "concur/detail/wait.hpp"
@@ -97,6 +99,20 @@ class StateBase : public QueueNode {
 
   StateBase(const StateBase&) = delete;
   StateBase& operator=(const StateBase&) = delete;
+
+  // Every state's memory comes from, and goes back to, the state cache (state_cache.hpp), so a
+  // burst of tasks reuses the memory of the last one. The destructor is virtual, so a delete
+  // gives the dynamic type's size. Over-aligned states use the heap.
+  static void* operator new(std::size_t size) { return state_cache::allocate(size); }
+  static void operator delete(void* memory, std::size_t size) noexcept {
+    state_cache::deallocate(memory, size);
+  }
+  static void* operator new(std::size_t size, std::align_val_t align) {
+    return ::operator new(size, align);
+  }
+  static void operator delete(void* memory, std::size_t size, std::align_val_t align) noexcept {
+    ::operator delete(memory, size, align);
+  }
 
   // References: every Future handle, the pool's queue while the task is queued, a Promise.
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
