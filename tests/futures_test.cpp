@@ -615,6 +615,20 @@ TEST(Wait, EachFutureOnceWhateverTheOrder) {
     auto result = concur::wait(list);
     EXPECT_TRUE(result.not_done.empty());
     ASSERT_EQ(result.done, expected) << "trial " << trial;
+    // The two ways with a table, each on its own, whichever wait() took.
+    EXPECT_EQ(concur::detail::unique_by_table(list), expected) << "trial " << trial;
+    if (!list.empty()) {
+      const auto [low, high] = std::minmax_element(
+          list.begin(), list.end(), [](const Future<int>& a, const Future<int>& b) {
+            return concur::detail::FutureAccess::state(a) < concur::detail::FutureAccess::state(b);
+          });
+      EXPECT_EQ(
+          concur::detail::unique_by_bitmap(
+              list, reinterpret_cast<std::uintptr_t>(concur::detail::FutureAccess::state(*low)),
+              reinterpret_cast<std::uintptr_t>(concur::detail::FutureAccess::state(*high))),
+          expected)
+          << "trial " << trial;
+    }
     std::vector<Future<int>> yielded;
     for (Future<int>& f : concur::as_completed(list)) yielded.push_back(f);
     std::set<const void*> yielded_states;
