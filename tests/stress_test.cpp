@@ -648,6 +648,36 @@ TEST(Stress, ThreadPoolBurst) {
   EXPECT_GT(rounds.load(), 0);
 }
 
+// ThreadPoolStartUp: ThreadPoolBurst's round on a fresh pool each time, so that every round
+// runs while the pool is still starting its threads (started on demand, as Python's are): each
+// task must get a thread of its own. A worker that looked for work while a batch of tasks was
+// between the queue and another worker's deque once counted itself free, was taken for the
+// next submit (so no thread was started for it), and then stole from the batch: one thread
+// short, the barrier timed out (the schedule point thread_pool.worker.before_keep widens that
+// window under exploration).
+TEST(Stress, ThreadPoolStartUp) {
+  std::atomic<long> rounds{0};
+  Stress stress("thread_pool_start_up");
+  stress.run(2, [&](int index) {
+    int round = 0;
+    while (stress.running()) {
+      const int workers = 2 + (index + round++) % 3;
+      concur::ThreadPoolExecutor pool(workers);
+      concur::Barrier barrier(workers);
+      std::vector<concur::Future<std::size_t>> tasks;
+      for (int i = 0; i < workers; ++i) {
+        tasks.push_back(pool.submit([&barrier] { return barrier.wait(std::chrono::seconds(5)); }));
+      }
+      for (auto& task : tasks) {
+        ASSERT_NO_THROW((void)task.result()) << "a task of the burst got no thread of its own";
+      }
+      rounds.fetch_add(1);
+      stress.tick();
+    }
+  });
+  EXPECT_GT(rounds.load(), 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Timer: rounds of short timers, some cancelled before they start (they must never fire), some
 // cancelled while they wait (either outcome), the rest left alone (they must fire).

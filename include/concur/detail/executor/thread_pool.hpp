@@ -13,7 +13,7 @@
 //   3. with nothing queued, it sleeps on `helpers_` until its task completes (the completer
 //      sees the state's helpers bit and notifies) or new work is queued (every submit notifies
 //      `helpers_` too), and goes back to 2. Helpers wait for different tasks, so they sleep on
-//      an event count with epochs, not tokens (HelperEvent, below).
+//      an event count with epochs, not tokens (HelperEvent, helper_event.hpp).
 // A thread thus sleeps only while the task it waits for runs on another thread and the queue
 // is empty. In a fork-join program (tasks wait only for tasks they or their descendants
 // submitted) that task's own waits are for its descendants, which are queued (and claimed by
@@ -62,6 +62,7 @@
 
 #include "concur/detail/event_count.hpp"
 #include "concur/detail/executor/future.hpp"
+#include "concur/detail/executor/helper_event.hpp"
 #include "concur/detail/executor/local_deque.hpp"
 #include "concur/detail/executor/work_queue.hpp"
 #include "concur/detail/schedule.hpp"
@@ -71,101 +72,6 @@
 #include "concur/thread.hpp"
 
 namespace concur::detail {
-
-// HelperEvent
-//
-// Where pool threads that wait for a task of their pool sleep: an event count with epochs (the
-// original form of Dmitry Vyukov's eventcount). Unlike EventCount's wake-up tokens, which any
-// registered thread may take, an epoch wakes exactly the threads that registered before it
-// moved. That matters here because helpers wait for different things (each its own task):
-// with tokens, a helper whose task is not done could take, re-register and take again the token
-// meant for one whose task is done, which would then sleep on with its task finished.
-//
-// One 32-bit word: the epoch in the high 16 bits, the number of registered sleepers in the low
-// 16. A notify that finds sleepers moves the epoch and clears the count in one compare-and-swap
-// (the sleepers it wakes are no longer registered), so the next notify costs one load until
-// somebody registers again: a burst of submits wakes a sleeping helper once, not once per
-// submit.
-//
-//   helper                                     notifier (a completer, a submitter)
-//   key = prepare_wait()   (count + 1)         make the change (seq_cst)
-//   if (condition) cancel_wait();              notify_all(): count > 0 ? epoch + 1, count = 0,
-//   else wait(key, deadline);                                wake all
-//
-// Memory ordering: the Dekker pair of event_count.hpp. If the notifier's seq_cst load of the
-// word misses a helper's registration (a seq_cst read-modify-write), the load precedes it in the
-// single order S, so the change precedes the helper's check, which sees it. Otherwise the
-// notifier moves the epoch: the helper sleeps only while the word still holds its epoch, so it
-// does not sleep, or is woken. A helper whose epoch has moved was taken off the count by the
-// notifier, and does not take itself off again. The epoch is 16 bits: a helper could miss its
-// wake-up only if 65,536 notifies, each after a fresh registration, came between its
-// registration and its sleep (at most 65,535 helpers may wait, as on an EventCount).
-class HelperEvent {
- public:
-  // HelperEvent::prepare_wait()
-  //
-  // Registers the caller; returns its epoch, the key for cancel_wait() or wait().
-  std::uint32_t prepare_wait() noexcept {
-    const std::uint32_t word = word_.fetch_add(1, std::memory_order_seq_cst);
-    CONCUR_SCHEDULE_POINT("helper_event.after_register");
-    return epoch(word);
-  }
-
-  // HelperEvent::cancel_wait(key)
-  //
-  // Undoes prepare_wait() when the condition turned out true.
-  void cancel_wait(std::uint32_t key) noexcept { leave(key); }
-
-  // HelperEvent::wait(key, deadline)
-  //
-  // Sleeps until a notify moves the epoch past `key`, or the deadline; false at the deadline.
-  bool wait(std::uint32_t key, steady_time deadline) noexcept {
-    std::uint32_t word = word_.load(std::memory_order_acquire);
-    while (epoch(word) == key) {
-      if (!wait_on_until(word_, word, deadline)) {
-        if (leave(key)) return false;  // still registered: a timeout
-        return true;                   // a notify came at the deadline
-      }
-      word = word_.load(std::memory_order_acquire);
-    }
-    return true;
-  }
-
-  // HelperEvent::notify_all()
-  //
-  // Wakes every registered helper; one load when there is none.
-  void notify_all() noexcept {
-    std::uint32_t word = word_.load(std::memory_order_seq_cst);
-    for (;;) {
-      if ((word & count_mask) == 0) return;
-      CONCUR_SCHEDULE_POINT("helper_event.before_bump");
-      const std::uint32_t next = (word & ~count_mask) + epoch_one;  // epoch + 1, count 0
-      if (word_.compare_exchange_weak(word, next, std::memory_order_seq_cst,
-                                      std::memory_order_seq_cst)) {
-        wake_all(word_);
-        return;
-      }
-    }
-  }
-
- private:
-  static constexpr std::uint32_t count_mask = 0xffff;
-  static constexpr std::uint32_t epoch_one = 0x10000;
-
-  static std::uint32_t epoch(std::uint32_t word) noexcept { return word >> 16; }
-
-  // Takes the caller off the count if its epoch is still current; false if a notify took it
-  // off already.
-  bool leave(std::uint32_t key) noexcept {
-    std::uint32_t word = word_.load(std::memory_order_relaxed);
-    while (epoch(word) == key) {
-      if (word_.compare_exchange_weak(word, word - 1, std::memory_order_relaxed)) return true;
-    }
-    return false;
-  }
-
-  wait_word word_{0};
-};
 
 class ThreadPoolCore final : public TaskPool {
  public:
@@ -384,10 +290,17 @@ class ThreadPoolCore final : public TaskPool {
       // A look without the pop lock first: most shards are empty when few threads submit.
       // Skipping one that just filled is harmless; a sleeper checks every shard (has_work()).
       WorkQueue& queue = shard((home + k) % shard_count_);
-      QueueNode* node = nullptr;
-      if (queue.maybe_nonempty() && queue.pop(node) == WorkQueue::PopStatus::got) {
-        return static_cast<StateBase*>(node);
+      if (!queue.maybe_nonempty()) continue;
+      if (own == nullptr || !all_started()) {
+        QueueNode* node = nullptr;
+        if (queue.pop(node) == WorkQueue::PopStatus::got) return static_cast<StateBase*>(node);
+        continue;
       }
+      QueueNode* taken[take_at_once];
+      const int count = queue.pop_some(taken, take_at_once);
+      if (count == 0) continue;
+      keep_in_deque(*own, taken + 1, count - 1);
+      return static_cast<StateBase*>(taken[0]);
     }
     const int count = thread_count_.load(std::memory_order_acquire);
     thread_local unsigned rotation = 0;  // where this thread starts looking, moved each time
@@ -398,6 +311,42 @@ class ThreadPoolCore final : public TaskPool {
       if (StateBase* task = victim->steal()) return task;
     }
     return nullptr;
+  }
+
+  // A worker takes up to this many tasks from a shard at once: it runs the oldest and keeps the
+  // rest in its own deque (keep_in_deque()). One hold of the pop lock per batch, not per task:
+  // with one thread submitting, every worker pops the same shard, and taking tasks one at a
+  // time had them queue on its lock for each (Go's scheduler and oneTBB likewise move work to
+  // a worker's own queue in batches). Small, so that the others soon find work to steal.
+  //
+  // Only once every worker has started. While a batch is between the shard and the deque, no
+  // look finds it: a worker that looked then would count itself free (worker_main()), and a
+  // pool still starting threads would take it for the next submit instead of starting one,
+  // though it is about to steal from the batch; a burst that needs every worker at once would
+  // then be one thread short for good (found by Stress.ThreadPoolBurst under schedule
+  // exploration: a pool of 3 with 2 threads, both at the barrier). Once all have started, no
+  // submit asks who is free, and a sleeper is covered by keep_in_deque()'s notify.
+  static constexpr int take_at_once = 8;
+
+  bool all_started() const noexcept {
+    return thread_count_.load(std::memory_order_acquire) == max_workers_;
+  }
+
+  // Puts `count` tasks taken from a shard (oldest first) into the worker's own deque, so that
+  // it pops them oldest first; idle workers steal them from the other end. Wakes one sleeping
+  // worker (unless one spins) as a submit does, with the same Dekker pair: the deque's store
+  // of its bottom is seq_cst and a sleeper's has_work() looks at every deque after it
+  // registered. Without it, a burst of long tasks taken together could run one after another
+  // on this worker while the others sleep. A task that does not fit goes back to the queue.
+  void keep_in_deque(LocalDeque& own, QueueNode** tasks, int count) noexcept {
+    if (count == 0) return;
+    CONCUR_SCHEDULE_POINT("thread_pool.worker.before_keep");  // the batch is in no queue here
+    for (int i = count - 1; i >= 0; --i) {
+      auto* task = static_cast<StateBase*>(tasks[i]);
+      if (!own.push(task)) submit_shard().push(task);
+    }
+    CONCUR_SCHEDULE_POINT("thread_pool.worker.after_keep");
+    if (!spinner_.load(std::memory_order_seq_cst)) work_.notify_one();
   }
 
   // Whether a task may be queued anywhere (seq_cst loads: sleepers' checks).
@@ -491,8 +440,11 @@ class ThreadPoolCore final : public TaskPool {
         // worker, one wake-up after another (as Go's and Tokio's schedulers hand the searching
         // role on), while a worker that goes from task to task in a stream wakes nobody: waking
         // a sleeper per task taken kept every worker awake, fighting over the queue and the
-        // CPUs with the submitters.
-        if (from_idle && any_queued() && !spinner_.load(std::memory_order_seq_cst)) {
+        // CPUs with the submitters. "More" counts the deques too: tasks another worker took in
+        // a batch (keep_in_deque()) wait there for a thief, and that worker woke only one
+        // (found by Stress.ThreadPoolBurst: three tasks taken at once by a worker that then
+        // waited at a barrier for the other two, with one worker woken and the third asleep).
+        if (from_idle && has_work() && !spinner_.load(std::memory_order_seq_cst)) {
           work_.notify_one();
         }
         from_idle = false;

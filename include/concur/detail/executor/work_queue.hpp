@@ -70,6 +70,18 @@ class WorkQueue {
     return status;
   }
 
+  // WorkQueue::pop_some(out, max)
+  //
+  // Takes up to `max` of the oldest nodes into out[0..), oldest first, under one hold of the pop
+  // lock; returns how many (0 when the queue is empty or its next node is in flight).
+  int pop_some(QueueNode** out, int max) noexcept {
+    pop_lock_.lock();
+    int taken = 0;
+    while (taken < max && pop_locked(out[taken]) == PopStatus::got) ++taken;
+    pop_lock_.unlock();
+    return taken;
+  }
+
   // WorkQueue::maybe_nonempty()
   //
   // A seq_cst peek for sleepers' checks: true if a node is or is about to be in the queue.
