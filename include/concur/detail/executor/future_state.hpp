@@ -110,8 +110,8 @@ class StateBase : public QueueNode {
   static void* operator new(std::size_t size, std::align_val_t align) {
     return ::operator new(size, align);
   }
-  static void operator delete(void* memory, std::size_t size, std::align_val_t align) noexcept {
-    ::operator delete(memory, size, align);
+  static void operator delete(void* memory, std::size_t, std::align_val_t align) noexcept {
+    ::operator delete(memory, align);
   }
 
   // References: every Future handle, the pool's queue while the task is queued, a Promise.

@@ -113,12 +113,14 @@ struct Stack {
   std::uint32_t count = 0;
 };
 
-// Returns the blocks of a chain to the heap.
+// Returns the blocks of a chain to the heap. (The global operator delete is called unsized
+// throughout: its sized form exists only where sized deallocation is on, which Clang 14 leaves
+// off by default.)
 inline void release_chain(FreeBlock* chain, std::size_t size) noexcept {
   while (chain != nullptr) {
     FreeBlock* next = chain->next;
     unpoison(chain, size);
-    ::operator delete(static_cast<void*>(chain), size);
+    ::operator delete(static_cast<void*>(chain));
     chain = next;
   }
 }
@@ -204,13 +206,14 @@ class Depot {
             [] { instance().renew_locks(); });
     return depot;
   }
-  void lock_all() noexcept {
+  // Every shelf's lock at once, around fork() (beyond what -Wthread-safety can follow).
+  void lock_all() noexcept CONCUR_NO_THREAD_SAFETY_ANALYSIS {
     for (Shelf& shelf : shelves_) shelf.lock.lock();
   }
-  void unlock_all() noexcept {
+  void unlock_all() noexcept CONCUR_NO_THREAD_SAFETY_ANALYSIS {
     for (Shelf& shelf : shelves_) shelf.lock.unlock();
   }
-  void renew_locks() noexcept {
+  void renew_locks() noexcept CONCUR_NO_THREAD_SAFETY_ANALYSIS {
     for (Shelf& shelf : shelves_) new (&shelf.lock) Lock();
   }
 
@@ -316,7 +319,7 @@ inline void* allocate(std::size_t size) {
 inline void deallocate(void* memory, std::size_t size) noexcept {
   if (memory == nullptr) return;
   if (size == 0 || size > kMaxBlock) {
-    ::operator delete(memory, size);
+    ::operator delete(memory);
     return;
   }
   const std::size_t cls = class_of(size);
@@ -324,7 +327,7 @@ inline void deallocate(void* memory, std::size_t size) noexcept {
   if (cache != nullptr) {
     cache->deallocate(memory, cls);
   } else {
-    ::operator delete(memory, block_size(cls));
+    ::operator delete(memory);
   }
 }
 
