@@ -189,6 +189,32 @@ TEST(StateCache, TheDepotKeepsToItsBound) {
   EXPECT_EQ(cache::Depot::instance().chains(kClass), max_chains);
 }
 
+// The bound is on every class together: once one class fills the depot, another keeps at most
+// the one chain that every class may keep.
+TEST(StateCache, TheBoundCoversEveryClassTogether) {
+  constexpr std::size_t kOther = cache::kClasses - 1;  // 256-byte blocks
+  for (std::size_t cls : {kClass, kOther}) {
+    while (cache::FreeBlock* chain = cache::Depot::instance().take(cls)) {
+      cache::release_chain(chain, cache::block_size(cls));
+    }
+  }
+  ASSERT_EQ(cache::Depot::instance().held_bytes(), 0U);
+  auto churn = [](std::size_t size, std::size_t count) {
+    std::thread thread([=] {
+      std::vector<void*> blocks;
+      for (std::size_t i = 0; i < count; ++i) blocks.push_back(cache::allocate(size));
+      for (void* block : blocks) cache::deallocate(block, size);
+    });
+    thread.join();
+  };
+  churn(kSize, (cache::Depot::max_chains(kClass) + 5) * cache::kBatch);
+  churn(cache::block_size(kOther), 10 * cache::kBatch);
+  EXPECT_EQ(cache::Depot::instance().chains(kClass), cache::Depot::max_chains(kClass));
+  EXPECT_EQ(cache::Depot::instance().chains(kOther), 1U);
+  EXPECT_LE(cache::Depot::instance().held_bytes(),
+            (std::size_t{1} << 20) + cache::Depot::chain_bytes(kOther));
+}
+
 // A thread's stacks go to the depot when it exits; a state freed later in its exit (by a
 // thread_local made before the cache) goes to the heap, without touching the cache.
 TEST(StateCache, AnExitingThreadHandsItsBlocksOn) {

@@ -20,11 +20,11 @@
 // once per kBatch operations of a thread, and a block freed on another thread than the one that
 // made it (a future dropped by its consumer) comes back through the depot.
 //
-// Bounded: the depot keeps at most CONCUR_FUTURE_CACHE_BYTES of free blocks (default 64 MiB, a
-// million empty tasks' states, the size of the burst above); a chain that would pass the bound
-// goes back to the heap, block by block. With each thread's two stacks, that bounds what the
-// cache holds; it never holds more than the program had live at its peak. A thread's stacks
-// go to the depot when it exits.
+// Bounded: the depot keeps at most CONCUR_FUTURE_CACHE_BYTES of free blocks, every class
+// together (default 64 MiB, a million empty tasks' states, the size of the burst above); a
+// chain that would pass the bound goes back to the heap, block by block. With each thread's two
+// stacks, that bounds what the cache holds; it never holds more than the program had live at its
+// peak. A thread's stacks go to the depot when it exits.
 //
 // fork(): the depot's locks are held across fork() (at_fork.hpp), so the child finds the depot
 // whole, with the forking thread's stacks; the other threads' stacks are not in the child, nor
@@ -41,6 +41,7 @@
 #ifndef CONCUR_DETAIL_EXECUTOR_STATE_CACHE_HPP
 #define CONCUR_DETAIL_EXECUTOR_STATE_CACHE_HPP
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <new>
@@ -140,11 +141,15 @@ class Depot {
   // Depot::put(cls, chain)
   //
   // Stores a full chain of class `cls`, or gives it back to the heap when the depot is at its
-  // bound.
+  // bound. The bound is on the bytes of every class together; a class with no chain may always
+  // keep one, and puts of different classes at the same moment may each pass it by one chain.
   void put(std::size_t cls, FreeBlock* chain) noexcept {
+    const std::size_t bytes = chain_bytes(cls);
     Shelf& shelf = shelves_[cls];
     shelf.lock.lock();
-    if (shelf.chains < max_chains(cls)) {
+    if (shelf.chains == 0 ||
+        held_bytes_.load(std::memory_order_relaxed) + bytes <= CONCUR_FUTURE_CACHE_BYTES) {
+      held_bytes_.fetch_add(bytes, std::memory_order_relaxed);
       chain->next_chain = shelf.top;
       shelf.top = chain;
       ++shelf.chains;
@@ -165,6 +170,7 @@ class Depot {
     if (chain != nullptr) {
       shelf.top = chain->next_chain;
       --shelf.chains;
+      held_bytes_.fetch_sub(chain_bytes(cls), std::memory_order_relaxed);
     }
     shelf.lock.unlock();
     return chain;
@@ -179,13 +185,16 @@ class Depot {
     return chains;
   }
 
-  // The most chains of class `cls` the depot keeps: its share of the byte bound, split evenly
-  // between the classes that are used (all of it for one class in practice: every empty task's
-  // state has the same size), and at least one.
+  // The bytes of free blocks the depot holds now, every class together (for tests).
+  std::size_t held_bytes() const noexcept { return held_bytes_.load(std::memory_order_relaxed); }
+
+  // The most chains of class `cls` the depot keeps when it holds no other class, at least one.
   static std::size_t max_chains(std::size_t cls) noexcept {
-    const std::size_t chain_bytes = block_size(cls) * kBatch;
-    const std::size_t chains = CONCUR_FUTURE_CACHE_BYTES / chain_bytes;
+    const std::size_t chains = CONCUR_FUTURE_CACHE_BYTES / chain_bytes(cls);
     return chains > 0 ? chains : 1;
+  }
+  static constexpr std::size_t chain_bytes(std::size_t cls) noexcept {
+    return block_size(cls) * kBatch;
   }
 
  private:
@@ -198,10 +207,10 @@ class Depot {
   static Depot* make() {
     auto* depot = new Depot;
     // The locks are held across fork(), so the child's depot is never caught half-changed.
-    // The child makes its locks anew rather than releasing them: a lock's word may still count
-    // the parent's threads that were waiting for it, which the child does not have, and a
-    // release could hand the lock to one of them (found by StateCache.AChildForkedDuringChurn:
-    // the child hung in take()).
+    // The child makes its locks anew rather than releasing them: a lock's word may still hold
+    // flags that the parent's waiting threads set (STARVING: newcomers must queue), which no
+    // thread of the child will ever clear (found by StateCache.AChildForkedDuringChurnUsesTheCache:
+    // the child hung in take(), the lock free but STARVING).
     at_fork([] { instance().lock_all(); }, [] { instance().unlock_all(); },
             [] { instance().renew_locks(); });
     return depot;
@@ -218,6 +227,7 @@ class Depot {
   }
 
   Shelf shelves_[kClasses];
+  std::atomic<std::size_t> held_bytes_{0};
 };
 
 // ThreadCache
@@ -227,7 +237,7 @@ class Depot {
 // straight to the heap.
 class ThreadCache {
  public:
-  ThreadCache() noexcept { gone() = false; }
+  ThreadCache() noexcept = default;
   ThreadCache(const ThreadCache&) = delete;
   ThreadCache& operator=(const ThreadCache&) = delete;
   ~ThreadCache() {
