@@ -246,6 +246,11 @@ TEST(StateCache, AnExitingThreadHandsItsBlocksOn) {
 // allocate and free through it (without the fork handlers, a child forked while a thread held
 // a shelf's lock would hang here).
 TEST(StateCache, AChildForkedDuringChurnUsesTheCache) {
+  // ThreadSanitizer's runtime (GCC 12's libtsan) is not itself safe across a fork() taken while
+  // other threads allocate: one child in some thousands hung in CI with the depot's locks
+  // renewed, where the plain and AddressSanitizer builds never did. The depot's handlers are
+  // tested in those builds.
+  if (concur_test::under_thread_sanitizer) GTEST_SKIP() << "TSan's runtime hangs forked children";
   std::atomic<bool> stop{false};
   std::vector<std::thread> churners;
   for (int t = 0; t < 2; ++t) {
