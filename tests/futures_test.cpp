@@ -763,10 +763,24 @@ TEST(LocalDeque, OwnerAndThievesTakeEachTaskOnce) {
   }
   long pushed = 0;
   concur_test::Random random(5);
+  auto task_at = [&](long i) {
+    return static_cast<concur::detail::StateBase*>(tasks[static_cast<std::size_t>(i)].get());
+  };
   auto push_one = [&] {
-    auto* task =
-        static_cast<concur::detail::StateBase*>(tasks[static_cast<std::size_t>(pushed)].get());
-    if (deque.push(task)) {
+    if (n - pushed >= 4 && random.below(4) == 0) {  // a batch, as a worker keeps one
+      concur::detail::StateBase* batch[4] = {task_at(pushed), task_at(pushed + 1),
+                                             task_at(pushed + 2), task_at(pushed + 3)};
+      const int added = deque.push_newest_last(batch, 4);
+      // Those that did not fit are the first of the batch: in one by one, making room.
+      for (int k = 0; k < 4 - added; ++k) {
+        while (!deque.push(batch[k])) {
+          if (auto* own = deque.pop()) take(own);
+        }
+      }
+      pushed += 4;
+      return;
+    }
+    if (deque.push(task_at(pushed))) {
       ++pushed;
     } else if (auto* own = deque.pop()) {
       take(own);  // full: make room
@@ -795,6 +809,30 @@ TEST(LocalDeque, OwnerAndThievesTakeEachTaskOnce) {
   }
   EXPECT_EQ(total, n);
   EXPECT_GT(stolen.load(), 0) << "the thieves never got one (the test did not race)";
+}
+
+TEST(LocalDeque, ABatchIsPoppedOldestFirstAndFillsTheRing) {
+  constexpr long capacity = concur::detail::LocalDeque::capacity;
+  std::vector<concur::detail::FutureState<int>> tasks(static_cast<std::size_t>(capacity + 8));
+  auto at = [&](long i) {
+    return static_cast<concur::detail::StateBase*>(&tasks[static_cast<std::size_t>(i)]);
+  };
+  concur::detail::LocalDeque deque;
+  concur::detail::StateBase* batch[3] = {at(0), at(1), at(2)};
+  ASSERT_EQ(deque.push_newest_last(batch, 3), 3);
+  EXPECT_EQ(deque.steal(), at(2)) << "a thief takes from the other end than the owner";
+  EXPECT_EQ(deque.pop(), at(0));
+  EXPECT_EQ(deque.pop(), at(1));
+  EXPECT_EQ(deque.pop(), nullptr);
+  // Two places left: only the last two of a batch of five go in, in the same order as ever.
+  for (long i = 0; i < capacity - 2; ++i) ASSERT_TRUE(deque.push(at(i)));
+  concur::detail::StateBase* five[5] = {at(capacity), at(capacity + 1), at(capacity + 2),
+                                        at(capacity + 3), at(capacity + 4)};
+  ASSERT_EQ(deque.push_newest_last(five, 5), 2);
+  EXPECT_EQ(deque.pop(), at(capacity + 3));
+  EXPECT_EQ(deque.pop(), at(capacity + 4));
+  EXPECT_EQ(deque.pop(), at(capacity - 3));
+  EXPECT_EQ(deque.push_newest_last(five, 0), 0);
 }
 
 // --- Promise (the producer side the process pools use) ---------------------------------------

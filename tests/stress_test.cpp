@@ -678,6 +678,79 @@ TEST(Stress, ThreadPoolStartUp) {
   EXPECT_GT(rounds.load(), 0);
 }
 
+// WorkQueue: the pool's queue alone. Three threads push numbered nodes and two take them, by
+// pop() and by pop_some() batches of any size (five threads: on a machine of few cores, pushers
+// are preempted between their two steps). Each taker must see each pusher's nodes in the order
+// they were pushed, never the queue's own stub node, and between them every node exactly once
+// (a count and a sum of sequence numbers per pusher). pop_some() stores the head once per batch
+// and stops at the stub: a first version took the stub for a node when a push had been between
+// its two steps while a pop put the stub back (work_queue.pop.before_stub), leaving the stub
+// between two nodes. That failed here in about one run of three on two cores.
+struct NumberedNode : concur::detail::QueueNode {
+  NumberedNode(int from, long number) : pusher(from), seq(number) {}
+  int pusher;
+  long seq;
+};
+
+TEST(Stress, WorkQueue) {
+  concur::detail::WorkQueue queue;
+  const auto* queue_begin = reinterpret_cast<const char*>(&queue);
+  const auto* queue_end = queue_begin + sizeof(queue);
+  constexpr int pushers = 3;
+  std::atomic<int> pushing{pushers};
+  std::atomic<long> pushed_count[pushers] = {};
+  std::atomic<long> pushed_sum[pushers] = {};
+  std::atomic<long> taken_count[pushers] = {};
+  std::atomic<long> taken_sum[pushers] = {};
+  Stress stress("work_queue");
+  stress.run(5, [&](int index) {
+    Random random(static_cast<std::uint64_t>(index) + 83);
+    if (index < pushers) {
+      long seq = 0;
+      while (stress.running()) {
+        for (int i = static_cast<int>(1 + random.below(16)); i > 0; --i, ++seq) {
+          queue.push(new NumberedNode(index, seq));
+          pushed_sum[index].fetch_add(seq, std::memory_order_relaxed);
+        }
+        pushed_count[index].store(seq, std::memory_order_relaxed);
+        stress.tick();
+      }
+      pushing.fetch_sub(1);
+      return;
+    }
+    long last_seen[pushers] = {-1, -1, -1};
+    auto take = [&](concur::detail::QueueNode* node) {
+      const auto* at = reinterpret_cast<const char*>(node);
+      ASSERT_FALSE(at >= queue_begin && at < queue_end) << "the queue's stub was taken as a node";
+      auto* numbered = static_cast<NumberedNode*>(node);
+      const int from = numbered->pusher;
+      ASSERT_TRUE(from >= 0 && from < pushers);
+      EXPECT_GT(numbered->seq, last_seen[from]) << "a pusher's nodes came out of order";
+      last_seen[from] = numbered->seq;
+      taken_count[from].fetch_add(1, std::memory_order_relaxed);
+      taken_sum[from].fetch_add(numbered->seq, std::memory_order_relaxed);
+      delete numbered;
+    };
+    // Until the pushers are done and the queue is empty (no push is in flight once they are).
+    while (pushing.load() > 0 || queue.maybe_nonempty()) {
+      if (random.below(2) == 0) {
+        concur::detail::QueueNode* node = nullptr;
+        if (queue.pop(node) == concur::detail::WorkQueue::PopStatus::got) take(node);
+      } else {
+        concur::detail::QueueNode* batch[8];
+        const int count = queue.pop_some(batch, static_cast<int>(1 + random.below(8)));
+        for (int i = 0; i < count; ++i) take(batch[i]);
+      }
+      stress.tick();
+    }
+  });
+  for (int p = 0; p < pushers; ++p) {
+    EXPECT_GT(pushed_count[p].load(), 0);
+    EXPECT_EQ(taken_count[p].load(), pushed_count[p].load()) << "pusher " << p;
+    EXPECT_EQ(taken_sum[p].load(), pushed_sum[p].load()) << "pusher " << p;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Timer: rounds of short timers, some cancelled before they start (they must never fire), some
 // cancelled while they wait (either outcome), the rest left alone (they must fire).

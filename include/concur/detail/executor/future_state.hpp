@@ -116,6 +116,11 @@ class StateBase : public QueueNode {
 
   // References: every Future handle, the pool's queue while the task is queued, a Promise.
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+  // The same while no other thread can reach the state yet (the pool's queue reference,
+  // taken before the push that publishes the task): a plain store, not a read-modify-write.
+  void add_ref_unpublished() noexcept {
+    refs_.store(refs_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
   void release_ref() noexcept {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }

@@ -60,6 +60,25 @@ class LocalDeque {
     return true;
   }
 
+  // LocalDeque::push_newest_last(tasks, count)
+  //
+  // The owner adds tasks[count - 1], ..., tasks[0] as push() would one by one, so that its pops
+  // take tasks[0] first, with one store of `bottom_` for them all; returns how many it added
+  // (those at the end of `tasks`, fewer than `count` when the ring fills).
+  int push_newest_last(StateBase* const* tasks, int count) noexcept {
+    const std::int64_t bottom = bottom_.load(std::memory_order_relaxed);
+    const std::int64_t room = capacity - (bottom - top_.load(std::memory_order_acquire));
+    const int added = room < count ? static_cast<int>(room) : count;
+    for (int i = 0; i < added; ++i) {
+      slot(bottom + i).store(tasks[count - 1 - i], std::memory_order_relaxed);
+    }
+    if (added > 0) {
+      CONCUR_SCHEDULE_POINT("local_deque.push.before_publish");
+      bottom_.store(bottom + added, std::memory_order_seq_cst);
+    }
+    return added;
+  }
+
   // LocalDeque::pop()
   //
   // The owner takes its newest task, or nullptr when the deque is empty.

@@ -97,7 +97,8 @@ class ThreadPoolCore final : public TaskPool {
 
   // ThreadPoolCore::enqueue(task)
   //
-  // Queues a task, taking a reference to it for the queue. Throws UsageError after shutdown and
+  // Queues a task that no other thread can reach yet (just made by submit()), taking a
+  // reference to it for the queue. Throws UsageError after shutdown and
   // BrokenThreadPool once the pool is broken (the task is then not queued, or cancelled), and
   // std::system_error if no thread could be started for it (the task is then cancelled).
   void enqueue(StateBase* task) {
@@ -106,7 +107,7 @@ class ThreadPoolCore final : public TaskPool {
     // free again, and would then count as busy for the next submit.
     const bool start_thread =
         thread_count_.load(std::memory_order_acquire) < max_workers_ && !take_free_worker();
-    task->add_ref();
+    task->add_ref_unpublished();  // no other thread has it before the push below
     // A task submitted by a worker of this pool goes to that worker's own deque (newest first
     // for it, oldest first for thieves); any other, or one that does not fit, to the queue.
     LocalDeque* own = current_task_pool() == this ? current_local_deque() : nullptr;
@@ -341,10 +342,10 @@ class ThreadPoolCore final : public TaskPool {
   void keep_in_deque(LocalDeque& own, QueueNode** tasks, int count) noexcept {
     if (count == 0) return;
     CONCUR_SCHEDULE_POINT("thread_pool.worker.before_keep");  // the batch is in no queue here
-    for (int i = count - 1; i >= 0; --i) {
-      auto* task = static_cast<StateBase*>(tasks[i]);
-      if (!own.push(task)) submit_shard().push(task);
-    }
+    StateBase* batch[take_at_once];
+    for (int i = 0; i < count; ++i) batch[i] = static_cast<StateBase*>(tasks[i]);
+    const int kept = own.push_newest_last(batch, count);
+    for (int i = count - kept - 1; i >= 0; --i) submit_shard().push(batch[i]);
     CONCUR_SCHEDULE_POINT("thread_pool.worker.after_keep");
     if (!spinner_.load(std::memory_order_seq_cst)) work_.notify_one();
   }

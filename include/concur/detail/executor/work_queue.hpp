@@ -77,7 +77,11 @@ class WorkQueue {
   int pop_some(QueueNode** out, int max) noexcept {
     pop_lock_.lock();
     int taken = 0;
-    while (taken < max && pop_locked(out[taken]) == PopStatus::got) ++taken;
+    while (taken < max) {
+      taken += take_linked(out + taken, max - taken);
+      if (taken == max || pop_locked(out[taken]) != PopStatus::got) break;
+      ++taken;
+    }
     pop_lock_.unlock();
     return taken;
   }
@@ -130,6 +134,7 @@ class WorkQueue {
     // `head` is the last linked node: if it is also the tail, put the stub behind it so that
     // it can be taken without leaving the list empty of nodes.
     if (tail_.load(std::memory_order_seq_cst) != head) return PopStatus::in_flight;
+    CONCUR_SCHEDULE_POINT("work_queue.pop.before_stub");  // a push may come in here
     push(&stub_);
     next = head->queue_next.load(std::memory_order_seq_cst);
     if (next != nullptr) {
@@ -138,6 +143,25 @@ class WorkQueue {
       return PopStatus::got;
     }
     return PopStatus::in_flight;
+  }
+
+  // Under the pop lock: takes up to `max` nodes that have a successor, with one store of the head
+  // for them all (pop_locked() stores it once per node); returns how many. Stops at the stub and
+  // at the last linked node, which need pop_locked()'s care. Meanwhile the head in memory is a
+  // node already taken, not the stub, so a sleeper's maybe_nonempty() can only err towards
+  // "nonempty" (one more look), never towards "empty"; and the head is stored before any later
+  // pop_locked() puts the stub back, as that function's proof asks.
+  int take_linked(QueueNode** out, int max) noexcept {
+    QueueNode* head = head_.load(std::memory_order_relaxed);
+    int taken = 0;
+    for (; taken < max && head != &stub_; ++taken) {
+      QueueNode* next = head->queue_next.load(std::memory_order_seq_cst);
+      if (next == nullptr) break;
+      out[taken] = head;
+      head = next;
+    }
+    if (taken > 0) head_.store(head, std::memory_order_seq_cst);
+    return taken;
   }
 
   alignas(64) std::atomic<QueueNode*> tail_;  // producers
