@@ -615,20 +615,9 @@ TEST(Wait, EachFutureOnceWhateverTheOrder) {
     auto result = concur::wait(list);
     EXPECT_TRUE(result.not_done.empty());
     ASSERT_EQ(result.done, expected) << "trial " << trial;
-    // The two ways with a table, each on its own, whichever wait() took.
+    // The two other ways, each on its own, whichever wait() took.
     EXPECT_EQ(concur::detail::unique_by_table(list), expected) << "trial " << trial;
-    if (!list.empty()) {
-      const auto [low, high] = std::minmax_element(
-          list.begin(), list.end(), [](const Future<int>& a, const Future<int>& b) {
-            return concur::detail::FutureAccess::state(a) < concur::detail::FutureAccess::state(b);
-          });
-      EXPECT_EQ(
-          concur::detail::unique_by_bitmap(
-              list, reinterpret_cast<std::uintptr_t>(concur::detail::FutureAccess::state(*low)),
-              reinterpret_cast<std::uintptr_t>(concur::detail::FutureAccess::state(*high))),
-          expected)
-          << "trial " << trial;
-    }
+    EXPECT_EQ(concur::detail::unique_by_granules(list, 64), expected) << "trial " << trial;
     std::vector<Future<int>> yielded;
     for (Future<int>& f : concur::as_completed(list)) yielded.push_back(f);
     std::set<const void*> yielded_states;
@@ -716,6 +705,45 @@ TEST(AsCompleted, DoneFirstDuplicatesOnceAndTimeout) {
   }
   EXPECT_EQ(seen, (std::vector<int>{1}));
   go.set();
+}
+
+// The GranuleSet's way on states made by several threads (each thread's heap lies elsewhere in
+// the address space, so the states fall in many blocks far apart), against a std::set; and its
+// refusal when the states need more blocks than it may take.
+TEST(Wait, GranulesSpanManyBlocksAndKeepToTheirBudget) {
+  ThreadPoolExecutor pool(2);
+  std::vector<std::vector<Future<int>>> made(4);
+  {
+    std::vector<std::thread> makers;
+    for (int t = 0; t < 4; ++t) {
+      makers.emplace_back([&, t] {
+        for (int i = 0; i < 20000; ++i)
+          made[static_cast<std::size_t>(t)].push_back(pool.submit([i] { return i; }));
+      });
+    }
+    for (auto& maker : makers) maker.join();
+  }
+  std::vector<Future<int>> all;
+  for (auto& some : made) all.insert(all.end(), some.begin(), some.end());
+  std::mt19937 random(20261203);
+  for (int trial = 0; trial < 20; ++trial) {
+    std::vector<Future<int>> list;
+    for (int i = 0; i < 5000; ++i) list.push_back(all[random() % all.size()]);
+    std::vector<Future<int>> expected;
+    std::set<const void*> seen;
+    std::set<std::uintptr_t> blocks;
+    for (const Future<int>& f : list) {
+      const void* state = concur::detail::FutureAccess::state(f);
+      if (seen.insert(state).second) expected.push_back(f);
+      blocks.insert(reinterpret_cast<std::uintptr_t>(state) >> 16);
+    }
+    ASSERT_GT(blocks.size(), 64U) << "the states lie in too few blocks to test the set's table";
+    EXPECT_EQ(concur::detail::unique_by_granules(list, blocks.size()), expected)
+        << "trial " << trial;
+    EXPECT_FALSE(concur::detail::unique_by_granules(list, blocks.size() - 1).has_value())
+        << "trial " << trial;
+    EXPECT_EQ(concur::wait(list).done, expected) << "trial " << trial;
+  }
 }
 
 // --- the worker's deque (Chase-Lev): every task taken exactly once ----------------------------

@@ -34,6 +34,7 @@
 
 #include "concur/detail/event_count.hpp"
 #include "concur/detail/executor/future.hpp"
+#include "concur/detail/executor/unique_futures.hpp"
 #include "concur/errors.hpp"
 #include "concur/lock.hpp"
 
@@ -136,122 +137,6 @@ class WaitNode final : public Listener {
  private:
   Waiter* waiter_;
 };
-
-// Whether no state of `futures` repeats, decided without a table when their states lie in a few
-// strictly increasing runs of addresses: futures submitted one after another from one thread
-// usually do, as the heap hands out mostly increasing addresses. Within a run nothing repeats;
-// across runs a repeat shows as two equal heads when the runs are merged. Reads the handles in
-// order and touches no state. False (not known) for more runs than it merges, or an invalid
-// handle.
-template <class T>
-bool known_without_repeats(const std::vector<Future<T>>& futures) noexcept {
-  constexpr std::size_t max_runs = 8;
-  std::size_t run_begin[max_runs + 1];
-  std::size_t runs = 0;
-  auto at = [&](std::size_t i) {
-    return reinterpret_cast<std::uintptr_t>(FutureAccess::state(futures[i]));
-  };
-  for (std::size_t i = 0; i < futures.size(); ++i) {
-    if (at(i) == 0) return false;
-    if (i == 0 || at(i) <= at(i - 1)) {
-      if (runs == max_runs) return false;
-      run_begin[runs++] = i;
-    }
-  }
-  run_begin[runs] = futures.size();
-  // Merge the runs by their heads: every address is taken once, in increasing order, so two
-  // equal addresses are taken one right after the other.
-  std::size_t head[max_runs];
-  for (std::size_t r = 0; r < runs; ++r) head[r] = run_begin[r];
-  std::uintptr_t last = 0;
-  for (std::size_t taken = 0; taken < futures.size(); ++taken) {
-    std::size_t lowest = max_runs;
-    for (std::size_t r = 0; r < runs; ++r) {
-      if (head[r] < run_begin[r + 1] && (lowest == max_runs || at(head[r]) < at(head[lowest]))) {
-        lowest = r;
-      }
-    }
-    if (at(head[lowest]) == last) return false;
-    last = at(head[lowest]++);
-  }
-  return true;
-}
-
-// Each state's address in a bitmap over their span, one bit per 16 bytes: two distinct states
-// are at least sizeof(StateBase) bytes apart, so never share a bit.
-inline constexpr unsigned dedup_granule_shift = 4;
-static_assert(sizeof(StateBase) >= (1U << dedup_granule_shift),
-              "distinct states must fall in distinct granules of the bitmap");
-
-// The futures of `futures` (all valid), each once, in their first order: with a bitmap over
-// [low, high], the span of their states' addresses.
-template <class T>
-std::vector<Future<T>> unique_by_bitmap(const std::vector<Future<T>>& futures, std::uintptr_t low,
-                                        std::uintptr_t high) {
-  std::vector<Future<T>> unique;
-  unique.reserve(futures.size());
-  const std::uintptr_t granules = ((high - low) >> dedup_granule_shift) + 1;
-  std::vector<std::uint64_t> seen((granules + 63) / 64, 0);
-  for (const Future<T>& future : futures) {
-    const std::uintptr_t bit =
-        (reinterpret_cast<std::uintptr_t>(FutureAccess::state(future)) - low) >>
-        dedup_granule_shift;
-    const std::uint64_t mask = std::uint64_t{1} << (bit % 64);
-    if ((seen[bit / 64] & mask) == 0) {
-      seen[bit / 64] |= mask;
-      unique.push_back(future);
-    }
-  }
-  return unique;
-}
-
-// The same with an open-addressing set of the state pointers (no allocation per entry), at
-// most half full.
-template <class T>
-std::vector<Future<T>> unique_by_table(const std::vector<Future<T>>& futures) {
-  std::vector<Future<T>> unique;
-  unique.reserve(futures.size());
-  std::size_t capacity = 16;
-  while (capacity < 2 * futures.size()) capacity *= 2;
-  std::vector<const void*> seen(capacity, nullptr);
-  for (const Future<T>& future : futures) {
-    const void* state = FutureAccess::state(future);
-    std::size_t slot = (reinterpret_cast<std::uintptr_t>(state) >> 4) * 0x9E3779B97F4A7C15ull;
-    for (slot &= capacity - 1; seen[slot] != nullptr && seen[slot] != state;
-         slot = (slot + 1) & (capacity - 1)) {
-    }
-    if (seen[slot] == nullptr) {
-      seen[slot] = state;
-      unique.push_back(future);
-    }
-  }
-  return unique;
-}
-
-// The futures of `futures`, each once, in their first order. Three ways, cheapest first:
-//   - a copy, when the states lie in a few increasing runs (known_without_repeats());
-//   - a bitmap, when the span of their addresses is dense (at most 64 bits per future): states
-//     recycled by the state cache (state_cache.hpp) come back in short runs, of either
-//     direction, but from a few compact regions of memory, and a million of them take a bitmap
-//     of well under a megabyte;
-//   - otherwise a table of the state pointers.
-template <class T>
-std::vector<Future<T>> unique_futures(const std::vector<Future<T>>& futures) {
-  if (known_without_repeats(futures)) return futures;
-  std::uintptr_t low = UINTPTR_MAX;
-  std::uintptr_t high = 0;
-  for (const Future<T>& future : futures) {
-    if (!future.valid()) throw UsageError("wait() or as_completed() on a Future with no state");
-    const auto address = reinterpret_cast<std::uintptr_t>(FutureAccess::state(future));
-    low = address < low ? address : low;
-    high = address > high ? address : high;
-  }
-  if (!futures.empty() &&
-      ((high - low) >> dedup_granule_shift) < 64 * static_cast<std::uintptr_t>(futures.size())) {
-    return unique_by_bitmap(futures, low, high);
-  }
-  return unique_by_table(futures);
-}
 
 // A Waiter registered on every state of a list of futures that is not done yet; unregisters
 // in its destructor.

@@ -1,0 +1,211 @@
+// concur/detail/executor/unique_futures.hpp
+//
+// The futures of a list, each once, in their first order: what wait() and as_completed() work
+// on, as Python's wait() and as_completed() make a set of their argument first. A list of a
+// million futures is common (every task of a batch), so this is done without a node per entry:
+//   - by no work at all, when the states lie in a few increasing runs of addresses;
+//   - by a GranuleSet, a bitmap over the states' addresses kept in blocks, when they lie in
+//     few regions of memory, as states recycled by the state cache (state_cache.hpp) do;
+//   - by an open-addressing table of the state pointers otherwise.
+
+#ifndef CONCUR_DETAIL_EXECUTOR_UNIQUE_FUTURES_HPP
+#define CONCUR_DETAIL_EXECUTOR_UNIQUE_FUTURES_HPP
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "concur/detail/executor/future.hpp"
+#include "concur/errors.hpp"
+
+namespace concur::detail {
+
+// Whether no state of `futures` repeats, decided without a table when their states lie in a few
+// strictly increasing runs of addresses: futures submitted one after another from one thread
+// usually do, as the heap hands out mostly increasing addresses. Within a run nothing repeats;
+// across runs a repeat shows as two equal heads when the runs are merged. Reads the handles in
+// order and touches no state. False (not known) for more runs than it merges, or an invalid
+// handle.
+template <class T>
+bool known_without_repeats(const std::vector<Future<T>>& futures) noexcept {
+  constexpr std::size_t max_runs = 8;
+  std::size_t run_begin[max_runs + 1];
+  std::size_t runs = 0;
+  auto at = [&](std::size_t i) {
+    return reinterpret_cast<std::uintptr_t>(FutureAccess::state(futures[i]));
+  };
+  for (std::size_t i = 0; i < futures.size(); ++i) {
+    if (at(i) == 0) return false;
+    if (i == 0 || at(i) <= at(i - 1)) {
+      if (runs == max_runs) return false;
+      run_begin[runs++] = i;
+    }
+  }
+  run_begin[runs] = futures.size();
+  // Merge the runs by their heads: every address is taken once, in increasing order, so two
+  // equal addresses are taken one right after the other.
+  std::size_t head[max_runs];
+  for (std::size_t r = 0; r < runs; ++r) head[r] = run_begin[r];
+  std::uintptr_t last = 0;
+  for (std::size_t taken = 0; taken < futures.size(); ++taken) {
+    std::size_t lowest = max_runs;
+    for (std::size_t r = 0; r < runs; ++r) {
+      if (head[r] < run_begin[r + 1] && (lowest == max_runs || at(head[r]) < at(head[lowest]))) {
+        lowest = r;
+      }
+    }
+    if (at(head[lowest]) == last) return false;
+    last = at(head[lowest]++);
+  }
+  return true;
+}
+
+// GranuleSet
+//
+// A set of state addresses: one bit per 16-byte granule of memory (two distinct states are at
+// least sizeof(StateBase) bytes apart, so never share a bit), the bits of each 64 KiB block of
+// addresses made on the block's first use and found through an open-addressing table of block
+// numbers, with the last block used looked at first. States recycled by the state cache come
+// back in short runs from a few compact regions, which may lie far apart in the address space
+// (each thread's heap is elsewhere): a million of them take a few hundred kilobytes here, where
+// the table of pointers takes 16 MB and misses the cache on nearly every look. It gives up
+// (insert() returns `over_budget`) rather than take more than `max_blocks` blocks, for states
+// scattered too thinly for bits to pay.
+class GranuleSet {
+ public:
+  enum class Insert { added, present, over_budget };
+
+  explicit GranuleSet(std::size_t max_blocks) : max_blocks_(max_blocks) {}
+
+  // GranuleSet::insert(address)
+  //
+  // Adds the granule of `address`: `added` if it was not in the set, `present` if it was.
+  Insert insert(std::uintptr_t address) {
+    const std::uintptr_t block_number = address >> block_shift;
+    if (block_number != last_number_ || blocks_ == 0) {
+      const std::optional<std::size_t> found = find_or_add(block_number);
+      if (!found) return Insert::over_budget;
+      last_number_ = block_number;
+      last_block_ = *found;
+    }
+    const std::uintptr_t granule = (address & (block_bytes - 1)) >> granule_shift;
+    std::uint64_t& word = bits_[last_block_ * words_per_block + granule / 64];
+    const std::uint64_t mask = std::uint64_t{1} << (granule % 64);
+    if ((word & mask) != 0) return Insert::present;
+    word |= mask;
+    return Insert::added;
+  }
+
+ private:
+  static constexpr unsigned granule_shift = 4;
+  static constexpr unsigned block_shift = 16;
+  static constexpr std::uintptr_t block_bytes = std::uintptr_t{1} << block_shift;
+  static constexpr std::size_t words_per_block = (block_bytes >> granule_shift) / 64;
+  static_assert(sizeof(StateBase) >= (std::size_t{1} << granule_shift),
+                "distinct states must fall in distinct granules");
+
+  // The index of the block `number`, made (zeroed) if new; nothing when that is one too many.
+  std::optional<std::size_t> find_or_add(std::uintptr_t number) {
+    if (2 * (blocks_ + 1) > slots_.size()) grow();
+    std::size_t at = slot_of(number);
+    for (; slots_[at].used; at = (at + 1) & (slots_.size() - 1)) {
+      if (slots_[at].number == number) return slots_[at].block;
+    }
+    if (blocks_ == max_blocks_) return std::nullopt;
+    slots_[at] = Slot{number, blocks_, true};
+    bits_.resize(bits_.size() + words_per_block, 0);
+    return blocks_++;
+  }
+
+  std::size_t slot_of(std::uintptr_t number) const noexcept {
+    return static_cast<std::size_t>((number * 0x9E3779B97F4A7C15ull) >> 32) & (slots_.size() - 1);
+  }
+
+  void grow() {
+    std::vector<Slot> old = std::move(slots_);
+    slots_.assign(old.empty() ? 64 : 2 * old.size(), Slot{});
+    for (const Slot& slot : old) {
+      if (!slot.used) continue;
+      std::size_t at = slot_of(slot.number);
+      while (slots_[at].used) at = (at + 1) & (slots_.size() - 1);
+      slots_[at] = slot;
+    }
+  }
+
+  struct Slot {
+    std::uintptr_t number = 0;
+    std::size_t block = 0;
+    bool used = false;
+  };
+
+  const std::size_t max_blocks_;
+  std::vector<Slot> slots_;          // block number -> block, at most half full
+  std::vector<std::uint64_t> bits_;  // words_per_block words per block
+  std::size_t blocks_ = 0;
+  std::uintptr_t last_number_ = 0;
+  std::size_t last_block_ = 0;
+};
+
+// The futures of `futures` (all valid), each once, in their first order, with a GranuleSet of
+// at most `max_blocks` blocks; nothing if that is too few.
+template <class T>
+std::optional<std::vector<Future<T>>> unique_by_granules(const std::vector<Future<T>>& futures,
+                                                         std::size_t max_blocks) {
+  GranuleSet seen(max_blocks);
+  std::vector<Future<T>> unique;
+  unique.reserve(futures.size());
+  for (const Future<T>& future : futures) {
+    switch (seen.insert(reinterpret_cast<std::uintptr_t>(FutureAccess::state(future)))) {
+      case GranuleSet::Insert::added:
+        unique.push_back(future);
+        break;
+      case GranuleSet::Insert::present:
+        break;
+      case GranuleSet::Insert::over_budget:
+        return std::nullopt;
+    }
+  }
+  return unique;
+}
+
+// The futures of `futures` (all valid), each once, in their first order: with an
+// open-addressing set of the state pointers (no allocation per entry), at most half full.
+template <class T>
+std::vector<Future<T>> unique_by_table(const std::vector<Future<T>>& futures) {
+  std::vector<Future<T>> unique;
+  unique.reserve(futures.size());
+  std::size_t capacity = 16;
+  while (capacity < 2 * futures.size()) capacity *= 2;
+  std::vector<const void*> seen(capacity, nullptr);
+  for (const Future<T>& future : futures) {
+    const void* state = FutureAccess::state(future);
+    std::size_t slot = (reinterpret_cast<std::uintptr_t>(state) >> 4) * 0x9E3779B97F4A7C15ull;
+    for (slot &= capacity - 1; seen[slot] != nullptr && seen[slot] != state;
+         slot = (slot + 1) & (capacity - 1)) {
+    }
+    if (seen[slot] == nullptr) {
+      seen[slot] = state;
+      unique.push_back(future);
+    }
+  }
+  return unique;
+}
+
+// The futures of `futures`, each once, in their first order; UsageError for an invalid handle.
+// The GranuleSet may take as many bytes as the table would (16 per future: 512-byte blocks,
+// one per 32 futures), and at least a few blocks.
+template <class T>
+std::vector<Future<T>> unique_futures(const std::vector<Future<T>>& futures) {
+  if (known_without_repeats(futures)) return futures;
+  for (const Future<T>& future : futures) {
+    if (!future.valid()) throw UsageError("wait() or as_completed() on a Future with no state");
+  }
+  if (auto unique = unique_by_granules(futures, futures.size() / 32 + 16))
+    return *std::move(unique);
+  return unique_by_table(futures);
+}
+
+}  // namespace concur::detail
+
+#endif  // CONCUR_DETAIL_EXECUTOR_UNIQUE_FUTURES_HPP
