@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <utility>
@@ -39,12 +40,28 @@ inline double recorded_median(const std::string& scenario, const std::string& co
 // A row's figure: a rate (items per second, higher is better) or a time per operation.
 enum class Kind { rate, time_per_op };
 
+// Makes the C library merge the small blocks freed in the calling thread's heap arena now, not
+// in the timed run that follows. glibc defers that merging to the next allocation of a kilobyte
+// or more in the arena. With the rows interleaved, a row that freed a million small objects
+// (Asio's packaged tasks and futures) left it to the next row, whose first large allocation
+// (a vector of results) then paid tens of milliseconds for it: a row of concur's took twice its
+// CPU per task right after Asio's (found with perf). Every thread that runs a timed body calls
+// this first, so every row pays only for what it frees itself. (malloc_trim() would merge too,
+// but it also gives the free pages back to the kernel, and rows that allocate in their timed
+// run would then pay a page fault for each: that doubled Asio's and thread_pool's times.)
+inline void settle_arena() {
+  void* block = std::malloc(64 * 1024);
+  benchmark::DoNotOptimize(block);
+  std::free(block);
+}
+
 // One repetition (the row runs one iteration, with manual time): runs `body`, which does `ops`
 // operations, and reports its wall time with the process's CPU per operation.
 template <class Body>
 void measure(benchmark::State& state, const std::string& scenario, const std::string& contender,
              Kind kind, long count, Body body) {
   const auto ops = static_cast<double>(count);
+  settle_arena();
   for (auto _ : state) {
     const Cost before = Cost::now();
     const auto start = std::chrono::steady_clock::now();

@@ -121,6 +121,7 @@ void from_threads(int threads, Body body, Timed timed) {
   std::vector<std::thread> all;
   for (int t = 0; t < threads; ++t) {
     all.emplace_back([&, t] {
+      concur_bench::settle_arena();
       ++ready;
       while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
       body(t);
