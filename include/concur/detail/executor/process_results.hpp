@@ -262,21 +262,15 @@ class IMapSink final : public TaskSink {
 
   // The next result: nullopt at the end; throws TimeoutError at the deadline (nothing is
   // consumed then), or a failed chunk's exception (which is then consumed).
+  //
+  // The chunk being handed out, and the counts of what was taken, belong to the one consumer
+  // (ResultStream is not thread-safe), so its results are taken without the lock, which guards
+  // only the chunks still arriving: one lock per chunk, not one per result.
   std::optional<R> next_until(steady_time deadline) {
+    if (std::optional<R> value = take_from_current()) return value;
     std::unique_lock<std::mutex> hold(mutex_);
     for (;;) {
-      if constexpr (bulk) {
-        if (current_ && current_->bulk != nullptr && position_ < current_->count) {
-          ++consumed_;
-          R value;
-          std::memcpy(static_cast<void*>(&value), current_->bulk + sizeof(R) * position_++,
-                      sizeof(R));
-          return value;
-        }
-      } else if (current_ && position_ < current_->values.size()) {
-        ++consumed_;
-        return std::move(current_->values[position_++]);
-      }
+      if (std::optional<R> value = take_from_current()) return value;
       current_.reset();
       position_ = 0;
       if (taken_chunks_ == chunk_total()) return std::nullopt;
@@ -298,9 +292,8 @@ class IMapSink final : public TaskSink {
 
   // Whether every result has been handed out (a failed chunk counts as all its items): the end
   // of the stream, known without waiting.
-  bool exhausted() {
-    std::lock_guard<std::mutex> hold(mutex_);
-    return consumed_ >= items_;
+  bool exhausted() const noexcept {
+    return consumed_ >= items_;  // the consumer's own count (see next_until())
   }
 
  private:
@@ -348,6 +341,23 @@ class IMapSink final : public TaskSink {
     Chunk chunk = std::move(arrived_.front());
     arrived_.pop_front();
     return chunk;
+  }
+
+  // The next result of the chunk being handed out, if it has one left.
+  std::optional<R> take_from_current() {
+    if constexpr (bulk) {
+      if (current_ && current_->bulk != nullptr && position_ < current_->count) {
+        ++consumed_;
+        R value;
+        std::memcpy(static_cast<void*>(&value), current_->bulk + sizeof(R) * position_++,
+                    sizeof(R));
+        return value;
+      }
+    } else if (current_ && position_ < current_->values.size()) {
+      ++consumed_;
+      return std::move(current_->values[position_++]);
+    }
+    return std::nullopt;
   }
 
   const std::size_t items_;
