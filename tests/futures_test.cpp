@@ -746,6 +746,38 @@ TEST(Wait, GranulesSpanManyBlocksAndKeepToTheirBudget) {
   }
 }
 
+// The GranuleSet's table grows only for a block it adds: a refusal at the budget leaves it as it
+// was, and the blocks it has still answer.
+TEST(Wait, GranuleSetRefusesWithoutGrowing) {
+  using Insert = concur::detail::GranuleSet::Insert;
+  concur::detail::GranuleSet set(32);
+  for (std::uintptr_t block = 1; block <= 32; ++block) {
+    EXPECT_EQ(set.insert(block << 16), Insert::added) << block;
+  }
+  EXPECT_EQ(set.table_slots(), 64u);  // 32 blocks: half full
+  EXPECT_EQ(set.insert(std::uintptr_t{33} << 16), Insert::over_budget);
+  EXPECT_EQ(set.table_slots(), 64u);
+  EXPECT_EQ(set.insert((std::uintptr_t{5} << 16) + 16), Insert::added);
+  EXPECT_EQ(set.insert((std::uintptr_t{5} << 16) + 16), Insert::present);
+  EXPECT_EQ(set.insert(std::uintptr_t{32} << 16), Insert::present);
+}
+
+// An invalid handle is refused on each way to de-duplicate, which check it as they go.
+TEST(Wait, EveryWayRefusesAnInvalidHandle) {
+  ThreadPoolExecutor pool(1);
+  std::vector<Future<int>> list;
+  for (int i = 0; i < 100; ++i) list.push_back(pool.submit([i] { return i; }));
+  list.emplace_back();
+  EXPECT_FALSE(concur::detail::known_without_repeats(list));
+  EXPECT_THROW((void)concur::detail::unique_by_granules(list, 1000), concur::UsageError);
+  EXPECT_THROW((void)concur::detail::unique_by_table(list), concur::UsageError);
+  std::vector<Future<int>> first_invalid(1);
+  first_invalid.insert(first_invalid.end(), list.begin(), list.end() - 1);
+  EXPECT_THROW((void)concur::detail::unique_by_granules(first_invalid, 1000), concur::UsageError);
+  EXPECT_THROW((void)concur::wait(first_invalid), concur::UsageError);
+  EXPECT_THROW((void)concur::as_completed(first_invalid), concur::UsageError);
+}
+
 // --- the worker's deque (Chase-Lev): every task taken exactly once ----------------------------
 
 TEST(LocalDeque, OwnerAndThievesTakeEachTaskOnce) {

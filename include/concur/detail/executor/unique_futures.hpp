@@ -78,6 +78,11 @@ class GranuleSet {
 
   explicit GranuleSet(std::size_t max_blocks) : max_blocks_(max_blocks) {}
 
+  // GranuleSet::table_slots()
+  //
+  // The size of the table of blocks (for tests: it stays at most twice the blocks made).
+  [[nodiscard]] std::size_t table_slots() const noexcept { return slots_.size(); }
+
   // GranuleSet::insert(address)
   //
   // Adds the granule of `address`: `added` if it was not in the set, `present` if it was.
@@ -106,13 +111,20 @@ class GranuleSet {
                 "distinct states must fall in distinct granules");
 
   // The index of the block `number`, made (zeroed) if new; nothing when that is one too many.
+  // The table grows only for a block that is added: a refusal at the budget costs nothing.
   std::optional<std::size_t> find_or_add(std::uintptr_t number) {
-    if (2 * (blocks_ + 1) > slots_.size()) grow();
-    std::size_t at = slot_of(number);
-    for (; slots_[at].used; at = (at + 1) & (slots_.size() - 1)) {
-      if (slots_[at].number == number) return slots_[at].block;
+    std::size_t at = 0;
+    if (!slots_.empty()) {
+      for (at = slot_of(number); slots_[at].used; at = (at + 1) & (slots_.size() - 1)) {
+        if (slots_[at].number == number) return slots_[at].block;
+      }
     }
     if (blocks_ == max_blocks_) return std::nullopt;
+    if (2 * (blocks_ + 1) > slots_.size()) {
+      grow();
+      for (at = slot_of(number); slots_[at].used; at = (at + 1) & (slots_.size() - 1)) {
+      }
+    }
     slots_[at] = Slot{number, blocks_, true};
     bits_.resize(bits_.size() + words_per_block, 0);
     return blocks_++;
@@ -147,8 +159,17 @@ class GranuleSet {
   std::size_t last_block_ = 0;
 };
 
-// The futures of `futures` (all valid), each once, in their first order, with a GranuleSet of
-// at most `max_blocks` blocks; nothing if that is too few.
+// The state of `future`; UsageError for a handle with none (checked in the loops below, which
+// read the state anyway, rather than in a pass of its own).
+template <class T>
+const void* state_to_wait_on(const Future<T>& future) {
+  const void* state = FutureAccess::state(future);
+  if (state == nullptr) throw UsageError("wait() or as_completed() on a Future with no state");
+  return state;
+}
+
+// The futures of `futures`, each once, in their first order, with a GranuleSet of at most
+// `max_blocks` blocks; nothing if that is too few. UsageError for an invalid handle.
 template <class T>
 std::optional<std::vector<Future<T>>> unique_by_granules(const std::vector<Future<T>>& futures,
                                                          std::size_t max_blocks) {
@@ -156,7 +177,7 @@ std::optional<std::vector<Future<T>>> unique_by_granules(const std::vector<Futur
   std::vector<Future<T>> unique;
   unique.reserve(futures.size());
   for (const Future<T>& future : futures) {
-    switch (seen.insert(reinterpret_cast<std::uintptr_t>(FutureAccess::state(future)))) {
+    switch (seen.insert(reinterpret_cast<std::uintptr_t>(state_to_wait_on(future)))) {
       case GranuleSet::Insert::added:
         unique.push_back(future);
         break;
@@ -169,8 +190,9 @@ std::optional<std::vector<Future<T>>> unique_by_granules(const std::vector<Futur
   return unique;
 }
 
-// The futures of `futures` (all valid), each once, in their first order: with an
-// open-addressing set of the state pointers (no allocation per entry), at most half full.
+// The futures of `futures`, each once, in their first order: with an open-addressing set of
+// the state pointers (no allocation per entry), at most half full. UsageError for an invalid
+// handle.
 template <class T>
 std::vector<Future<T>> unique_by_table(const std::vector<Future<T>>& futures) {
   std::vector<Future<T>> unique;
@@ -179,7 +201,7 @@ std::vector<Future<T>> unique_by_table(const std::vector<Future<T>>& futures) {
   while (capacity < 2 * futures.size()) capacity *= 2;
   std::vector<const void*> seen(capacity, nullptr);
   for (const Future<T>& future : futures) {
-    const void* state = FutureAccess::state(future);
+    const void* state = state_to_wait_on(future);
     std::size_t slot = (reinterpret_cast<std::uintptr_t>(state) >> 4) * 0x9E3779B97F4A7C15ull;
     for (slot &= capacity - 1; seen[slot] != nullptr && seen[slot] != state;
          slot = (slot + 1) & (capacity - 1)) {
@@ -197,10 +219,7 @@ std::vector<Future<T>> unique_by_table(const std::vector<Future<T>>& futures) {
 // one per 32 futures), and at least a few blocks.
 template <class T>
 std::vector<Future<T>> unique_futures(const std::vector<Future<T>>& futures) {
-  if (known_without_repeats(futures)) return futures;
-  for (const Future<T>& future : futures) {
-    if (!future.valid()) throw UsageError("wait() or as_completed() on a Future with no state");
-  }
+  if (known_without_repeats(futures)) return futures;  // false for an invalid handle
   if (auto unique = unique_by_granules(futures, futures.size() / 32 + 16))
     return *std::move(unique);
   return unique_by_table(futures);
