@@ -383,7 +383,7 @@ class Pool {
                                    : concur::detail::default_chunksize(count, processes());
       auto sink = std::make_shared<concur::detail::MapSink<R>>(count, size);
       auto jobs = concur::detail::chunk_jobs<std::decay_t<F>, Item, Unpack>(
-          concur::detail::process_callable_bits(fn), range, count, size, sink);
+          concur::detail::process_callable_bits(fn), range, count, size, sink, core_.blocks());
       core_.submit(std::move(jobs), refusal);
       return MapResult<R>(std::move(sink));
     });
@@ -403,9 +403,10 @@ class Pool {
     return with_forward(std::forward<Range>(items), [&](auto& range) {
       const auto count = concur::detail::range_count(range);
       const auto size = static_cast<std::size_t>(chunksize);
-      auto sink = std::make_shared<concur::detail::IMapSink<R>>(count, size, ordered);
+      auto sink =
+          std::make_shared<concur::detail::IMapSink<R>>(count, size, ordered, core_.blocks());
       auto jobs = concur::detail::chunk_jobs<std::decay_t<F>, Item, Unpack>(
-          concur::detail::process_callable_bits(fn), range, count, size, sink);
+          concur::detail::process_callable_bits(fn), range, count, size, sink, core_.blocks());
       core_.submit(std::move(jobs), refusal);
       return IMapIterator<R>(std::move(sink));
     });

@@ -192,9 +192,9 @@ class ProcessPoolExecutor {
       using One = std::tuple_element_t<0, Item>;
       static_assert(std::is_same_v<detail::process_result_t<F, One, false>, R>);
       const std::size_t count = detail::range_count(ranges...);
-      auto sink = std::make_shared<detail::IMapSink<R>>(count, size, true);
-      auto jobs = detail::chunk_jobs<std::decay_t<F>, One, false>(detail::process_callable_bits(fn),
-                                                                  ranges..., count, size, sink);
+      auto sink = std::make_shared<detail::IMapSink<R>>(count, size, true, core_.blocks());
+      auto jobs = detail::chunk_jobs<std::decay_t<F>, One, false>(
+          detail::process_callable_bits(fn), ranges..., count, size, sink, core_.blocks());
       core_.submit(std::move(jobs), refusal);
       return ProcessMapResult<R>(std::move(sink), deadline);
     }
@@ -203,9 +203,9 @@ class ProcessPoolExecutor {
       items.reserve(static_cast<std::size_t>(std::ranges::size(ranges...)));
     }
     detail::for_each_zipped([&](auto&&... parts) { items.emplace_back(parts...); }, ranges...);
-    auto sink = std::make_shared<detail::IMapSink<R>>(items.size(), size, true);
-    auto jobs = detail::chunk_jobs<std::decay_t<F>, Item, true>(detail::process_callable_bits(fn),
-                                                                items, items.size(), size, sink);
+    auto sink = std::make_shared<detail::IMapSink<R>>(items.size(), size, true, core_.blocks());
+    auto jobs = detail::chunk_jobs<std::decay_t<F>, Item, true>(
+        detail::process_callable_bits(fn), items, items.size(), size, sink, core_.blocks());
     core_.submit(std::move(jobs), refusal);
     return ProcessMapResult<R>(std::move(sink), deadline);
   }

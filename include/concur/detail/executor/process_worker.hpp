@@ -67,6 +67,7 @@
 #include <vector>
 
 #include "concur/connection.hpp"
+#include "concur/detail/executor/block_cache.hpp"
 #include "concur/detail/executor/process_channel.hpp"
 #include "concur/detail/executor/process_protocol.hpp"
 #include "concur/detail/executor/process_worker_main.hpp"
@@ -179,6 +180,12 @@ class WorkerPool {
   }
   [[nodiscard]] int processes() const noexcept { return processes_; }
 
+  // WorkerPool::blocks()
+  //
+  // The big blocks this pool's maps reuse (block_cache.hpp); emptied whenever a worker is
+  // forked.
+  [[nodiscard]] const std::shared_ptr<BlockCache>& blocks() const noexcept { return blocks_; }
+
   // The pids of the workers alive now.
   [[nodiscard]] std::vector<pid_t> pids() const {
     std::lock_guard<std::mutex> hold(mutex_);
@@ -260,6 +267,7 @@ class WorkerPool {
       worker_main(child_end, initializer_, static_cast<std::uint64_t>(max_tasks_));
     }
     CONCUR_SCHEDULE_POINT("process_pool.forked");
+    blocks_->forget();  // its blocks are copy-on-write with the new worker now
     child_end.close();
     worker->pid = pid;
     worker->end = std::move(parent_end);
@@ -599,6 +607,7 @@ class WorkerPool {
   bool wake_pending_ = false;
   std::deque<PoolJob> queue_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  const std::shared_ptr<BlockCache> blocks_ = std::make_shared<BlockCache>();
   int wake_read_ = -1;   // in the ChildFdTable
   int wake_write_ = -1;  // in the ChildFdTable
   // The I/O thread's own:
