@@ -5,9 +5,12 @@
 #include "concur/detail/executor/block_cache.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <numeric>
 #include <optional>
@@ -81,7 +84,7 @@ TEST(BlockCache, FreesTheOldestToMakeRoom) {
   BlockCache cache;
   std::vector<const char*> where;
   std::vector<Bytes> blocks;
-  std::size_t size = 24 * MiB;
+  const std::size_t size = BlockCache::max_kept_bytes / 8 * 3;  // two fit, not three
   for (int i = 0; i < 3; ++i) {
     std::size_t s = size;
     blocks.push_back(cache.take(s));
@@ -89,7 +92,7 @@ TEST(BlockCache, FreesTheOldestToMakeRoom) {
     where.push_back(blocks.back().get());
   }
   for (auto& b : blocks) cache.give(std::move(b), size);
-  EXPECT_EQ(cache.kept_bytes(), 2 * size);  // 72 MiB asked for, 64 the budget
+  EXPECT_EQ(cache.kept_bytes(), 2 * size);
   std::size_t s1 = size, s2 = size, s3 = size;
   Bytes a = cache.take(s1);
   Bytes b = cache.take(s2);
@@ -99,6 +102,34 @@ TEST(BlockCache, FreesTheOldestToMakeRoom) {
   Bytes c = cache.take(s3);  // none kept: a new one
   EXPECT_NE(c.get(), a.get());
   EXPECT_EQ(cache.kept_bytes(), 0u);
+}
+
+// A kept block is a mapping wiped in children: a fork() (a pool starting its workers) shares
+// none of its pages copy-on-write, and the parent's bytes stay as they were.
+TEST(BlockCache, AKeptBlockIsEmptyInAChild) {
+  Watchdog dog("AKeptBlockIsEmptyInAChild", 60s);
+  BlockCache cache;
+  std::size_t size = 2 * MiB;
+  Bytes block = cache.take(size);
+  char* where = block.get();
+  std::memset(where, 'x', size);
+  cache.give(std::move(block), size);
+  ASSERT_EQ(cache.kept_bytes(), size) << "no MADV_WIPEONFORK here: nothing is kept";
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    bool empty = true;
+    for (std::size_t i = 0; i < size; i += 4096) empty = empty && where[i] == 0;
+    ::_exit(empty ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the child saw the parent's bytes";
+  std::size_t again = size;
+  Bytes same = cache.take(again);
+  ASSERT_EQ(same.get(), where);
+  EXPECT_EQ(same[0], 'x');
+  EXPECT_EQ(same[size - 1], 'x');
 }
 
 TEST(BlockCache, ForgetFreesEverything) {
@@ -177,9 +208,11 @@ bool kept_within(const BlockCache& cache, std::size_t bytes) {
 
 TEST(BlockCache, ConsecutiveMapsReuseTheBlocksAndNeverShowOldResults) {
   Watchdog dog("ConsecutiveMapsReuseTheBlocksAndNeverShowOldResults", 120s);
+  BlockCache::shared()->forget();  // what other tests in this program left
   concur::detail::WorkerPool core(2, {}, 0);
   std::vector<std::int64_t> items(300000);  // 2.4 MB of items, and of results
   std::iota(items.begin(), items.end(), std::int64_t{0});
+  EXPECT_EQ(core.blocks(), BlockCache::shared());
   EXPECT_EQ(core.blocks()->kept_bytes(), 0u);
   {
     auto stream = start_map(core, square64, items, 1000);
@@ -208,10 +241,36 @@ TEST(BlockCache, ConsecutiveMapsReuseTheBlocksAndNeverShowOldResults) {
   core.join();
 }
 
-// Maps whose workers are replaced as they go (each forks a new worker, which empties the cache)
-// stay right.
+// A pool made after another finds the blocks that one kept: its workers' fork() does not
+// empty the cache, and its first map reuses them.
+TEST(BlockCache, ANewPoolFindsTheBlocksOfTheOneBefore) {
+  Watchdog dog("ANewPoolFindsTheBlocksOfTheOneBefore", 120s);
+  BlockCache::shared()->forget();
+  std::vector<std::int64_t> items(300000);
+  std::iota(items.begin(), items.end(), std::int64_t{0});
+  {
+    concur::detail::WorkerPool first(2, {}, 0);
+    auto stream = start_map(first, square64, items, 5000);
+    for (std::int64_t i = 0; i < 300000; ++i) ASSERT_EQ(stream.next(), i * i);
+    ASSERT_TRUE(kept_within(*BlockCache::shared(), 4 * MiB)) << "the items' block";
+  }
+  ASSERT_TRUE(kept_within(*BlockCache::shared(), 8 * MiB)) << BlockCache::shared()->kept_bytes();
+  concur::detail::WorkerPool second(2, {}, 0);
+  EXPECT_EQ(BlockCache::shared()->kept_bytes(), 8 * MiB);
+  {
+    auto stream = start_map(second, plus_one, items, 5000);
+    EXPECT_EQ(BlockCache::shared()->kept_bytes(), 0u) << "the new map took both blocks";
+    for (std::int64_t i = 0; i < 300000; ++i) ASSERT_EQ(stream.next(), i + 1);
+  }
+  ASSERT_TRUE(kept_within(*BlockCache::shared(), 8 * MiB)) << BlockCache::shared()->kept_bytes();
+  second.close();
+  second.join();
+}
+
+// Maps whose workers are replaced as they go (each replacement a fork()) stay right.
 TEST(BlockCache, MapsStayRightWhileWorkersAreReplaced) {
   Watchdog dog("MapsStayRightWhileWorkersAreReplaced", 120s);
+  BlockCache::shared()->forget();
   concur::detail::WorkerPool core(2, {}, 5);
   std::vector<std::int64_t> items(200000);
   std::iota(items.begin(), items.end(), std::int64_t{0});

@@ -23,7 +23,9 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
+#include "concur/detail/executor/block_cache.hpp"
 #include "concur/detail/executor/process_protocol.hpp"
 #include "concur/detail/posix_io.hpp"
 
@@ -65,24 +67,44 @@ struct PoolJob {
 // memory for the pool's life.
 inline constexpr std::size_t kept_buffer = std::size_t{4} << 20;
 
-// Bytes read from a worker: [begin, end) not yet handled.
+// Bytes read from a worker: [begin, end) not yet handled. A big buffer (a chunk's results
+// arrive as one frame of megabytes) comes from the pools' BlockCache and goes back to it when
+// the buffer grows again, empties or is destroyed: a new pool's first big map then reads into
+// memory already backed, not fresh pages (block_cache.hpp).
 struct InBuffer {
+  // Held, not looked up each time: a pool destroyed during static destruction must not reach
+  // for the cache's function-local static then.
+  const std::shared_ptr<BlockCache> blocks = BlockCache::shared();
   Bytes data;
   std::size_t begin = 0;
   std::size_t end = 0;
   std::size_t capacity = 0;
+
+  InBuffer() = default;
+  InBuffer(const InBuffer&) = delete;
+  InBuffer& operator=(const InBuffer&) = delete;
+  ~InBuffer() { release(); }
+
+  // Gives the buffer back (to the cache, when it came from there).
+  void release() noexcept {
+    blocks->give(std::move(data), capacity);
+    data.reset();
+    capacity = 0;
+    begin = end = 0;
+  }
+
   // Makes room for `more` bytes after end: moves the unhandled bytes to the front, or grows.
   void reserve(std::size_t more) {
     if (capacity - end >= more) return;
     const std::size_t used = end - begin;
-    if (begin > 0 && capacity - used >= more && used <= capacity / 2) {
+    if (begin > 0 && capacity - used >= more) {  // a partial frame, moved at most once
       std::memmove(data.get(), data.get() + begin, used);
     } else {
       const std::size_t grown = std::max(capacity * 2, used + more);
       std::size_t grown_to = grown;
-      Bytes bigger = allocate_bytes(grown_to);  // not zeroed; huge pages when big
+      Bytes bigger = blocks->take(grown_to);  // not zeroed; huge pages when big
       if (used > 0) std::memcpy(bigger.get(), data.get() + begin, used);
-      data = std::move(bigger);
+      blocks->give(std::exchange(data, std::move(bigger)), capacity);
       capacity = grown_to;
     }
     begin = 0;
@@ -155,17 +177,22 @@ inline bool send_available(int fd, std::string& out, std::size_t& done) noexcept
   return true;
 }
 
-// Reads everything that has arrived into `in`, without blocking; false at end of file (or an
-// error such as ECONNRESET: the peer is gone either way).
-inline bool recv_available(int fd, InBuffer& in) {
+// Reads what has arrived into the room `in` has, without blocking; `filled` tells whether it
+// filled that room, so that more may be waiting: the caller handles the whole frames first and
+// reads again. So the buffer grows only for a frame bigger than it, not to drain the socket
+// (which holds up to 4 MiB). The room is the whole buffer, or what the partial frame at its
+// end still needs (for_each_frame makes that); none only when a frame's header is cut, and
+// then 64 KiB are made. False at end of file (or an error such as ECONNRESET: the peer is gone
+// either way).
+inline bool recv_available(int fd, InBuffer& in, bool& filled) {
+  filled = false;
+  if (in.end == in.capacity) in.reserve(64 * 1024);
   for (;;) {
-    in.reserve(256 * 1024);
     const ssize_t n = ::recv(fd, in.data.get() + in.end, in.capacity - in.end, MSG_DONTWAIT);
     if (n > 0) {
-      const bool full = static_cast<std::size_t>(n) == in.capacity - in.end;
+      filled = static_cast<std::size_t>(n) == in.capacity - in.end;
       in.end += static_cast<std::size_t>(n);
-      if (!full) return true;
-      continue;
+      return true;
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
@@ -199,10 +226,7 @@ void for_each_frame(InBuffer& in, Handle&& handle) {
   }
   if (in.begin == in.end) {
     in.begin = in.end = 0;
-    if (in.capacity > kept_buffer) {  // a huge result came in
-      in.data.reset();
-      in.capacity = 0;
-    }
+    if (in.capacity > kept_buffer) in.release();  // a huge result came in
   }
 }
 

@@ -376,12 +376,16 @@ inline void advise_huge_pages(const void* data, std::size_t size) noexcept {
 #endif
 }
 
-// Bytes from allocate_bytes(): 2 MiB-aligned whole huge pages when big, else plain.
+// Bytes from allocate_bytes(): 2 MiB-aligned whole huge pages when big, else plain; or a
+// mapping of their own, `mapped` bytes long (BlockCache's blocks, block_cache.hpp).
 inline constexpr std::size_t huge_page_size = std::size_t{2} << 20;
 struct BytesDeleter {
   bool aligned = false;
+  std::size_t mapped = 0;
   void operator()(char* data) const noexcept {
-    if (aligned) {
+    if (mapped != 0) {
+      (void)::munmap(data, mapped);
+    } else if (aligned) {
       ::operator delete[](data, std::align_val_t{huge_page_size});
     } else {
       delete[] data;

@@ -182,8 +182,7 @@ class WorkerPool {
 
   // WorkerPool::blocks()
   //
-  // The big blocks this pool's maps reuse (block_cache.hpp); emptied whenever a worker is
-  // forked.
+  // The big blocks the maps reuse (block_cache.hpp; shared by every pool).
   [[nodiscard]] const std::shared_ptr<BlockCache>& blocks() const noexcept { return blocks_; }
 
   // The pids of the workers alive now.
@@ -267,7 +266,6 @@ class WorkerPool {
       worker_main(child_end, initializer_, static_cast<std::uint64_t>(max_tasks_));
     }
     CONCUR_SCHEDULE_POINT("process_pool.forked");
-    blocks_->forget();  // its blocks are copy-on-write with the new worker now
     child_end.close();
     worker->pid = pid;
     worker->end = std::move(parent_end);
@@ -484,10 +482,16 @@ class WorkerPool {
   }
 
   // Reads what has arrived and handles every whole frame; false at end of file (or an error).
+  // Reads and handles what the worker has sent, until its socket is empty; false once it has
+  // closed it.
   bool read_some(Worker& w) {
-    const bool open = recv_available(w.end.fileno(), w.in);
-    for_each_frame(w.in, [&](std::string_view frame) { handle_records(w, frame); });
-    return open;
+    bool filled = true;
+    while (filled) {
+      const bool open = recv_available(w.end.fileno(), w.in, filled);
+      for_each_frame(w.in, [&](std::string_view frame) { handle_records(w, frame); });
+      if (!open) return false;
+    }
+    return true;
   }
 
   void handle_records(Worker& w, std::string_view frame) {
@@ -607,7 +611,7 @@ class WorkerPool {
   bool wake_pending_ = false;
   std::deque<PoolJob> queue_;
   std::vector<std::unique_ptr<Worker>> workers_;
-  const std::shared_ptr<BlockCache> blocks_ = std::make_shared<BlockCache>();
+  const std::shared_ptr<BlockCache> blocks_ = BlockCache::shared();
   int wake_read_ = -1;   // in the ChildFdTable
   int wake_write_ = -1;  // in the ChildFdTable
   // The I/O thread's own:
