@@ -4,6 +4,8 @@
 #include "concur/lock.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -273,7 +275,7 @@ TEST(Lock, NewcomersQueueWhileAWaiterStarves) {
   Lock lock;
   auto& word = reinterpret_cast<std::atomic<std::uint32_t>&>(lock);
   using Word = concur::detail::PlainLockWord;
-  constexpr std::uint32_t starving = Word::starving_bit;
+  const std::uint32_t starving = Word::starving_stamp();         // set by a waiter of this process
   word.store(starving | Word::parked_bit | Word::cas_mode_bit);  // as a starving sleeper leaves it
   EXPECT_FALSE(lock.locked());
   EXPECT_FALSE(lock.try_lock());
@@ -286,6 +288,88 @@ TEST(Lock, NewcomersQueueWhileAWaiterStarves) {
   lock.release();
   EXPECT_TRUE(lock.acquire(2ms));
   lock.release();
+}
+
+// A STARVING flag copied by fork() (stamped with another process's generation) has no owner in
+// this process: the first look clears it, and the lock is taken at once. Without the stamp's
+// check, try_lock() failed on the free lock for ever and acquire() slept for ever.
+TEST(Lock, AStarvingFlagFromAnotherProcessIsCleared) {
+  Lock lock;
+  auto& word = reinterpret_cast<std::atomic<std::uint32_t>&>(lock);
+  using Word = concur::detail::PlainLockWord;
+  const std::uint32_t copied =
+      Word::starving_bit |
+      (((concur::detail::fork_generation() + 1) & 0xffffu) << Word::generation_shift);
+  word.store(copied | Word::parked_bit | Word::cas_mode_bit);
+  EXPECT_TRUE(lock.try_lock());
+  EXPECT_EQ(word.load() & Word::starving_bits, 0u) << std::hex << word.load();
+  lock.release();
+  word.store(copied | Word::cas_mode_bit);
+  const auto start = steady::now();
+  EXPECT_TRUE(lock.acquire(5s));
+  EXPECT_LT(steady::now() - start, 2s);
+  EXPECT_EQ(word.load() & Word::starving_bits, 0u) << std::hex << word.load();
+  lock.release();
+  EXPECT_TRUE(lock.try_lock());
+  lock.release();
+}
+
+// The same through a real fork(): a waiter of the parent starves (sets STARVING) while the
+// forking thread holds the lock; in the child the forking thread releases it and takes it
+// again, blocking and not. Before the stamp, the child's second acquire slept for ever on a
+// word left at STARVING | CAS_MODE (0x600).
+TEST(Lock, AChildForkedWhileAWaiterStarvesCanTakeTheLock) {
+  if (CONCUR_SCHEDULE_EXPLORING) GTEST_SKIP() << "forks; the schedule is not what it tests";
+  concur_test::Watchdog watchdog("fork while a waiter starves", std::chrono::seconds(120));
+  Lock lock;
+  auto& word = reinterpret_cast<std::atomic<std::uint32_t>&>(lock);
+  using Word = concur::detail::PlainLockWord;
+  lock.acquire();
+  // A waiter starves when, having slept more than the starvation threshold, it wakes and finds
+  // the lock taken: so wait until it sleeps (PARKED), keep the lock 2 ms, release it and barge
+  // back in at once (the sleeper takes microseconds to wake). Should the waiter win the race
+  // anyway, it takes the lock and ends; another is started.
+  std::atomic<bool> done{false};
+  std::thread waiter;
+  for (int attempt = 0; attempt < 100 && !(word.load() & Word::starving_bit); ++attempt) {
+    if (waiter.joinable()) waiter.join();
+    if (!lock.locked()) lock.acquire();
+    done = false;
+    waiter = std::thread([&] {
+      lock.acquire();
+      done = true;
+      lock.release();
+    });
+    ASSERT_TRUE(
+        concur_test::eventually([&] { return (word.load() & Word::parked_bit) != 0; }, 10s));
+    std::this_thread::sleep_for(2ms);
+    lock.release();
+    lock.acquire();
+    (void)concur_test::eventually([&] { return (word.load() & Word::starving_bit) || done; }, 1s);
+    if (done) lock.release();  // it got in between: start again
+  }
+  ASSERT_TRUE(word.load() & Word::starving_bit) << "the waiter never starved";
+  ASSERT_TRUE(lock.locked());
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::alarm(20);  // a child that hangs is killed, and the parent sees the signal
+    lock.release();
+    if (!lock.try_lock()) ::_exit(2);
+    lock.release();
+    lock.acquire();  // blocking: slept for ever before
+    lock.release();
+    if (!lock.acquire(1s)) ::_exit(3);
+    lock.release();
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status)) << "the child was killed by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  lock.release();
+  waiter.join();
+  EXPECT_TRUE(done);
 }
 
 // Issue 11, defect 3: the spin before parking ignored the deadline and ended in rounds of

@@ -9,6 +9,9 @@
 #ifndef CONCUR_DETAIL_AT_FORK_HPP
 #define CONCUR_DETAIL_AT_FORK_HPP
 
+#include <atomic>
+#include <cstdint>
+
 #include "concur/detail/config.hpp"
 
 #if CONCUR_POSIX
@@ -30,6 +33,23 @@ inline int at_fork(void (*prepare)(), void (*parent)(), void (*child)()) noexcep
   (void)child;
   return 0;
 #endif
+}
+
+// fork_generation()
+//
+// How many fork()s lie between the program's first process and this one, modulo 2^16: a
+// child's is its parent's plus one. Memory that fork() copies keeps what the parent wrote, so a
+// value stamped with the generation tells a copy from something this process wrote: the
+// STARVING flag of a lock (lock_word.hpp) whose setter, a thread of the parent, did not come
+// along. Relaxed: the child's handler runs before fork() returns there, before any other
+// thread of the child exists.
+inline std::atomic<std::uint32_t> fork_generation_counter{0};
+inline void advance_fork_generation() noexcept {
+  fork_generation_counter.fetch_add(1, std::memory_order_relaxed);
+}
+inline const int fork_generation_registered = at_fork(nullptr, nullptr, &advance_fork_generation);
+inline std::uint32_t fork_generation() noexcept {
+  return fork_generation_counter.load(std::memory_order_relaxed) & 0xffffu;
 }
 
 }  // namespace concur::detail

@@ -8,6 +8,8 @@
 //   PARKED    a thread may be asleep on the word: the releaser must wake one
 //   STARVING  a parked thread has waited too long: newcomers must queue
 //   CAS_MODE  (SplitLayout only) release by compare-and-swap, not by a store: see below
+//   the top 16 bits: with STARVING, the fork generation of the thread that set it (see
+//   "Across fork()"); zero otherwise
 //
 // Two layouts. CasLayout packs the flags into the low three bits; every change is a
 // compare-and-swap. SplitLayout (concur::Lock on Linux) keeps HELD
@@ -91,6 +93,16 @@
 // store release cannot tell atomically that the lock was held, so two threads racing to release
 // one held lock (a bug) may both succeed; releasing a free lock is still caught.
 //
+// Across fork(). The child gets a copy of the word with only the forking thread: a STARVING
+// flag set by a parent's waiter has no owner there to clear it, and newcomers would queue
+// behind nobody for ever (found by forking while a waiter starved: the child's release left
+// the word at STARVING | CAS_MODE, and its next acquire slept for good). So the waiter that
+// sets STARVING stamps the word's top half with its process's fork generation (at_fork.hpp),
+// and whoever reads STARVING with another generation clears it before going on, in the same
+// compare-and-swap way as every flag change. A copied PARKED flag only costs a wake-up of
+// nobody, and a copied CAS_MODE a compare-and-swap release, until a release clears them. (A
+// chain of 65,536 forks brings a generation round again; a copy that old is not a concern.)
+//
 // Memory ordering: a successful acquire is an acquire operation and a release a release
 // operation on the word (its low byte), so everything done while holding the lock
 // happens-before whatever the next holder does. The flag updates order nothing (relaxed).
@@ -104,6 +116,7 @@
 #include <chrono>
 #include <cstdint>
 
+#include "concur/detail/at_fork.hpp"
 #include "concur/detail/config.hpp"
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/schedule.hpp"
@@ -191,6 +204,18 @@ class BasicLockWord {
   static constexpr std::uint32_t parked_bit = Layout::parked;
   static constexpr std::uint32_t starving_bit = Layout::starving;
   static constexpr std::uint32_t cas_mode_bit = Layout::cas_mode;
+  // STARVING's stamp: the setter's fork generation (see "Across fork()").
+  static constexpr unsigned generation_shift = 16;
+  static constexpr std::uint32_t generation_bits = 0xffff0000u;
+  static constexpr std::uint32_t starving_bits = starving_bit | generation_bits;
+  static_assert(((Layout::held | Layout::parked | Layout::starving | Layout::cas_mode) &
+                 generation_bits) == 0,
+                "the flags stay out of the generation's half of the word");
+
+  // STARVING as a waiter of this process sets it: the flag and the stamp.
+  static std::uint32_t starving_stamp() noexcept {
+    return starving_bit | (fork_generation() << generation_shift);
+  }
 
   // How long a parked thread waits before it asks for fairness.
   static constexpr std::chrono::microseconds starvation_threshold{1000};
@@ -211,7 +236,7 @@ class BasicLockWord {
   // Takes the lock if it is free and nobody starves; never blocks.
   bool try_acquire() noexcept {
     std::uint32_t state = word_.load(std::memory_order_relaxed);
-    while (!(state & (held_bit | starving_bit))) {
+    while (!(state & held_bit) && !starving_here(state)) {
       CONCUR_SCHEDULE_POINT("lock.try_acquire.before_cas");
       if (word_.compare_exchange_weak(state, state | held_bit, std::memory_order_acquire,
                                       std::memory_order_relaxed)) {
@@ -292,7 +317,7 @@ class BasicLockWord {
     unsigned burst = 1;  // SpinWait rounds per attempt
     std::uint32_t state = word_.load(std::memory_order_relaxed);
     for (;;) {
-      if (state & starving_bit) return false;
+      if (starving_here(state)) return false;
       // One read-modify-write per attempt, guessing that the lock has been released and the
       // flags are as they were.
       std::uint32_t expected = state & (parked_bit | cas_mode_bit);
@@ -321,9 +346,10 @@ class BasicLockWord {
     steady_time rescue_at{};  // while not {}, this thread owes a re-read at that time
     for (;;) {
       std::uint32_t state = word_.load(std::memory_order_relaxed);
-      if (!(state & held_bit) && (slept || !(state & starving_bit))) {
+      const bool starving = starving_here(state);
+      if (!(state & held_bit) && (slept || !starving)) {
         std::uint32_t next = state | held_bit | (slept ? parked_bit : 0);
-        if (set_starving) next &= ~starving_bit;
+        if (set_starving) next &= ~starving_bits;
         CONCUR_SCHEDULE_POINT("lock.park.before_take");
         if (word_.compare_exchange_weak(state, next, std::memory_order_acquire,
                                         std::memory_order_relaxed)) {
@@ -335,9 +361,8 @@ class BasicLockWord {
         return give_up(slept, set_starving, rescue_at);
       }
       std::uint32_t next = state | parked_bit | cas_mode_bit;
-      if (slept && !(state & starving_bit) &&
-          steady_clock::now() - first_sleep > starvation_threshold) {
-        next |= starving_bit;
+      if (slept && !starving && steady_clock::now() - first_sleep > starvation_threshold) {
+        next |= starving_stamp();
       }
       if (next != state) {
         CONCUR_SCHEDULE_POINT("lock.park.before_flag_cas");
@@ -366,7 +391,7 @@ class BasicLockWord {
   // it. Returns whether it took the lock.
   bool give_up(bool slept, bool set_starving, steady_time rescue_at) noexcept {
     if (!slept) return false;  // it never set a flag (every flag CAS is followed by a sleep)
-    const std::uint32_t drop = set_starving ? starving_bit : 0;
+    const std::uint32_t drop = set_starving ? starving_bits : 0;
     std::uint32_t state = word_.load(std::memory_order_relaxed);
     for (;;) {
       if (!(state & held_bit)) {
@@ -393,6 +418,18 @@ class BasicLockWord {
       rescue_at = steady_clock::now() + rescue_delay;
       state = next;
     }
+  }
+
+  // Whether `state` (the word as last loaded) has STARVING set by a waiter of this process. A
+  // STARVING flag copied by fork() from a parent is cleared first, `state` following the word
+  // (see "Across fork()").
+  bool starving_here(std::uint32_t& state) noexcept {
+    while ((state & starving_bit) && (state >> generation_shift) != fork_generation()) {
+      const std::uint32_t cleared = state & ~starving_bits;
+      CONCUR_SCHEDULE_POINT("lock.before_drop_copied_starving");
+      if (word_.compare_exchange_weak(state, cleared, std::memory_order_relaxed)) state = cleared;
+    }
+    return (state & starving_bit) != 0;
   }
 
   // Whether a waiter's compare-and-swap from `before` to `after` turned CAS mode on, which
@@ -445,7 +482,7 @@ class BasicLockWord {
     std::uint32_t next = 0;
     do {
       if (!(state & held_bit)) return false;
-      next = (state & (parked_bit | starving_bit)) ? state & (starving_bit | cas_mode_bit) : 0;
+      next = (state & (parked_bit | starving_bit)) ? state & (starving_bits | cas_mode_bit) : 0;
       CONCUR_SCHEDULE_POINT("lock.release.before_cas");
     } while (!word_.compare_exchange_weak(state, next, std::memory_order_release,
                                           std::memory_order_relaxed));
