@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -130,6 +131,44 @@ TEST(BlockCache, AKeptBlockIsEmptyInAChild) {
   ASSERT_EQ(same.get(), where);
   EXPECT_EQ(same[0], 'x');
   EXPECT_EQ(same[size - 1], 'x');
+}
+
+// A child forked while another thread uses the shared cache finds its lock free: the cache is
+// held across fork(). Each child takes and gives a block under alarm(5); without the fork
+// handlers, a fork that lands while the other thread holds the lock leaves it held for ever in
+// the child.
+TEST(BlockCache, AChildForkedDuringUseCanUseIt) {
+  Watchdog dog("AChildForkedDuringUseCanUseIt", 120s);
+  const std::shared_ptr<BlockCache>& cache = BlockCache::shared();
+  std::atomic<bool> stop{false};
+  std::thread user([&] {
+    while (!stop.load()) {
+      std::size_t size = 2 * MiB;
+      Bytes block = cache->take(size);
+      cache->give(std::move(block), size);
+    }
+  });
+  int hung = 0;
+  for (int i = 0; i < 200; ++i) {
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::alarm(5);
+      std::size_t size = 2 * MiB;
+      Bytes block = cache->take(size);
+      cache->give(std::move(block), size);
+      ::_exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      ++hung;
+      break;  // one is enough to know
+    }
+  }
+  stop = true;
+  user.join();
+  EXPECT_EQ(hung, 0) << "children stuck on the cache's lock";
 }
 
 TEST(BlockCache, ForgetFreesEverything) {

@@ -41,6 +41,7 @@
 #include <utility>
 #include <vector>
 
+#include "concur/detail/at_fork.hpp"
 #include "concur/detail/executor/process_protocol.hpp"
 
 namespace concur::detail {
@@ -87,9 +88,16 @@ class BlockCache {
   // BlockCache::shared()
   //
   // The cache of every process pool in the program. Each pool holds a reference, so the cache
-  // outlives every pool, even one destroyed during static destruction.
+  // outlives every pool, even one destroyed during static destruction. Its lock is held across
+  // fork() (at_fork.hpp), so that a child forked while a pool's thread held it (a Process
+  // started during a map) finds it free, and can run pools of its own.
   static const std::shared_ptr<BlockCache>& shared() {
-    static const std::shared_ptr<BlockCache> cache = std::make_shared<BlockCache>();
+    static const std::shared_ptr<BlockCache> cache = [] {
+      auto made = std::make_shared<BlockCache>();
+      at_fork([] { shared()->mutex_.lock(); }, [] { shared()->mutex_.unlock(); },
+              [] { shared()->mutex_.unlock(); });
+      return made;
+    }();
     return cache;
   }
 
