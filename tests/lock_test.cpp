@@ -314,6 +314,38 @@ TEST(Lock, AStarvingFlagFromAnotherProcessIsCleared) {
   lock.release();
 }
 
+// Two threads race try_lock() on a free word with a copied STARVING flag: one clears the flag
+// and takes the lock, and exactly one of the two gets it. A thread whose clearing lost the
+// race reloads the word; had it tested HELD before that reload, it could find the lock taken
+// by the other and "take" it again with a compare-and-swap from held to held (the schedule
+// point before the clearing widens that window under exploration).
+TEST(Lock, ACopiedStarvingFlagIsClearedAndTheLockTakenOnce) {
+  using Word = concur::detail::PlainLockWord;
+  const std::uint32_t copied =
+      Word::starving_bit |
+      (((concur::detail::fork_generation() + 1) & 0xffffu) << Word::generation_shift);
+  const int trials = static_cast<int>(scaled(500));
+  for (int trial = 0; trial < trials; ++trial) {
+    Lock lock;
+    auto& word = reinterpret_cast<std::atomic<std::uint32_t>&>(lock);
+    word.store(copied | Word::cas_mode_bit);
+    std::atomic<int> ready{0};
+    std::atomic<int> got{0};
+    auto racer = [&] {
+      ready.fetch_add(1);
+      while (ready.load() < 2) {
+      }
+      if (lock.try_lock()) got.fetch_add(1);
+    };
+    std::thread a(racer);
+    std::thread b(racer);
+    a.join();
+    b.join();
+    ASSERT_EQ(got.load(), 1) << "trial " << trial << ", word " << std::hex << word.load();
+    lock.release();
+  }
+}
+
 // The same through a real fork(): a waiter of the parent starves (sets STARVING) while the
 // forking thread holds the lock; in the child the forking thread releases it and takes it
 // again, blocking and not. Before the stamp, the child's second acquire slept for ever on a

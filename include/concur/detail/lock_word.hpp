@@ -236,7 +236,9 @@ class BasicLockWord {
   // Takes the lock if it is free and nobody starves; never blocks.
   bool try_acquire() noexcept {
     std::uint32_t state = word_.load(std::memory_order_relaxed);
-    while (!(state & held_bit) && !starving_here(state)) {
+    // starving_here() first: it may reload `state`, and HELD is then tested on the new value
+    // (tested before, a word taken meanwhile would be "taken" again by the no-op CAS below).
+    while (!starving_here(state) && !(state & held_bit)) {
       CONCUR_SCHEDULE_POINT("lock.try_acquire.before_cas");
       if (word_.compare_exchange_weak(state, state | held_bit, std::memory_order_acquire,
                                       std::memory_order_relaxed)) {
