@@ -123,7 +123,7 @@ class BlockCache {
   //
   // Takes back a block of `size` bytes that take() handed out: kept when it is big enough to
   // matter and no bigger than the whole budget, making room by freeing the oldest kept ones
-  // (the sizes the pool's maps use now matter most); freed otherwise. Blocks are freed outside
+  // (the sizes the maps use now matter most); freed otherwise. Blocks are freed outside
   // the lock (a big one is a munmap). Never throws.
   void give(Bytes block, std::size_t size) noexcept {
     if (!block || block.get_deleter().mapped == 0 || size > max_kept_bytes) return;

@@ -87,8 +87,7 @@ struct InBuffer {
 
   // Gives the buffer back (to the cache, when it came from there).
   void release() noexcept {
-    blocks->give(std::move(data), capacity);
-    data.reset();
+    blocks->give(std::move(data), capacity);  // leaves data empty
     capacity = 0;
     begin = end = 0;
   }

@@ -223,7 +223,7 @@ class MapSink final : public TaskSink, public AsyncState<std::vector<R>> {
 template <class R>
 class IMapSink final : public TaskSink {
  public:
-  // `blocks`, when given, is the pool's BlockCache: a bulk result type's buffer comes from it
+  // `blocks`, when given, is the pools' BlockCache: a bulk result type's buffer comes from it
   // and goes back to it when the sink is destroyed.
   IMapSink(std::size_t items, std::size_t chunksize, bool ordered,
            const std::shared_ptr<BlockCache>& blocks = nullptr)
@@ -231,8 +231,7 @@ class IMapSink final : public TaskSink {
     if (ordered_) chunks_.resize(MapSink<R>::chunk_count(items, chunksize));
     if constexpr (bulk) {
       std::size_t bytes = std::max<std::size_t>(items * sizeof(R), 1);
-      results_block_ = shared_block(blocks, bytes);
-      results_ = results_block_.get();
+      results_ = shared_block(blocks, bytes);
     }
   }
 
@@ -243,7 +242,7 @@ class IMapSink final : public TaskSink {
       const std::size_t count = chunk.count;
       if constexpr (bulk) {
         // Straight into the stream's one buffer for all results, each chunk in its place.
-        char* to = results_ + slot * chunksize_ * sizeof(R);
+        char* to = results_.get() + slot * chunksize_ * sizeof(R);
         copy_bulk_results<R>(payload, count, to);
         chunk.bulk = to;
       } else {
@@ -380,8 +379,7 @@ class IMapSink final : public TaskSink {
   std::condition_variable cv_;
   std::vector<std::optional<Chunk>> chunks_;  // ordered: by chunk index
   std::deque<Chunk> arrived_;                 // unordered: in completion order
-  std::shared_ptr<char[]> results_block_;     // bulk: every result, in item order,
-  char* results_ = nullptr;                   //   at results_ (its start)
+  std::shared_ptr<char[]> results_;           // bulk: every result, in item order
   std::size_t taken_chunks_ = 0;
   std::optional<Chunk> current_;
   std::size_t position_ = 0;
@@ -492,7 +490,7 @@ std::size_t range_count(Range& items) {
 // their payloads encoded in one pass into one block that they share (for bulk items in
 // contiguous memory, of the exact size and on huge pages).
 //
-// `blocks`, when given, is the pool's BlockCache: the block of bulk items comes from it and goes
+// `blocks`, when given, is the pools' BlockCache: the block of bulk items comes from it and goes
 // back to it once the last chunk has been sent.
 template <class F, class Item, bool Unpack, class Range>
 std::vector<PoolJob> chunk_jobs(std::uint64_t fn, const Range& items, std::size_t count,

@@ -481,9 +481,8 @@ class WorkerPool {
     }
   }
 
-  // Reads what has arrived and handles every whole frame; false at end of file (or an error).
   // Reads and handles what the worker has sent, until its socket is empty; false once it has
-  // closed it.
+  // closed it (or an error).
   bool read_some(Worker& w) {
     bool filled = true;
     while (filled) {
