@@ -559,6 +559,61 @@ TEST(Wait, AllCompletedFirstCompletedAndTimeout) {
   EXPECT_TRUE(all.not_done.empty());
 }
 
+// wait() for all looks at each future once, from the first, waiting at the first that is not
+// done (for the last one first); at the deadline it stops waiting and sorts the rest by a look.
+// Each list: done ones before, between and after unfinished ones, with and without repeats (the
+// two ways in: a list that is waited for as given, and its de-duplicated copy).
+TEST(Wait, AllCompletedSortsEveryFutureOnceInOrder) {
+  ThreadPoolExecutor pool(2);
+  Event go;
+  Future<int> slow = pool.submit([&] {
+    go.wait();
+    return -1;
+  });
+  std::vector<Future<int>> quick;
+  for (int i = 0; i < 300; ++i) quick.push_back(pool.submit([i] { return i; }));
+  for (Future<int>& f : quick) f.result();
+  for (const bool repeats : {false, true}) {
+    std::vector<Future<int>> list(quick.begin(), quick.begin() + 100);
+    list.push_back(slow);
+    list.insert(list.end(), quick.begin() + 100, quick.end());
+    if (repeats) {
+      list.push_back(slow);
+      list.push_back(quick[7]);
+      list.insert(list.begin(), quick[250]);
+    }
+    std::vector<Future<int>> expected_done;
+    std::set<const void*> seen;
+    for (const Future<int>& f : list) {
+      if (f != slow && seen.insert(concur::detail::FutureAccess::state(f)).second) {
+        expected_done.push_back(f);
+      }
+    }
+    EXPECT_EQ(concur::detail::without_repeats(list), !repeats);
+    auto timed = concur::wait(list, 30ms);
+    EXPECT_EQ(timed.done, expected_done) << "repeats " << repeats;
+    EXPECT_EQ(timed.not_done, std::vector<Future<int>>{slow}) << "repeats " << repeats;
+    // The last is unfinished: the wait for it times out, and the rest are sorted by a look.
+    std::vector<Future<int>> slow_last(quick.begin(), quick.begin() + 50);
+    slow_last.push_back(slow);
+    auto last = concur::wait(slow_last, 10ms);
+    EXPECT_EQ(last.done.size(), 50u);
+    EXPECT_EQ(last.not_done, std::vector<Future<int>>{slow});
+  }
+  // Released meanwhile: the wait for the one in the middle (the last is done) sees it finish.
+  std::vector<Future<int>> list(quick.begin(), quick.begin() + 10);
+  list.push_back(slow);
+  list.push_back(quick.back());
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(20ms);
+    go.set();
+  });
+  auto all = concur::wait(list);
+  releaser.join();
+  EXPECT_EQ(all.done, list);
+  EXPECT_TRUE(all.not_done.empty());
+}
+
 TEST(Wait, FirstException) {
   ThreadPoolExecutor pool(2);
   Event go;
@@ -633,6 +688,13 @@ TEST(Wait, EachFutureOnceWhateverTheOrder) {
   std::vector<Future<int>> two_runs(by_address.begin() + 20, by_address.end());
   two_runs.insert(two_runs.end(), by_address.begin(), by_address.begin() + 20);
   EXPECT_TRUE(concur::detail::known_without_repeats(two_runs));
+  // Two runs over the same range of addresses (every other state, then the rest): merged.
+  std::vector<Future<int>> interleaved;
+  for (int i = 0; i < 40; i += 2) interleaved.push_back(by_address[static_cast<std::size_t>(i)]);
+  for (int i = 1; i < 40; i += 2) interleaved.push_back(by_address[static_cast<std::size_t>(i)]);
+  EXPECT_TRUE(concur::detail::known_without_repeats(interleaved));
+  interleaved.push_back(by_address[38]);  // within the last run's range: a repeat of the first
+  EXPECT_FALSE(concur::detail::known_without_repeats(interleaved));
   two_runs.push_back(by_address[5]);  // a repeat across runs
   EXPECT_FALSE(concur::detail::known_without_repeats(two_runs));
   std::vector<Future<int>> reversed(by_address.rbegin(), by_address.rend());

@@ -100,6 +100,16 @@ namespace concur::detail {
 // compiler flags and so cannot appear in a header-only library's layouts.
 inline constexpr unsigned cache_line_size = 64;
 
+// Asks the CPU to bring the line of `address` into the cache, to be written: for loops over
+// long lists of pointers, whose every element misses. Only a hint; it never faults.
+inline void prefetch_for_write(const void* address) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(address, 1);
+#else
+  (void)address;
+#endif
+}
+
 }  // namespace concur::detail
 
 #endif  // CONCUR_DETAIL_CONFIG_HPP

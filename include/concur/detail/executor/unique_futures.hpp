@@ -21,6 +21,21 @@
 
 namespace concur::detail {
 
+// Whether the increasing runs of addresses that start at `run_begin[0..runs)` (each ending where
+// the next begins) cover ranges of addresses that do not overlap: then no address repeats, with
+// no need to merge them. The usual case: states taken from fresh memory, or from a few regions.
+template <class At>
+bool runs_apart(const std::size_t* run_begin, std::size_t runs, At at) noexcept {
+  for (std::size_t r = 0; r < runs; ++r) {
+    for (std::size_t q = 0; q < r; ++q) {
+      const bool before = at(run_begin[r + 1] - 1) < at(run_begin[q]);
+      const bool after = at(run_begin[r]) > at(run_begin[q + 1] - 1);
+      if (!before && !after) return false;
+    }
+  }
+  return true;
+}
+
 // Whether no state of `futures` repeats, decided without a table when their states lie in a few
 // strictly increasing runs of addresses: futures submitted one after another from one thread
 // usually do, as the heap hands out mostly increasing addresses. Within a run nothing repeats;
@@ -43,6 +58,7 @@ bool known_without_repeats(const std::vector<Future<T>>& futures) noexcept {
     }
   }
   run_begin[runs] = futures.size();
+  if (runs_apart(run_begin, runs, at)) return true;
   // Merge the runs by their heads: every address is taken once, in increasing order, so two
   // equal addresses are taken one right after the other.
   std::size_t head[max_runs];
@@ -214,15 +230,36 @@ std::vector<Future<T>> unique_by_table(const std::vector<Future<T>>& futures) {
   return unique;
 }
 
+// The blocks a GranuleSet may take for a list of `count` futures: as many bytes as the table
+// would (16 per future: 512-byte blocks, one per 32 futures), and at least a few blocks.
+inline std::size_t granule_budget(std::size_t count) noexcept {
+  return count / 32 + 16;
+}
+
 // The futures of `futures`, each once, in their first order; UsageError for an invalid handle.
-// The GranuleSet may take as many bytes as the table would (16 per future: 512-byte blocks,
-// one per 32 futures), and at least a few blocks.
 template <class T>
 std::vector<Future<T>> unique_futures(const std::vector<Future<T>>& futures) {
   if (known_without_repeats(futures)) return futures;  // false for an invalid handle
-  if (auto unique = unique_by_granules(futures, futures.size() / 32 + 16))
+  if (auto unique = unique_by_granules(futures, granule_budget(futures.size())))
     return *std::move(unique);
   return unique_by_table(futures);
+}
+
+// Whether no state of `futures` repeats, told without copying a handle (a copy is an atomic
+// increment on its state, a cache miss per future in a long list): true when
+// known_without_repeats() says so, or a GranuleSet within unique_futures()'s budget sees every
+// state once. False for a repeat, or states too scattered to tell this way; every handle is
+// checked only when it returns true (unique_futures() checks them in the other cases).
+// UsageError for an invalid handle.
+template <class T>
+bool without_repeats(const std::vector<Future<T>>& futures) {
+  if (known_without_repeats(futures)) return true;
+  GranuleSet seen(granule_budget(futures.size()));
+  for (const Future<T>& future : futures) {
+    const auto address = reinterpret_cast<std::uintptr_t>(state_to_wait_on(future));
+    if (seen.insert(address) != GranuleSet::Insert::added) return false;
+  }
+  return true;
 }
 
 }  // namespace concur::detail

@@ -29,9 +29,11 @@
 #include <cstdint>
 #include <iterator>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "concur/detail/config.hpp"
 #include "concur/detail/event_count.hpp"
 #include "concur/detail/executor/future.hpp"
 #include "concur/detail/executor/unique_futures.hpp"
@@ -166,42 +168,70 @@ class Registration {
   std::vector<std::pair<StateBase*, WaitNode*>> nodes_;
 };
 
+// Waits for every future of `list` (no state in it twice) until `deadline`, and sorts them
+// into done and not done in the same pass: one look at each state, where waiting, checking and
+// copying in passes of their own looked three times (a cache miss each, for a list longer than
+// the cache holds). A `List` that is not const is the caller's own copy, and is moved from.
+//
+// The pass starts at once, from the first: while it goes over the futures that are done, the
+// workers finish the rest on the other cores. At the first that is not done, it waits for the
+// last one first: a pool starts one submitter's tasks about in the order they came, so once the
+// last is done most others are, and a waiter that catches up with the workers sleeps about
+// once, not once per task it reaches before its worker does.
+template <class T, class List>
+DoneAndNotDone<T> wait_for_all(List& list, steady_time deadline) {
+  DoneAndNotDone<T> result;
+  result.done.reserve(list.size());
+  bool in_time = true;  // the deadline has not passed (as far as a wait has seen)
+  bool waited_for_last = false;
+  constexpr std::size_t ahead = 16;  // states prefetched ahead of the one looked at
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    auto& future = list[i];
+    if (i + ahead < list.size()) prefetch_for_write(FutureAccess::state(list[i + ahead]));
+    StateBase& state = *FutureAccess::state(future);
+    // Every one is waited for (a pool thread helps its pool for each) until the deadline
+    // passes; after that, each is only looked at.
+    bool done = state.done();
+    if (!done && in_time && !waited_for_last) {
+      waited_for_last = true;
+      in_time = wait_for_state(*FutureAccess::state(list.back()), deadline);
+      done = state.done();
+    }
+    if (!done && in_time) {
+      in_time = wait_for_state(state, deadline);
+      done = in_time || state.done();
+    }
+    auto& into = done ? result.done : result.not_done;
+    if constexpr (std::is_const_v<List>) {
+      into.push_back(future);
+    } else {
+      into.push_back(std::move(future));
+    }
+  }
+  return result;
+}
+
 template <class T>
 DoneAndNotDone<T> wait_futures(const std::vector<Future<T>>& futures, steady_time deadline,
                                ReturnWhen return_when) {
+  if (return_when == ReturnWhen::all_completed) {
+    // Every one must be done: wait for each in turn, with no listener to install and remove.
+    // A list without repeats (the usual: every task of a batch) is waited for as it is.
+    if (without_repeats(futures)) return wait_for_all<T>(futures, deadline);
+    std::vector<Future<T>> unique = unique_futures(futures);
+    return wait_for_all<T>(unique, deadline);
+  }
   std::vector<Future<T>> unique = unique_futures(futures);
   const std::size_t total = unique.size();
   auto ready = [&](Waiter::Snapshot snap) {
-    switch (return_when) {
-      case ReturnWhen::first_completed:
-        return snap.finished > 0 || total == 0;
-      case ReturnWhen::first_exception:
-        return snap.failed > 0 || snap.finished == total;
-      case ReturnWhen::all_completed:
-        break;
-    }
-    return snap.finished == total;
+    if (return_when == ReturnWhen::first_completed) return snap.finished > 0 || total == 0;
+    return snap.failed > 0 || snap.finished == total;  // first_exception
   };
-  if (return_when == ReturnWhen::all_completed) {
-    // Every one must be done: wait for each in turn (a pool thread helps its pool for each),
-    // with no listener to install and remove. The last first: a pool starts one submitter's
-    // tasks about in the order they came, so once the last is done most others are, and a
-    // waiter that catches up with the workers sleeps about once, not once per task it reaches
-    // before its worker does.
-    for (auto it = unique.rbegin(); it != unique.rend(); ++it) {
-      if (!wait_for_state(*FutureAccess::state(*it), deadline)) break;
-    }
-  } else {
+  {
     Registration<T> registration(unique);
     registration.waiter().wait_until(ready, deadline);
   }
   DoneAndNotDone<T> result;
-  const auto first_not_done =
-      std::find_if(unique.begin(), unique.end(), [](const Future<T>& f) { return !f.done(); });
-  if (first_not_done == unique.end()) {  // the usual end of an all_completed wait: no copies
-    result.done = std::move(unique);
-    return result;
-  }
   for (Future<T>& future : unique) {
     (future.done() ? result.done : result.not_done).push_back(std::move(future));
   }
