@@ -178,5 +178,5 @@ int main(int argc, char** argv) {
                             ") (target: concur >= 10x multiprocessing.Pool.map)";
   return concur_bench::run(argc, argv,
                            {{title, kPythonPool, Metric::throughput, {"map-cs1", "map-csdefault"}}},
-                           /*default_repetitions=*/3, print_targets);
+                           /*default_repetitions=*/5, print_targets);
 }
