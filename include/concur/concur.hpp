@@ -37,6 +37,7 @@
 #include "concur/pool.hpp"
 #include "concur/process.hpp"
 #include "concur/process_pool.hpp"
+#include "concur/shared_memory.hpp"
 #endif
 
 #endif  // CONCUR_CONCUR_HPP
