@@ -20,6 +20,7 @@
 #include <iostream>
 #include <latch>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -407,6 +408,80 @@ TEST(Process, PidAndNameAndOptions) {
   EXPECT_GT(*first.pid(), 0);
   first.join();
   EXPECT_TRUE(first.pid().has_value());  // kept after the end
+}
+
+// mp::current_process() and mp::parent_process(), as Python's: "MainProcess" without a parent
+// here; in a child, its Process's name and flag, with this process as its parent; in a
+// grandchild, the child as its parent. Each check in a child is an exit code.
+TEST(Process, CurrentAndParentProcessAsPythonNamesThem) {
+  namespace mp = concur::mp;
+  const mp::ProcessInfo main = mp::current_process();
+  EXPECT_EQ(main.name(), "MainProcess");
+  EXPECT_EQ(main.pid(), ::getpid());
+  EXPECT_EQ(main.ident(), ::getpid());
+  EXPECT_FALSE(main.daemon());
+  EXPECT_TRUE(main.is_alive());
+  EXPECT_FALSE(mp::parent_process().has_value());
+  const pid_t top = ::getpid();
+  Process child({.name = "worker", .daemon = true}, [top]() -> int {
+    const mp::ProcessInfo me = mp::current_process();
+    if (me.name() != "worker" || !me.daemon() || me.pid() != ::getpid()) return 2;
+    const std::optional<mp::ProcessInfo> parent = mp::parent_process();
+    if (!parent || parent->name() != "MainProcess" || parent->pid() != top) return 3;
+    if (!parent->is_alive() || parent->daemon()) return 4;
+    const pid_t middle = ::getpid();
+    Process grandchild({.name = "inner"}, [middle]() -> int {
+      const std::optional<mp::ProcessInfo> up = mp::parent_process();
+      if (!up || up->name() != "worker" || up->pid() != middle) return 5;
+      return mp::current_process().name() == "inner" && !mp::current_process().daemon() ? 0 : 6;
+    });
+    grandchild.start();
+    grandchild.join();
+    return *grandchild.exitcode();
+  });
+  child.start();
+  child.join();
+  EXPECT_EQ(child.exitcode(), 0);
+  // A plain fork() keeps the record: the same name, its own pid, no parent.
+  const pid_t pid = concur::fork();
+  if (pid == 0) {
+    const bool same = mp::current_process().name() == "MainProcess" &&
+                      mp::current_process().pid() == ::getpid() && !mp::parent_process();
+    std::_Exit(same ? 0 : 7);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(mp::active_children(), concur::active_children());
+}
+
+// A child's parent_process() stops being alive when the parent ends: the child is re-parented.
+TEST(Process, AParentProcessThatEndedIsNotAlive) {
+  namespace mp = concur::mp;
+  auto [reader, writer] = concur::Pipe(false);
+  Process middle([&writer]() -> int {
+    // A daemon grandchild, left running when the middle process ends (a child's _exit() runs no
+    // exit handlers, so nothing terminates it): it reports what it sees of its parent.
+    Process orphan({.daemon = true}, [&writer]() -> int {
+      const std::optional<mp::ProcessInfo> parent = mp::parent_process();
+      const bool alive_before = parent && parent->is_alive();
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      while (parent && parent->is_alive() && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      const bool alive_after = parent && parent->is_alive();
+      writer.send(std::string(alive_before ? "alive" : "dead") +
+                  (alive_after ? "-alive" : "-dead"));
+      return 0;
+    });
+    orphan.start();
+    return 0;
+  });
+  middle.start();
+  middle.join();
+  writer.close();
+  ASSERT_TRUE(reader.poll(std::chrono::seconds(60)));
+  EXPECT_EQ(reader.recv<std::string>(), "alive-dead");
 }
 
 TEST(Process, MisuseThrowsUsageError) {

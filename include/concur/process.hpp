@@ -50,6 +50,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <concepts>
 #include <cstdint>
@@ -73,6 +74,7 @@
 #include "concur/detail/names.hpp"
 #include "concur/detail/posix_io.hpp"
 #include "concur/detail/process_child.hpp"
+#include "concur/detail/process_identity.hpp"
 #include "concur/detail/process_registry.hpp"
 #include "concur/detail/process_seams.hpp"
 #include "concur/detail/process_target.hpp"
@@ -473,6 +475,7 @@ class Process {
     int code = 0;
     try {
       if (options_.die_with_parent) detail::arm_lifeline(lifeline);
+      detail::become_process_child(options_.name, options_.daemon, parent_pid_);
       run();
       code = child_code_;
     } catch (const ProcessExit& exit) {
@@ -547,10 +550,61 @@ class Process {
 //
 // Python's multiprocessing module: the names that clash with threading's live here (mp::Pool,
 // and the process-shared primitives), and these aliases let `namespace mp = concur::mp;` read
-// as `import multiprocessing as mp` does: mp::Process, mp::cpu_count().
+// as `import multiprocessing as mp` does: mp::Process, mp::cpu_count(), mp::active_children().
 namespace mp {
+using concur::active_children;
 using concur::cpu_count;
 using concur::Process;
+
+// mp::ProcessInfo
+//
+// A process as current_process() and parent_process() describe it (Python returns the Process
+// object, or a _ParentProcess): its name, pid (also ident()) and daemon flag.
+class ProcessInfo {
+ public:
+  ProcessInfo(std::string name, pid_t pid, bool daemon)
+      : name_(std::move(name)), pid_(pid), daemon_(daemon) {}
+
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+  [[nodiscard]] pid_t ident() const noexcept { return pid_; }
+  [[nodiscard]] bool daemon() const noexcept { return daemon_; }
+
+  // ProcessInfo::is_alive()
+  //
+  // True for the calling process; for its parent, while the parent runs (a child whose parent
+  // has ended is re-parented, so its parent's pid changes). Any other process (a description
+  // kept by a later child) is asked with kill(pid, 0), which a reused pid can fool.
+  [[nodiscard]] bool is_alive() const noexcept {
+    if (pid_ == ::getpid() || pid_ == ::getppid()) return true;
+    return ::kill(pid_, 0) == 0 || errno == EPERM;
+  }
+
+ private:
+  std::string name_;
+  pid_t pid_;
+  bool daemon_;
+};
+
+// mp::current_process()
+//
+// Python's multiprocessing.current_process(): "MainProcess" in a program's first process; in a
+// Process child, its Process's name and daemon flag. A child made by concur::fork() is described
+// as its parent was, with its own pid (Python's os.fork() keeps the record too).
+[[nodiscard]] inline ProcessInfo current_process() {
+  const detail::ProcessIdentity& identity = detail::process_identity();
+  return {identity.name, ::getpid(), identity.daemon};
+}
+
+// mp::parent_process()
+//
+// Python's multiprocessing.parent_process(): in a Process child, the process that started it
+// (its name as it was current there, and its pid); nothing in a program's first process.
+[[nodiscard]] inline std::optional<ProcessInfo> parent_process() {
+  const detail::ProcessIdentity& identity = detail::process_identity();
+  if (!identity.has_parent) return std::nullopt;
+  return ProcessInfo(identity.parent_name, identity.parent_pid, false);
+}
 }  // namespace mp
 
 }  // namespace concur
