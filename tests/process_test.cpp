@@ -21,6 +21,7 @@
 #include <latch>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -461,10 +462,13 @@ TEST(Process, AParentProcessThatEndedIsNotAlive) {
   auto [reader, writer] = concur::Pipe(false);
   Process middle([&writer]() -> int {
     // A daemon grandchild, left running when the middle process ends (a child's _exit() runs no
-    // exit handlers, so nothing terminates it): it reports what it sees of its parent.
-    Process orphan({.daemon = true}, [&writer]() -> int {
+    // exit handlers, so nothing terminates it): it reports what it sees of its parent, before
+    // and after. The middle process ends only once the first look is done.
+    auto [looked, looked_writer] = concur::Pipe(false);
+    Process orphan({.daemon = true}, [&writer, &looked_writer]() -> int {
       const std::optional<mp::ProcessInfo> parent = mp::parent_process();
       const bool alive_before = parent && parent->is_alive();
+      looked_writer.send(1);
       const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
       while (parent && parent->is_alive() && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -475,13 +479,51 @@ TEST(Process, AParentProcessThatEndedIsNotAlive) {
       return 0;
     });
     orphan.start();
-    return 0;
+    return looked.poll(std::chrono::seconds(30)) && looked.recv<int>() == 1 ? 0 : 2;
   });
   middle.start();
   middle.join();
+  EXPECT_EQ(middle.exitcode(), 0);
   writer.close();
   ASSERT_TRUE(reader.poll(std::chrono::seconds(60)));
   EXPECT_EQ(reader.recv<std::string>(), "alive-dead");
+}
+
+// A Process's sentinel is readable once the child has ended, beside Connections in
+// connection::wait() (Python: wait([conn, p.sentinel])); it stays open until close().
+TEST(Process, TheSentinelIsReadyWhenTheChildEnds) {
+  auto [reader, writer] = concur::Pipe(false);
+  Process child([&reader, &writer]() -> int {
+    reader.close();
+    writer.send(1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return 0;
+  });
+  EXPECT_THROW((void)child.sentinel(), concur::UsageError) << "before start()";
+  child.start();
+  writer.close();
+  const int sentinel = child.sentinel();
+  const int both[] = {reader.fileno(), sentinel};
+  // The message comes first; the child is still asleep.
+  EXPECT_EQ(concur::connection::wait(both, std::chrono::seconds(30)),
+            std::vector<int>{reader.fileno()});
+  EXPECT_EQ(reader.recv<int>(), 1);
+  EXPECT_TRUE(
+      concur::connection::wait(std::span<const int>(&sentinel, 1), std::chrono::milliseconds(0))
+          .empty());
+  // Then the end of the child; by then its end of the stream is closed too (a process closes
+  // its descriptors before it is seen to end).
+  EXPECT_EQ(concur::connection::wait(std::span<const int>(&sentinel, 1), std::chrono::seconds(30)),
+            std::vector<int>{sentinel});
+  EXPECT_EQ(concur::connection::wait(both, std::chrono::seconds(0)),
+            (std::vector<int>{reader.fileno(), sentinel}));
+  child.join();
+  EXPECT_EQ(concur::connection::wait(std::span<const int>(&sentinel, 1), std::chrono::seconds(0)),
+            std::vector<int>{sentinel})
+      << "still ready after join()";
+  EXPECT_EQ(child.sentinel(), sentinel);
+  child.close();
+  EXPECT_THROW((void)child.sentinel(), concur::UsageError) << "after close()";
 }
 
 TEST(Process, MisuseThrowsUsageError) {

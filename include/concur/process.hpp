@@ -376,6 +376,20 @@ class Process {
     return child_->pid();
   }
 
+  // Process::sentinel()
+  //
+  // Python's Process.sentinel: a descriptor that becomes readable when the child ends (its
+  // pidfd), to wait for with connection::wait() beside Connections and sockets. Open until
+  // close() or the object's end. Throws UsageError as join() does (before start(), or in another
+  // process than the one that started it), std::system_error(ENOSYS) where the kernel has no
+  // pidfds (before Linux 5.3).
+  [[nodiscard]] int sentinel() {
+    std::lock_guard<std::mutex> hold(mutex_);
+    check_own_child("get the sentinel of");
+    if (child_->pidfd() < 0) detail::throw_system_error(ENOSYS, "pidfd_open");
+    return child_->pidfd();
+  }
+
   // Process::terminate(), kill()
   //
   // Sends SIGTERM (SIGKILL) to the child; nothing once it has ended. Throws UsageError before

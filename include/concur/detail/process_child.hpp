@@ -229,6 +229,8 @@ class ChildRecord {
 
   pid_t pid() const noexcept { return pid_; }
   bool daemon() const noexcept { return daemon_; }
+  // The child's pidfd (readable once it has ended), or -1 where the kernel has none.
+  int pidfd() const noexcept { return pidfd_; }
 
   // The wait status once reaped.
   std::optional<int> status() {
