@@ -71,13 +71,20 @@ namespace concur::mp {
 // Python's SharedMemory(name=None, create=False, size=0, *, track=True), as designated
 // initializers: SharedMemory(SharedMemoryOptions{.create = true, .size = 1024}).
 struct SharedMemoryOptions {
-  std::optional<std::string> name =
-      std::nullopt;      // without a leading '/'; none: a new unique name (create)
-  bool create = false;   // make a new block (the name must not exist yet)
-  std::size_t size = 0;  // the new block's size in bytes; ignored when attaching
-  bool track = true;     // the creator unlinks the name when its object goes
+  // The block's name, without a leading '/'; none (only with `create`): a new unique name.
+  std::optional<std::string> name = std::nullopt;
+  // Make a new block; the name must not exist yet.
+  bool create = false;
+  // The new block's size in bytes; ignored when attaching.
+  std::size_t size = 0;
+  // The process that creates the block unlinks its name when its object is destroyed.
+  bool track = true;
 };
 
+// SharedMemory
+//
+// A mapping of one named block (see the header comment). Movable, not copyable: each object
+// unmaps what it mapped once.
 class SharedMemory {
  public:
   // SharedMemory(options)
@@ -107,7 +114,7 @@ class SharedMemory {
 
   // SharedMemory(name)
   //
-  // Attaches to the block named `name`: SharedMemory({.name = name}).
+  // Attaches to the block named `name`: SharedMemory(SharedMemoryOptions{.name = name}).
   explicit SharedMemory(std::string name)
       : SharedMemory(SharedMemoryOptions{.name = std::move(name)}) {}
 
