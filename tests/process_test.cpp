@@ -459,12 +459,17 @@ TEST(Process, CurrentAndParentProcessAsPythonNamesThem) {
 // A child's parent_process() stops being alive when the parent ends: the child is re-parented.
 TEST(Process, AParentProcessThatEndedIsNotAlive) {
   namespace mp = concur::mp;
-  auto [reader, writer] = concur::Pipe(false);
+  auto reader_writer =
+      concur::Pipe(false);  // not a structured binding: Clang 14 cannot capture one
+  concur::Connection& reader = reader_writer.first;
+  concur::Connection& writer = reader_writer.second;
   Process middle([&writer]() -> int {
     // A daemon grandchild, left running when the middle process ends (a child's _exit() runs no
     // exit handlers, so nothing terminates it): it reports what it sees of its parent, before
     // and after. The middle process ends only once the first look is done.
-    auto [looked, looked_writer] = concur::Pipe(false);
+    auto looked_pipe = concur::Pipe(false);
+    concur::Connection& looked = looked_pipe.first;
+    concur::Connection& looked_writer = looked_pipe.second;
     Process orphan({.daemon = true}, [&writer, &looked_writer]() -> int {
       const std::optional<mp::ProcessInfo> parent = mp::parent_process();
       const bool alive_before = parent && parent->is_alive();
@@ -492,7 +497,9 @@ TEST(Process, AParentProcessThatEndedIsNotAlive) {
 // A Process's sentinel is readable once the child has ended, beside Connections in
 // connection::wait() (Python: wait([conn, p.sentinel])); it stays open until close().
 TEST(Process, TheSentinelIsReadyWhenTheChildEnds) {
-  auto [reader, writer] = concur::Pipe(false);
+  auto reader_writer = concur::Pipe(false);
+  concur::Connection& reader = reader_writer.first;
+  concur::Connection& writer = reader_writer.second;
   Process child([&reader, &writer]() -> int {
     reader.close();
     writer.send(1);
