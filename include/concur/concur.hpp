@@ -40,4 +40,10 @@
 #include "concur/shared_memory.hpp"
 #endif
 
+// The process-shared locks and values need Linux's robust futexes.
+#if defined(__linux__)
+#include "concur/mp_lock.hpp"
+#include "concur/shared_ctypes.hpp"
+#endif
+
 #endif  // CONCUR_CONCUR_HPP

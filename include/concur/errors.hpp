@@ -15,11 +15,13 @@
 //   concurrent.futures.BrokenExecutor, its         BrokenExecutor, BrokenThreadPool,
 //     BrokenThreadPool and BrokenProcessPool         BrokenProcessPool
 //   multiprocessing.AuthenticationError            AuthenticationError
+//   (none: mp.Lock's holder died, Python hangs)    OwnerDied
 //   OSError, BrokenPipeError                       std::system_error carrying the errno
 //
-// Empty, Full, ShutDown, BrokenBarrierError, EOFError, BufferTooShort and the futures' errors
-// derive from concur::Error, which derives from std::runtime_error: they report a state of the
-// world that a correct program meets and handles. UsageError reports a bug in the calling program.
+// Empty, Full, ShutDown, BrokenBarrierError, EOFError, BufferTooShort, OwnerDied and the futures'
+// errors derive from concur::Error, which derives from std::runtime_error: they report a state of
+// the world that a correct program meets and handles. UsageError reports a bug in the calling
+// program.
 
 #ifndef CONCUR_ERRORS_HPP
 #define CONCUR_ERRORS_HPP
@@ -188,6 +190,17 @@ class BrokenProcessPool : public BrokenExecutor {
 class AuthenticationError : public Error {
  public:
   using Error::Error;
+};
+
+// OwnerDied
+//
+// No Python counterpart (Python's multiprocessing.Lock hangs instead): the previous holder of a
+// process-shared lock (mp::Lock, mp::RLock, the lock of an mp::Value or mp::Array) died holding
+// it. The thread that gets this error holds the lock: what the lock protects may have been left
+// half changed, so it repairs that, then releases the lock, which is whole again.
+class OwnerDied : public Error {
+ public:
+  OwnerDied() : Error("the previous holder of the lock died while holding it") {}
 };
 
 namespace detail {

@@ -123,6 +123,24 @@ inline void wake_all(std::atomic<std::uint32_t>& word) noexcept {
   wake(word, INT_MAX);
 }
 
+// The same two operations on a word in memory that other processes map (concur::mp): the
+// shared futex, keyed by the page and offset rather than by this process's address. Without a
+// deadline (`never`), waits until woken. Returns false once the deadline has passed.
+inline bool shared_wait_until(const std::atomic<std::uint32_t>& word, std::uint32_t expected,
+                              steady_time deadline) noexcept {
+  if (deadline == never) {
+    call(word, FUTEX_WAIT, expected, nullptr, 0);
+    return true;
+  }
+  const kernel_timespec at = to_timespec(deadline);
+  const long rc = call(word, FUTEX_WAIT_BITSET, expected, &at, FUTEX_BITSET_MATCH_ANY);
+  return !(rc == -1 && errno == ETIMEDOUT);
+}
+
+inline void shared_wake(std::atomic<std::uint32_t>& word, int count) noexcept {
+  call(word, FUTEX_WAKE, static_cast<std::uint32_t>(count), nullptr, 0);
+}
+
 }  // namespace concur::detail::futex
 
 #endif  // CONCUR_DETAIL_WAIT_FUTEX_HPP

@@ -1,0 +1,175 @@
+// concur/detail/robust_list.hpp
+//
+// Linux's robust futex list, as glibc keeps it for every thread: the way a lock held by a
+// process that dies is marked for the next acquirer. Each thread registers one list head with
+// the kernel (set_robust_list(2), done by glibc when the thread starts); when the thread exits,
+// however it exits (SIGKILL included), the kernel walks the list and, for each lock word whose
+// owner field holds the thread's id, sets FUTEX_OWNER_DIED, clears the owner, and wakes one
+// waiter. `list_op_pending` names the one lock being added or removed, so that a death between
+// the lock word's change and the list's change is covered too.
+//
+// glibc owns the list: its robust pthread mutexes are linked into it. concur's process-shared
+// locks are linked into the same list in the same form, so that both live side by side: each
+// RobustSlot is laid out as the front of a pthread_mutex_t (the lock word where glibc keeps
+// __data.__lock, the links where it keeps __data.__list), which is the layout whose offset
+// glibc registered (futex_offset). The links are only touched by the thread whose list it is,
+// as glibc's are. Where the list is doubly linked (__PTHREAD_MUTEX_HAVE_PREV: x86-64, arm64 and
+// most 64-bit targets), insertion and removal are glibc's own steps.
+//
+// Only with glibc on Linux, where the list is doubly linked. Elsewhere (32-bit x86's singly
+// linked list, a kernel or an emulator without the list: QEMU's user mode refuses
+// get_robust_list) robust_list_available() is false, and a RobustSlot is a bare word whose
+// list operations do nothing: nothing may rely on them, and concur::mp refuses to build a lock
+// there (ENOSYS).
+
+#ifndef CONCUR_DETAIL_ROBUST_LIST_HPP
+#define CONCUR_DETAIL_ROBUST_LIST_HPP
+
+#include "concur/detail/config.hpp"
+
+#if defined(__linux__) && defined(__GLIBC__)
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define CONCUR_ROBUST_LIST 1
+#else
+#define CONCUR_ROBUST_LIST 0
+#endif
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <new>
+
+namespace concur::detail {
+
+#if CONCUR_ROBUST_LIST && __PTHREAD_MUTEX_HAVE_PREV
+
+// RobustSlot
+//
+// A lock word and its list links, in the layout of a pthread_mutex_t (40 bytes on x86-64).
+// Lives in shared memory; the links hold addresses in the owner's address space and mean
+// something only while that thread holds the word.
+class RobustSlot {
+  static constexpr std::size_t word_offset = offsetof(pthread_mutex_t, __data.__lock);
+  static constexpr std::size_t list_offset = offsetof(pthread_mutex_t, __data.__list);
+
+ public:
+  RobustSlot() noexcept {
+    new (bytes_ + word_offset) std::atomic<std::uint32_t>(0);
+    links() = __pthread_list_t{nullptr, nullptr};
+  }
+
+  std::atomic<std::uint32_t>& word() noexcept {
+    return *std::launder(reinterpret_cast<std::atomic<std::uint32_t>*>(bytes_ + word_offset));
+  }
+
+  // The address the kernel's list holds for this slot.
+  robust_list* entry() noexcept { return reinterpret_cast<robust_list*>(&links().__next); }
+
+  // The futex_offset this layout needs: where the word lies from the entry.
+  static constexpr long futex_offset = static_cast<long>(word_offset) -
+                                       static_cast<long>(list_offset) -
+                                       static_cast<long>(offsetof(__pthread_list_t, __next));
+
+  __pthread_list_t& links() noexcept {
+    return *std::launder(reinterpret_cast<__pthread_list_t*>(bytes_ + list_offset));
+  }
+
+ private:
+  static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(int),
+                "the kernel's lock word is 32 bits");
+
+  alignas(pthread_mutex_t) unsigned char bytes_[sizeof(pthread_mutex_t)];
+};
+
+// The calling thread's list head, as registered with the kernel; nullptr when there is none.
+// The same in a fork()ed child (its thread keeps its parent thread's control block).
+inline robust_list_head* robust_head() noexcept {
+  // A plain pointer filled on first use: cheaper than a thread_local with an initializer,
+  // which every use would check through a call.
+  thread_local robust_list_head* head = nullptr;
+  if (CONCUR_UNLIKELY(head == nullptr)) {
+    robust_list_head* found = nullptr;
+    std::size_t length = 0;
+    if (::syscall(SYS_get_robust_list, 0, &found, &length) == 0 &&
+        length == sizeof(robust_list_head)) {
+      head = found;
+    }
+  }
+  return head;
+}
+
+// Whether locks of this layout can be linked into the calling thread's list.
+inline bool robust_list_available() noexcept {
+  robust_list_head* head = robust_head();
+  return head != nullptr && head->futex_offset == RobustSlot::futex_offset;
+}
+
+// Before a lock word is changed to or from the caller's id: names the slot as the operation in
+// progress. And after: nothing in progress.
+inline void robust_pending(robust_list_head* head, RobustSlot* slot) noexcept {
+  head->list_op_pending = slot != nullptr ? slot->entry() : nullptr;
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // the kernel reads it at the thread's end
+}
+
+// An entry's address without the tag glibc sets in its low bit for a priority-inheritance
+// mutex (the kernel reads the tag; the links themselves are at the untagged address).
+inline char* untagged(const void* entry) noexcept {
+  return reinterpret_cast<char*>(reinterpret_cast<std::uintptr_t>(entry) & ~std::uintptr_t{1});
+}
+
+// Links `slot` (whose word the caller has just taken) at the front of the caller's list, as
+// glibc's ENQUEUE_MUTEX does. The list is circular through the head; each entry points at the
+// next entry's __next field, and __prev at the previous one's (the head's own __prev is the word
+// glibc keeps just before the head).
+inline void robust_link(robust_list_head* head, RobustSlot& slot) noexcept {
+  auto* first = reinterpret_cast<__pthread_list_t*>(untagged(head->list.next) -
+                                                    offsetof(__pthread_list_t, __next));
+  first->__prev = reinterpret_cast<__pthread_list_t*>(slot.entry());
+  slot.links().__next = reinterpret_cast<__pthread_list_t*>(head->list.next);
+  slot.links().__prev = reinterpret_cast<__pthread_list_t*>(&head->list);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  head->list.next = slot.entry();
+}
+
+// Unlinks `slot` (whose word the caller still holds), as glibc's DEQUEUE_MUTEX does.
+inline void robust_unlink(RobustSlot& slot) noexcept {
+  auto* next = reinterpret_cast<__pthread_list_t*>(untagged(slot.links().__next) -
+                                                   offsetof(__pthread_list_t, __next));
+  next->__prev = slot.links().__prev;
+  auto* prev = reinterpret_cast<__pthread_list_t*>(untagged(slot.links().__prev) -
+                                                   offsetof(__pthread_list_t, __next));
+  prev->__next = slot.links().__next;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  slot.links() = __pthread_list_t{nullptr, nullptr};
+}
+
+#else
+
+struct robust_list_head;
+
+class RobustSlot {
+ public:
+  std::atomic<std::uint32_t>& word() noexcept { return word_; }
+
+ private:
+  std::atomic<std::uint32_t> word_{0};
+};
+
+inline robust_list_head* robust_head() noexcept {
+  return nullptr;
+}
+inline bool robust_list_available() noexcept {
+  return false;
+}
+inline void robust_pending(robust_list_head*, RobustSlot*) noexcept {}
+inline void robust_link(robust_list_head*, RobustSlot&) noexcept {}
+inline void robust_unlink(RobustSlot&) noexcept {}
+
+#endif
+
+}  // namespace concur::detail
+
+#endif  // CONCUR_DETAIL_ROBUST_LIST_HPP

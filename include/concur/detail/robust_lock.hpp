@@ -1,0 +1,190 @@
+// concur/detail/robust_lock.hpp
+//
+// The lock protocol of concur::mp: a mutual-exclusion lock in shared memory whose holder, if it
+// dies holding it, is found out by the kernel. mp::Lock, mp::RLock and the objects guarded by
+// them (Value, Array) are built on it.
+//
+// The word is the kernel's robust futex format: the holder's thread id in the low 30 bits,
+// FUTEX_WAITERS ("someone may sleep here: wake on release"), FUTEX_OWNER_DIED. While a thread
+// holds the word, the lock's RobustSlot is linked into that thread's robust list
+// (robust_list.hpp). When a thread ends, however it ends, the kernel walks its list and, for
+// every word that still names it, writes FUTEX_OWNER_DIED in place of its id (keeping
+// FUTEX_WAITERS) and wakes one waiter. The next acquirer takes the word as free, learns of the
+// death from the bit, and clears it: the lock is whole again once that acquirer releases it.
+//
+//   acquire: pending = slot; CAS 0 -> tid; link; pending = none
+//   release: pending = slot; unlink; exchange -> 0; wake if WAITERS; pending = none
+//
+// What if the thread is killed between two of those steps? `pending` (the list's
+// list_op_pending) names the slot the thread is working on, and the kernel treats it as if it
+// were on the list:
+//   - killed after the CAS, before the link: the word names the dead thread; pending covers it.
+//   - killed after the unlink, before the exchange: the same.
+//   - killed after the exchange, before the wake (or after being woken, before taking the word):
+//     the word is 0 and a waiter may sleep; for a pending slot whose word is 0 the kernel wakes
+//     one waiter (Linux 5.5, "futex: Prevent robust futex exit race"; earlier kernels miss that
+//     wake-up, and a waiter with a deadline still returns at its deadline).
+// A waiter keeps `pending` on the slot while it sleeps, for that last case.
+//
+// A waiter sets FUTEX_WAITERS before it sleeps, and a thread that has slept takes the word with
+// FUTEX_WAITERS set, since others may still sleep: each release then wakes one more. Before it
+// sleeps, a thread spins for up to spin_budget (detail::SpinWait: bounded in time and by its
+// deadline), because a holder in another process often releases within a microsecond.
+//
+// No fairness is promised: a running thread may take the word before a woken one.
+//
+// Memory ordering: taking the word is an acquire, releasing it a release, so what a holder
+// wrote in shared memory happens-before what the next holder, in any process, reads. The
+// kernel's write of FUTEX_OWNER_DIED orders nothing: the dead holder's writes are in memory, but
+// may stop anywhere, which is why the next holder is told.
+
+#ifndef CONCUR_DETAIL_ROBUST_LOCK_HPP
+#define CONCUR_DETAIL_ROBUST_LOCK_HPP
+
+#if !defined(__linux__)
+#error "concur/detail/robust_lock.hpp is Linux only"
+#endif
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+
+#include "concur/detail/at_fork.hpp"
+#include "concur/detail/deadline.hpp"
+#include "concur/detail/robust_list.hpp"
+#include "concur/detail/schedule.hpp"
+#include "concur/detail/spin.hpp"
+#include "concur/detail/wait_futex.hpp"
+
+namespace concur::detail {
+
+// The calling thread's id, as the kernel writes it in robust words. Cached per thread; a
+// fork()ed child's thread has an id of its own, so the cache is kept per fork generation.
+inline std::uint32_t current_tid() noexcept {
+  thread_local std::uint32_t id = 0;
+  thread_local std::uint32_t generation = 0;
+  const std::uint32_t now = fork_generation() + 1;  // never 0, the cache's "not yet"
+  if (generation != now) {
+    id = static_cast<std::uint32_t>(::syscall(SYS_gettid));
+    generation = now;
+  }
+  return id;
+}
+
+// What an acquire came to.
+enum class RobustAcquired {
+  taken,       // the lock is the caller's
+  owner_died,  // the lock is the caller's, and its previous holder died holding it
+  timed_out,   // the deadline passed first
+};
+
+// RobustLock
+//
+// The shared state: one RobustSlot (the size of a pthread_mutex_t). Lives in shared memory,
+// built by one process and used by all.
+class RobustLock {
+ public:
+  // How long a thread spins before it sleeps.
+  static constexpr std::chrono::microseconds spin_budget{20};
+
+  // RobustLock::acquire_until()
+  //
+  // Takes the lock, or gives up once `deadline` has passed (a deadline already past: one try).
+  RobustAcquired acquire_until(steady_time deadline) noexcept {
+    std::atomic<std::uint32_t>& word = slot_.word();
+    auto* const head = robust_head();
+    const std::uint32_t me = current_tid();
+    std::uint32_t slept = 0;  // FUTEX_WAITERS once this thread has slept
+    SpinWait spin(deadline, spin_budget);
+    robust_pending(head, &slot_);
+    for (;;) {
+      std::uint32_t seen = word.load(std::memory_order_relaxed);
+      if ((seen & FUTEX_TID_MASK) == 0) {
+        CONCUR_SCHEDULE_POINT("mp_lock.acquire.before_take");
+        const std::uint32_t mine = me | (seen & FUTEX_WAITERS) | slept;
+        if (word.compare_exchange_weak(seen, mine, std::memory_order_acquire,
+                                       std::memory_order_relaxed)) {
+          CONCUR_SCHEDULE_POINT("mp_lock.acquire.taken_before_link");
+          robust_link(head, slot_);
+          robust_pending(head, nullptr);
+          return (seen & FUTEX_OWNER_DIED) != 0 ? RobustAcquired::owner_died
+                                                : RobustAcquired::taken;
+        }
+        continue;
+      }
+      if (reached(deadline)) {
+        robust_pending(head, nullptr);
+        return RobustAcquired::timed_out;
+      }
+      // Spin while nobody sleeps and the budget lasts: the holder may be about to release.
+      if (slept == 0 && (seen & FUTEX_WAITERS) == 0 && spin.pause()) continue;
+      if ((seen & FUTEX_WAITERS) == 0 &&
+          !word.compare_exchange_weak(seen, seen | FUTEX_WAITERS, std::memory_order_relaxed)) {
+        continue;
+      }
+      // A release between the CAS above and the sleep changes the word: the kernel then
+      // returns at once (EAGAIN) and the loop looks again.
+      CONCUR_SCHEDULE_POINT("mp_lock.acquire.before_sleep");
+      (void)futex::shared_wait_until(word, seen | FUTEX_WAITERS, deadline);
+      slept = FUTEX_WAITERS;
+    }
+  }
+
+  // RobustLock::release()
+  //
+  // Frees the lock, which the calling thread holds, and wakes one sleeper if any.
+  void release() noexcept {
+    std::atomic<std::uint32_t>& word = slot_.word();
+    auto* const head = robust_head();
+    robust_pending(head, &slot_);
+    robust_unlink(slot_);
+    CONCUR_SCHEDULE_POINT("mp_lock.release.unlinked_before_exchange");
+    const std::uint32_t was = word.exchange(0, std::memory_order_release);
+    CONCUR_SCHEDULE_POINT("mp_lock.release.before_wake");
+    if ((was & FUTEX_WAITERS) != 0) futex::shared_wake(word, 1);
+    robust_pending(head, nullptr);
+  }
+
+  // RobustLock::abandon()
+  //
+  // For an object destroyed while its lock is held by the calling thread: unlinks the slot (its
+  // memory may be unmapped next) and marks the word as the kernel marks a dead holder's, so the
+  // other processes still sharing it learn that the holder went away.
+  void abandon() noexcept {
+    if (!held_by_caller()) return;
+    std::atomic<std::uint32_t>& word = slot_.word();
+    auto* const head = robust_head();
+    robust_pending(head, &slot_);
+    robust_unlink(slot_);
+    const std::uint32_t was = word.exchange(FUTEX_OWNER_DIED, std::memory_order_release);
+    if ((was & FUTEX_WAITERS) != 0) futex::shared_wake(word, 1);
+    robust_pending(head, nullptr);
+  }
+
+  // RobustLock::held_by_caller()
+  //
+  // Whether the calling thread holds the lock. A relaxed read suffices: only the holder writes
+  // its own id and it writes something else before it lets go, so a thread finds its own id
+  // exactly while it holds the lock (the argument of concur/rlock.hpp). The kernel writes only
+  // the ids of threads that have ended.
+  [[nodiscard]] bool held_by_caller() const noexcept {
+    return (slot_.word().load(std::memory_order_relaxed) & FUTEX_TID_MASK) == current_tid();
+  }
+
+  // RobustLock::locked()
+  //
+  // Whether any thread of any process holds the lock right now; a snapshot.
+  [[nodiscard]] bool locked() const noexcept {
+    return (slot_.word().load(std::memory_order_relaxed) & FUTEX_TID_MASK) != 0;
+  }
+
+ private:
+  mutable RobustSlot slot_;
+};
+
+}  // namespace concur::detail
+
+#endif  // CONCUR_DETAIL_ROBUST_LOCK_HPP

@@ -1,0 +1,421 @@
+// Tests for concur/mp_lock.hpp: mp::Lock and mp::RLock between processes, holders that die,
+// placement in a named SharedMemory and the header that guards it.
+
+#include "concur/mp_lock.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+namespace {
+
+namespace mp = concur::mp;
+using namespace std::chrono_literals;
+
+// Counters in a shared page of their own, for the processes of a test to compare notes.
+struct Shared {
+  std::atomic<int> inside{0};  // 1 while a holder is between the two halves of its update
+  std::atomic<long> count{0};  // updated by a load and a store: lost updates show
+  std::atomic<int> ready{0};
+};
+
+class SharedPage {
+ public:
+  SharedPage() {
+    void* page =
+        ::mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) std::abort();
+    shared_ = new (page) Shared;
+  }
+  ~SharedPage() { ::munmap(shared_, sizeof(Shared)); }
+  Shared* operator->() const { return shared_; }
+
+ private:
+  Shared* shared_;
+};
+
+// Forks a child that runs `body` and ends with _exit(0), or _exit(1) on an exception.
+template <class Body>
+pid_t fork_child(Body body) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    try {
+      body();
+    } catch (...) {
+      std::_Exit(1);
+    }
+    std::_Exit(0);
+  }
+  return pid;
+}
+
+int exit_status(pid_t pid) {
+  int status = 0;
+  if (::waitpid(pid, &status, 0) != pid) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void wait_until(const std::atomic<int>& flag, int value) {
+  const auto give_up = std::chrono::steady_clock::now() + 30s;
+  while (flag.load() != value) {
+    ASSERT_LT(std::chrono::steady_clock::now(), give_up) << "a child never got there";
+    std::this_thread::sleep_for(100us);
+  }
+}
+
+// Two processes of two threads each add to one counter with a load and a store under the lock:
+// any overlap of two holders loses an update, which the total shows.
+TEST(MpLock, ExcludesAcrossProcessesAndThreads) {
+  mp::Lock lock;
+  SharedPage shared;
+  constexpr int rounds = 20000;
+  auto work = [&] {
+    auto one_thread = [&] {
+      for (int i = 0; i < rounds; ++i) {
+        std::scoped_lock hold(lock);
+        const long seen = shared->count.load(std::memory_order_relaxed);
+        if (i % 64 == 0) std::this_thread::yield();  // widen the window inside the lock
+        shared->count.store(seen + 1, std::memory_order_relaxed);
+      }
+    };
+    std::thread other(one_thread);
+    one_thread();
+    other.join();
+  };
+  const pid_t child = fork_child(work);
+  ASSERT_GT(child, 0);
+  work();
+  EXPECT_EQ(exit_status(child), 0);
+  EXPECT_EQ(shared->count.load(), 4L * rounds);
+}
+
+TEST(MpLock, TimedAndNonBlockingAcquiresGiveUpWhileAnotherProcessHoldsIt) {
+  mp::Lock lock;
+  SharedPage shared;
+  const pid_t child = fork_child([&] {
+    lock.acquire();
+    shared->ready.store(1);
+    ::pause();
+  });
+  wait_until(shared->ready, 1);
+  EXPECT_TRUE(lock.locked());
+  EXPECT_FALSE(lock.acquire(false));
+  EXPECT_FALSE(lock.try_lock());
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(lock.acquire(50ms));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 50ms);
+  EXPECT_FALSE(lock.try_lock_until(std::chrono::system_clock::now() + 10ms));
+  EXPECT_THROW(lock.release(), concur::UsageError) << "only the holder releases";
+  ::kill(child, SIGKILL);
+  EXPECT_EQ(exit_status(child), 128 + SIGKILL);
+  EXPECT_THROW((void)lock.acquire(10s), concur::OwnerDied);
+  EXPECT_TRUE(lock.locked()) << "OwnerDied leaves the lock held by its caller";
+  lock.release();
+  EXPECT_TRUE(lock.acquire(0ms)) << "released after OwnerDied, the lock is whole";
+  lock.release();
+}
+
+TEST(MpLock, NegativeTimeoutAndReleasingAFreeLockThrow) {
+  mp::Lock lock;
+  EXPECT_THROW((void)lock.acquire(-1ms), std::invalid_argument);
+  EXPECT_THROW(lock.release(), concur::UsageError);
+  lock.acquire();
+  std::thread other([&] { EXPECT_THROW(lock.release(), concur::UsageError); });
+  other.join();
+  lock.release();
+}
+
+// A waiter sleeping in another process is woken by the kernel when the holder dies: no
+// deadline is needed for it to return.
+TEST(MpLock, ASleepingWaiterIsWokenWhenTheHolderIsKilled) {
+  mp::Lock lock;
+  SharedPage shared;
+  const pid_t holder = fork_child([&] {
+    lock.acquire();
+    shared->ready.store(1);
+    ::pause();
+  });
+  wait_until(shared->ready, 1);
+  const pid_t waiter = fork_child([&] {
+    shared->ready.store(2);
+    try {
+      lock.acquire();  // no deadline: only the kernel's wake-up can end this
+    } catch (const concur::OwnerDied&) {
+      shared->inside.store(7);
+      lock.release();
+    }
+  });
+  wait_until(shared->ready, 2);
+  std::this_thread::sleep_for(50ms);  // let the waiter spin out and sleep
+  ::kill(holder, SIGKILL);
+  EXPECT_EQ(exit_status(holder), 128 + SIGKILL);
+  // The watchdog: the waiter must be done well within 30 s.
+  const auto give_up = std::chrono::steady_clock::now() + 30s;
+  int status = 0;
+  pid_t done = 0;
+  while ((done = ::waitpid(waiter, &status, WNOHANG)) == 0 &&
+         std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(1ms);
+  }
+  if (done == 0) ::kill(waiter, SIGKILL), ::waitpid(waiter, &status, 0);
+  ASSERT_EQ(done, waiter) << "the waiter hung after the holder died";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(shared->inside.load(), 7) << "the waiter was not told of the death";
+}
+
+// A waiter blocked on a held lock sleeps in the kernel: it uses (almost) no CPU.
+TEST(MpLock, AnIdleWaiterUsesNoCpu) {
+  mp::Lock lock;
+  lock.acquire();
+  const pid_t waiter = fork_child([&] {
+    if (lock.acquire(1500ms)) std::_Exit(2);
+  });
+  int status = 0;
+  rusage usage{};
+  ASSERT_EQ(::wait4(waiter, &status, 0, &usage), waiter);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  const double cpu = double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                     double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+  EXPECT_LT(cpu, 0.3) << "a waiter of 1.5 s used " << cpu << " s of CPU";
+  lock.release();
+}
+
+// A thread that ends holding the lock (without being killed) is found out too.
+TEST(MpLock, AThreadThatEndsHoldingItIsReported) {
+  mp::Lock lock;
+  std::thread([&] { lock.acquire(); }).join();
+  EXPECT_THROW((void)lock.acquire(10s), concur::OwnerDied);
+  lock.release();
+}
+
+// A child takes and releases the lock in a loop, and is killed at a random moment, a thousand
+// times. The parent must then get the lock within 10 s every time (no hang), and learn of the
+// death exactly when the child died holding it (the child's "inside" mark is left set).
+TEST(MpLock, AHolderKilledAtRandomNeverHangsTheOthers) {
+  mp::Lock lock;
+  SharedPage shared;
+  std::mt19937 random(20261203);
+  int died_holding = 0;
+  for (int trial = 0; trial < 1000; ++trial) {
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      for (;;) {
+        try {
+          lock.acquire();
+        } catch (const concur::OwnerDied&) {
+          shared->inside.store(0);
+        }
+        shared->inside.store(1);
+        shared->count.fetch_add(1);
+        shared->inside.store(0);
+        lock.release();
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(random() % 500));
+    ::kill(child, SIGKILL);
+    ASSERT_EQ(::waitpid(child, nullptr, 0), child);
+    bool owner_died = false;
+    bool got = false;
+    try {
+      got = lock.acquire(10s);
+    } catch (const concur::OwnerDied&) {
+      owner_died = true;
+      got = true;
+    }
+    ASSERT_TRUE(got) << "trial " << trial << ": the lock stayed held";
+    if (owner_died) {
+      ++died_holding;
+      shared->inside.store(0);  // the repair
+    } else {
+      ASSERT_EQ(shared->inside.load(), 0) << "trial " << trial << ": a dead holder not reported";
+    }
+    lock.release();
+  }
+  EXPECT_GT(shared->count.load(), 0);
+  std::printf("died holding the lock: %d of 1000\n", died_holding);
+}
+
+TEST(MpRLock, TheHolderTakesItAgainAndOnlyTheHolderReleases) {
+  mp::RLock lock;
+  EXPECT_THROW(lock.release(), concur::UsageError);
+  lock.acquire();
+  EXPECT_TRUE(lock.acquire(false));
+  EXPECT_TRUE(lock.acquire(0ms));
+  EXPECT_TRUE(lock.is_owned());
+  SharedPage shared;
+  const pid_t child = fork_child([&] {
+    if (lock.acquire(false)) std::_Exit(2);  // held by the parent
+    if (lock.acquire(20ms)) std::_Exit(3);
+    shared->ready.store(1);
+    lock.acquire();  // after the parent's third release
+    if (!lock.is_owned()) std::_Exit(4);
+    lock.release();
+  });
+  wait_until(shared->ready, 1);
+  lock.release();
+  lock.release();
+  EXPECT_TRUE(lock.locked());
+  std::thread other([&] { EXPECT_THROW(lock.release(), concur::UsageError); });
+  other.join();
+  lock.release();
+  EXPECT_EQ(exit_status(child), 0);
+  EXPECT_FALSE(lock.locked());
+}
+
+// A holder killed while it holds the lock three times: the next acquirer gets OwnerDied once,
+// holds it once, and one release frees it.
+TEST(MpRLock, AHolderKilledHoldingItSeveralTimesIsReportedOnce) {
+  mp::RLock lock;
+  SharedPage shared;
+  const pid_t child = fork_child([&] {
+    lock.acquire();
+    lock.acquire();
+    lock.acquire();
+    shared->ready.store(1);
+    ::pause();
+  });
+  wait_until(shared->ready, 1);
+  ::kill(child, SIGKILL);
+  EXPECT_EQ(exit_status(child), 128 + SIGKILL);
+  EXPECT_THROW((void)lock.acquire(10s), concur::OwnerDied);
+  EXPECT_TRUE(lock.is_owned());
+  lock.release();
+  EXPECT_FALSE(lock.locked());
+  const pid_t next = fork_child([&] {
+    if (!lock.acquire(5s)) std::_Exit(2);
+    lock.release();
+  });
+  EXPECT_EQ(exit_status(next), 0);
+}
+
+TEST(MpRLock, ExcludesAcrossProcessesWithNestedHolds) {
+  mp::RLock lock;
+  SharedPage shared;
+  constexpr int rounds = 10000;
+  auto work = [&] {
+    for (int i = 0; i < rounds; ++i) {
+      std::scoped_lock outer(lock);
+      std::scoped_lock inner(lock);
+      const long seen = shared->count.load(std::memory_order_relaxed);
+      if (i % 64 == 0) std::this_thread::yield();
+      shared->count.store(seen + 1, std::memory_order_relaxed);
+    }
+  };
+  const pid_t child = fork_child(work);
+  work();
+  EXPECT_EQ(exit_status(child), 0);
+  EXPECT_EQ(shared->count.load(), 2L * rounds);
+}
+
+// --- placement in a named SharedMemory ---
+
+mp::SharedMemory new_block(std::size_t size = 4096) {
+  return mp::SharedMemory(mp::SharedMemoryOptions{.create = true, .size = size});
+}
+
+// A Lock placed by one process and found by another that attached the block by its name: they
+// exclude each other, and a death is reported through it.
+TEST(MpPlacement, ALockPlacedByOneProcessIsFoundByAnother) {
+  mp::SharedMemory block = new_block();
+  constexpr std::size_t counter_at = 256;
+  static_assert(counter_at >= mp::Lock::shared_size + 64);
+  mp::Lock lock(mp::place, block, 64);
+  auto* count = new (block.buf().data() + counter_at) std::atomic<long>(0);
+  auto* parent_done = new (block.buf().data() + counter_at + 64) std::atomic<int>(0);
+  constexpr int rounds = 10000;
+  const std::string name = block.name();
+  const pid_t child = fork_child([&] {
+    mp::SharedMemory mine(name);  // a mapping of its own, at another address
+    mp::Lock same(mp::find, mine, 64);
+    auto* theirs = std::launder(reinterpret_cast<std::atomic<long>*>(mine.buf().data() + 256));
+    for (int i = 0; i < rounds; ++i) {
+      std::scoped_lock hold(same);
+      theirs->store(theirs->load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+    auto* done = std::launder(reinterpret_cast<std::atomic<int>*>(mine.buf().data() + 256 + 64));
+    while (done->load() == 0) std::this_thread::sleep_for(100us);
+    same.acquire();
+    ::raise(SIGKILL);  // dies holding it
+  });
+  for (int i = 0; i < rounds; ++i) {
+    std::scoped_lock hold(lock);
+    count->store(count->load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  parent_done->store(1);
+  EXPECT_EQ(exit_status(child), 128 + SIGKILL);
+  EXPECT_THROW((void)lock.acquire(10s), concur::OwnerDied);
+  EXPECT_EQ(count->load(), 2L * rounds);
+  lock.release();
+}
+
+TEST(MpPlacement, AnObjectDestroyedWhileHeldIsReportedToTheOthers) {
+  mp::SharedMemory block = new_block();
+  mp::Lock lock(mp::place, block);
+  {
+    mp::Lock same(mp::find, block);
+    same.acquire();
+  }  // destroyed while held
+  EXPECT_THROW((void)lock.acquire(10s), concur::OwnerDied);
+  lock.release();
+}
+
+TEST(MpPlacement, FindingWhatIsNotThereIsRefused) {
+  mp::SharedMemory block = new_block();
+  // Nothing placed yet.
+  EXPECT_THROW(mp::Lock(mp::find, block), std::invalid_argument);
+  mp::RLock rlock(mp::place, block, 0);
+  // Another kind.
+  EXPECT_THROW(mp::Lock(mp::find, block, 0), std::invalid_argument);
+  // Placed twice.
+  EXPECT_THROW(mp::RLock(mp::place, block, 0), std::invalid_argument);
+  EXPECT_NO_THROW(mp::RLock(mp::find, block, 0));
+  // Misaligned, or past the end.
+  EXPECT_THROW(mp::Lock(mp::place, block, 8), std::invalid_argument);
+  EXPECT_THROW(mp::Lock(mp::place, block, 4096), std::invalid_argument);
+  EXPECT_THROW(mp::Lock(mp::place, block, 4096 - mp::Lock::shared_alignment),
+               std::invalid_argument);
+  // Another layout version, or another size of state: refused, never misread.
+  auto* version = reinterpret_cast<std::uint32_t*>(block.buf().data() + 8);
+  *version += 1;
+  EXPECT_THROW(mp::RLock(mp::find, block, 0), std::invalid_argument);
+  *version -= 1;
+  auto* state_size = reinterpret_cast<std::uint64_t*>(block.buf().data() + 16);
+  *state_size += 8;
+  EXPECT_THROW(mp::RLock(mp::find, block, 0), std::invalid_argument);
+  *state_size -= 8;
+  EXPECT_NO_THROW(mp::RLock(mp::find, block, 0));
+}
+
+TEST(MpPlacement, SeveralObjectsShareOneBlock) {
+  mp::SharedMemory block = new_block();
+  constexpr std::size_t second = (mp::Lock::shared_size + mp::RLock::shared_alignment - 1) /
+                                 mp::RLock::shared_alignment * mp::RLock::shared_alignment;
+  mp::Lock a(mp::place, block, 0);
+  mp::RLock b(mp::place, block, second);
+  a.acquire();
+  b.acquire();
+  mp::Lock a2(mp::find, block, 0);
+  mp::RLock b2(mp::find, block, second);
+  EXPECT_TRUE(a2.locked());
+  EXPECT_TRUE(b2.is_owned());
+  a.release();
+  EXPECT_FALSE(a2.locked());
+  EXPECT_TRUE(b2.locked());
+  b2.release();
+  EXPECT_FALSE(b.locked());
+}
+
+}  // namespace
