@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -37,6 +38,7 @@
 #include "concur/futures.hpp"
 #include "concur/local.hpp"
 #include "concur/lock.hpp"
+#include "concur/mp_lock.hpp"
 #include "concur/queue.hpp"
 #include "concur/rlock.hpp"
 #include "concur/semaphore.hpp"
@@ -61,13 +63,43 @@ void dwell(Random& random) {
 // ---------------------------------------------------------------------------------------------
 // Locks: mutual exclusion (a plain counter), every way of acquiring, parking and timing out.
 
+// What the holders of one lock compare: kept in a shared mapping, so that a forked rival
+// process (the mp:: locks) checks against the same counters.
+struct Exclusion {
+  std::atomic<int> inside{0};
+  std::atomic<long> overlaps{0};
+  std::atomic<int> stop{0};
+  std::atomic<long> rival_rounds{0};
+};
+
+// Takes and releases `lock` until told to stop, from a process of its own (the mp:: locks):
+// the threads of the stress run then contend with another process too.
 template <class L>
-void lock_stress(const char* name, int threads, int max_depth) {
+pid_t fork_rival(L& lock, Exclusion& shared) {
+  const pid_t pid = ::fork();
+  if (pid != 0) return pid;
+  Random random(99);
+  while (shared.stop.load(std::memory_order_relaxed) == 0) {
+    if (!lock.acquire(std::chrono::milliseconds(random.below(3)))) continue;
+    if (shared.inside.fetch_add(1, std::memory_order_relaxed) != 0) shared.overlaps.fetch_add(1);
+    dwell(random);
+    shared.inside.fetch_sub(1, std::memory_order_relaxed);
+    lock.release();
+    shared.rival_rounds.fetch_add(1, std::memory_order_relaxed);
+  }
+  std::_Exit(0);
+}
+
+template <class L>
+void lock_stress(const char* name, int threads, int max_depth, bool rival_process = false) {
   L lock;
   long plain = 0;  // touched only under the lock
-  std::atomic<int> inside{0};
+  void* page =
+      ::mmap(nullptr, sizeof(Exclusion), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(page, MAP_FAILED);
+  Exclusion& shared = *new (page) Exclusion;
+  const pid_t rival = rival_process ? fork_rival(lock, shared) : 0;
   std::atomic<long> acquisitions{0};
-  std::atomic<long> overlaps{0};
   Stress stress(name);
   stress.run(threads, [&](int index) {
     Random random(static_cast<std::uint64_t>(index) + 1);
@@ -91,22 +123,30 @@ void lock_stress(const char* name, int threads, int max_depth) {
       }
       stress.tick();
       if (!got) continue;
-      if (inside.fetch_add(1, std::memory_order_relaxed) != 0) overlaps.fetch_add(1);
+      if (shared.inside.fetch_add(1, std::memory_order_relaxed) != 0) shared.overlaps.fetch_add(1);
       const int depth = max_depth > 1 ? static_cast<int>(random.below(max_depth)) : 0;
       for (int level = 0; level < depth; ++level) lock.acquire();  // RLock only
       ++plain;
       dwell(random);
       for (int level = 0; level < depth; ++level) lock.release();
-      inside.fetch_sub(1, std::memory_order_relaxed);
+      shared.inside.fetch_sub(1, std::memory_order_relaxed);
       lock.release();
       ++mine;
     }
     acquisitions += mine;
   });
-  EXPECT_EQ(overlaps.load(), 0) << "two threads held the lock at once";
+  if (rival_process) {
+    shared.stop.store(1);
+    int status = 0;
+    EXPECT_EQ(::waitpid(rival, &status, 0), rival);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    EXPECT_GT(shared.rival_rounds.load(), 0) << "the rival process never got the lock";
+  }
+  EXPECT_EQ(shared.overlaps.load(), 0) << "two threads held the lock at once";
   EXPECT_EQ(plain, acquisitions.load());
   EXPECT_GT(acquisitions.load(), 0);
   EXPECT_FALSE(lock.locked());
+  ::munmap(page, sizeof(Exclusion));
 }
 
 TEST(Stress, Lock) {
@@ -114,6 +154,13 @@ TEST(Stress, Lock) {
 }
 TEST(Stress, RLock) {
   lock_stress<concur::RLock>("rlock", 4, 3);
+}
+// The process-shared locks: four threads here and a rival process.
+TEST(Stress, MpLock) {
+  lock_stress<concur::mp::Lock>("mp_lock", 4, 1, true);
+}
+TEST(Stress, MpRLock) {
+  lock_stress<concur::mp::RLock>("mp_rlock", 4, 3, true);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -84,6 +84,9 @@ class RobustSlot {
   alignas(pthread_mutex_t) unsigned char bytes_[sizeof(pthread_mutex_t)];
 };
 
+// The kernel's list head, as the rest of concur names it.
+using RobustHead = ::robust_list_head;
+
 // The calling thread's list head, as registered with the kernel; nullptr when there is none.
 // The same in a fork()ed child (its thread keeps its parent thread's control block).
 inline robust_list_head* robust_head() noexcept {
@@ -148,7 +151,7 @@ inline void robust_unlink(RobustSlot& slot) noexcept {
 
 #else
 
-struct robust_list_head;
+struct RobustHead;
 
 class RobustSlot {
  public:
@@ -158,14 +161,14 @@ class RobustSlot {
   std::atomic<std::uint32_t> word_{0};
 };
 
-inline robust_list_head* robust_head() noexcept {
+inline RobustHead* robust_head() noexcept {
   return nullptr;
 }
 inline bool robust_list_available() noexcept {
   return false;
 }
-inline void robust_pending(robust_list_head*, RobustSlot*) noexcept {}
-inline void robust_link(robust_list_head*, RobustSlot&) noexcept {}
+inline void robust_pending(RobustHead*, RobustSlot*) noexcept {}
+inline void robust_link(RobustHead*, RobustSlot&) noexcept {}
 inline void robust_unlink(RobustSlot&) noexcept {}
 
 #endif

@@ -61,17 +61,20 @@
 
 namespace concur::detail {
 
-// The calling thread's id, as the kernel writes it in robust words. Cached per thread; a
-// fork()ed child's thread has an id of its own, so the cache is kept per fork generation.
+// The calling thread's id, as the kernel writes it in robust words; cached per thread. A
+// fork()ed child's thread has an id of its own: the child's fork handler, which runs in the
+// thread that forked (the only one the child has), forgets the cache.
+inline thread_local std::uint32_t cached_tid = 0;
+inline void forget_cached_tid() noexcept {
+  cached_tid = 0;
+}
+inline const int cached_tid_registered = at_fork(nullptr, nullptr, &forget_cached_tid);
+
 inline std::uint32_t current_tid() noexcept {
-  thread_local std::uint32_t id = 0;
-  thread_local std::uint32_t generation = 0;
-  const std::uint32_t now = fork_generation() + 1;  // never 0, the cache's "not yet"
-  if (generation != now) {
-    id = static_cast<std::uint32_t>(::syscall(SYS_gettid));
-    generation = now;
+  if (CONCUR_UNLIKELY(cached_tid == 0)) {
+    cached_tid = static_cast<std::uint32_t>(::syscall(SYS_gettid));
   }
-  return id;
+  return cached_tid;
 }
 
 // What an acquire came to.
@@ -94,43 +97,18 @@ class RobustLock {
   //
   // Takes the lock, or gives up once `deadline` has passed (a deadline already past: one try).
   RobustAcquired acquire_until(steady_time deadline) noexcept {
-    std::atomic<std::uint32_t>& word = slot_.word();
     auto* const head = robust_head();
     const std::uint32_t me = current_tid();
-    std::uint32_t slept = 0;  // FUTEX_WAITERS once this thread has slept
-    SpinWait spin(deadline, spin_budget);
     robust_pending(head, &slot_);
-    for (;;) {
-      std::uint32_t seen = word.load(std::memory_order_relaxed);
-      if ((seen & FUTEX_TID_MASK) == 0) {
-        CONCUR_SCHEDULE_POINT("mp_lock.acquire.before_take");
-        const std::uint32_t mine = me | (seen & FUTEX_WAITERS) | slept;
-        if (word.compare_exchange_weak(seen, mine, std::memory_order_acquire,
-                                       std::memory_order_relaxed)) {
-          CONCUR_SCHEDULE_POINT("mp_lock.acquire.taken_before_link");
-          robust_link(head, slot_);
-          robust_pending(head, nullptr);
-          return (seen & FUTEX_OWNER_DIED) != 0 ? RobustAcquired::owner_died
-                                                : RobustAcquired::taken;
-        }
-        continue;
-      }
-      if (reached(deadline)) {
-        robust_pending(head, nullptr);
-        return RobustAcquired::timed_out;
-      }
-      // Spin while nobody sleeps and the budget lasts: the holder may be about to release.
-      if (slept == 0 && (seen & FUTEX_WAITERS) == 0 && spin.pause()) continue;
-      if ((seen & FUTEX_WAITERS) == 0 &&
-          !word.compare_exchange_weak(seen, seen | FUTEX_WAITERS, std::memory_order_relaxed)) {
-        continue;
-      }
-      // A release between the CAS above and the sleep changes the word: the kernel then
-      // returns at once (EAGAIN) and the loop looks again.
-      CONCUR_SCHEDULE_POINT("mp_lock.acquire.before_sleep");
-      (void)futex::shared_wait_until(word, seen | FUTEX_WAITERS, deadline);
-      slept = FUTEX_WAITERS;
+    std::uint32_t free = 0;
+    if (CONCUR_LIKELY(slot_.word().compare_exchange_strong(free, me, std::memory_order_acquire,
+                                                           std::memory_order_relaxed))) {
+      CONCUR_SCHEDULE_POINT("mp_lock.acquire.taken_before_link");
+      robust_link(head, slot_);
+      robust_pending(head, nullptr);
+      return RobustAcquired::taken;
     }
+    return acquire_contended(head, me, deadline);
   }
 
   // RobustLock::release()
@@ -182,6 +160,45 @@ class RobustLock {
   }
 
  private:
+  // The rest of acquire_until(), once the word was not simply free: `pending` names the slot.
+  CONCUR_NOINLINE RobustAcquired acquire_contended(RobustHead* head, std::uint32_t me,
+                                                   steady_time deadline) noexcept {
+    std::atomic<std::uint32_t>& word = slot_.word();
+    std::uint32_t slept = 0;  // FUTEX_WAITERS once this thread has slept
+    SpinWait spin(deadline, spin_budget);
+    for (;;) {
+      std::uint32_t seen = word.load(std::memory_order_relaxed);
+      if ((seen & FUTEX_TID_MASK) == 0) {
+        CONCUR_SCHEDULE_POINT("mp_lock.acquire.before_take");
+        const std::uint32_t mine = me | (seen & FUTEX_WAITERS) | slept;
+        if (word.compare_exchange_weak(seen, mine, std::memory_order_acquire,
+                                       std::memory_order_relaxed)) {
+          CONCUR_SCHEDULE_POINT("mp_lock.acquire.taken_before_link");
+          robust_link(head, slot_);
+          robust_pending(head, nullptr);
+          return (seen & FUTEX_OWNER_DIED) != 0 ? RobustAcquired::owner_died
+                                                : RobustAcquired::taken;
+        }
+        continue;
+      }
+      if (reached(deadline)) {
+        robust_pending(head, nullptr);
+        return RobustAcquired::timed_out;
+      }
+      // Spin while nobody sleeps and the budget lasts: the holder may be about to release.
+      if (slept == 0 && (seen & FUTEX_WAITERS) == 0 && spin.pause()) continue;
+      if ((seen & FUTEX_WAITERS) == 0 &&
+          !word.compare_exchange_weak(seen, seen | FUTEX_WAITERS, std::memory_order_relaxed)) {
+        continue;
+      }
+      // A release between the CAS above and the sleep changes the word: the kernel then
+      // returns at once (EAGAIN) and the loop looks again.
+      CONCUR_SCHEDULE_POINT("mp_lock.acquire.before_sleep");
+      (void)futex::shared_wait_until(word, seen | FUTEX_WAITERS, deadline);
+      slept = FUTEX_WAITERS;
+    }
+  }
+
   mutable RobustSlot slot_;
 };
 
