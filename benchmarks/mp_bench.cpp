@@ -1,0 +1,287 @@
+// Process-shared state compared: concur::mp::Lock and concur::mp::Value against a process-shared
+// pthread_mutex_t (plain, and robust as mp::Lock is), Boost.Interprocess's interprocess_mutex
+// (when Boost's headers were found) and Python's multiprocessing.Lock and Value
+// (benchmarks/mp_python.py, when python3 was found at configure time).
+//
+// Every lock lives in an anonymous shared mapping made before the processes are forked.
+// Scenarios:
+//   lock-uncontended  one process, acquire + release in a loop (time per pair; lower is better).
+//   lock-contended    two forked processes each do N / 2 rounds of: acquire, add 1 to a counter
+//                     in shared memory, release (rounds per second of both; higher is better).
+//   value             two forked processes each do N / 2 rounds of Python's
+//                     `with v.get_lock(): v.value += 1` (mp::Value<long>: scoped_lock on
+//                     get_lock(), set_value(value() + 1); Python's mp.Value('l')).
+// The workers wait at a start line before the clock starts; the totals are checked. The CPU per
+// operation is the workers' own (wait4's usage of the children; the parent only waits), or
+// the process's in the uncontended rows: it shows what spinning costs.
+//
+// Targets (issue 16): mp::Lock uncontended <= 1.0x a process-shared pthread_mutex_t; contended
+// >= 1.5x its rate; mp::Value<long> increments from two processes >= 20x Python's.
+
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <concur/mp_lock.hpp>
+#include <concur/shared_ctypes.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <new>
+#include <string>
+#include <thread>
+
+#include "bench_support.hpp"
+#include "bench_targets.hpp"
+
+#if __has_include(<boost/interprocess/sync/interprocess_mutex.hpp>)
+#include <boost/interprocess/sync/interprocess_mutex.hpp>
+#define CONCUR_BENCH_HAVE_INTERPROCESS 1
+#else
+#define CONCUR_BENCH_HAVE_INTERPROCESS 0
+#endif
+
+namespace {
+
+using concur_bench::Kind;
+using concur_bench::scaled;
+
+const char* const kMpLock = "concur mp::Lock";
+const char* const kPthread = "pthread_mutex pshared";
+const char* const kPthreadRobust = "pthread_mutex pshared robust";
+const char* const kInterprocess = "boost interprocess_mutex";
+const char* const kPythonLock = "python multiprocessing.Lock";
+const char* const kMpValue = "concur mp::Value<long>";
+const char* const kPythonValue = "python multiprocessing.Value";
+
+long uncontended_ops() {
+  return scaled(10000000);
+}
+long contended_ops() {
+  return scaled(10000000);
+}
+long python_ops() {
+  return scaled(200000);
+}
+
+// An object of type T in an anonymous shared mapping of its own.
+template <class T>
+class Shared {
+ public:
+  template <class... Args>
+  explicit Shared(Args&&... args) {
+    void* page =
+        ::mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) std::abort();
+    object_ = new (page) T(std::forward<Args>(args)...);
+  }
+  ~Shared() {
+    object_->~T();
+    ::munmap(object_, sizeof(T));
+  }
+  Shared(const Shared&) = delete;
+  Shared& operator=(const Shared&) = delete;
+  T& operator*() const { return *object_; }
+  T* operator->() const { return object_; }
+
+ private:
+  T* object_;
+};
+
+// A process-shared pthread mutex, robust or not, with the Lockable members.
+class PthreadMutex {
+ public:
+  explicit PthreadMutex(bool robust) {
+    pthread_mutexattr_t attributes;
+    pthread_mutexattr_init(&attributes);
+    pthread_mutexattr_setpshared(&attributes, PTHREAD_PROCESS_SHARED);
+    if (robust) pthread_mutexattr_setrobust(&attributes, PTHREAD_MUTEX_ROBUST);
+    pthread_mutex_init(&mutex_, &attributes);
+    pthread_mutexattr_destroy(&attributes);
+  }
+  ~PthreadMutex() { pthread_mutex_destroy(&mutex_); }
+  void lock() {
+    if (pthread_mutex_lock(&mutex_) == EOWNERDEAD) pthread_mutex_consistent(&mutex_);
+  }
+  void unlock() { pthread_mutex_unlock(&mutex_); }
+
+ private:
+  pthread_mutex_t mutex_;
+};
+
+// The start line and the counter the workers share.
+struct Line {
+  std::atomic<int> ready{0};
+  std::atomic<int> go{0};
+  alignas(64) long counter = 0;  // written only under the lock
+};
+
+// One repetition: forks `workers` processes that each call work(rounds) after the start line;
+// reports the wall time from the start until both have ended, and their CPU per operation.
+template <class Work>
+void run_processes(benchmark::State& state, const std::string& scenario,
+                   const std::string& contender, long ops, Line& line, Work work) {
+  constexpr int workers = 2;
+  const long rounds = ops / workers;
+  concur_bench::settle_arena();
+  for (auto _ : state) {
+    line.ready.store(0);
+    line.go.store(0);
+    line.counter = 0;
+    pid_t pids[workers];
+    for (pid_t& pid : pids) {
+      pid = ::fork();
+      if (pid == 0) {
+        line.ready.fetch_add(1);
+        while (line.go.load() == 0) concur::detail::cpu_relax();
+        work(rounds);
+        std::_Exit(0);
+      }
+    }
+    while (line.ready.load() != workers) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    const auto start = std::chrono::steady_clock::now();
+    line.go.store(1);
+    double cpu = 0;
+    bool clean = true;
+    for (pid_t pid : pids) {
+      int status = 0;
+      rusage usage{};
+      ::wait4(pid, &status, 0, &usage);
+      clean = clean && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      cpu += double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+             double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+    }
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!clean || line.counter != rounds * workers) {
+      state.SkipWithError("a worker failed, or the total is wrong");
+      break;
+    }
+    const double done = static_cast<double>(rounds * workers);
+    state.SetIterationTime(seconds);
+    state.counters["items_per_second"] = benchmark::Counter(done / seconds);
+    state.counters["CPU/op"] = benchmark::Counter(cpu / done);
+    concur_bench::recorded()[{scenario, contender}].push_back(done / seconds);
+  }
+}
+
+template <class Lockable>
+void uncontended(benchmark::State& state, const char* contender, Lockable& lock) {
+  const long n = uncontended_ops();
+  concur_bench::measure(state, "lock-uncontended", contender, Kind::time_per_op, n, [&] {
+    for (long i = 0; i < n; ++i) {
+      lock.lock();
+      benchmark::ClobberMemory();
+      lock.unlock();
+    }
+  });
+}
+
+template <class Lockable>
+void contended(benchmark::State& state, const char* contender, Lockable& lock) {
+  Shared<Line> line;
+  run_processes(state, "lock-contended", contender, contended_ops(), *line, [&](long rounds) {
+    for (long i = 0; i < rounds; ++i) {
+      std::scoped_lock hold(lock);
+      ++line->counter;
+    }
+  });
+}
+
+template <class Lockable>
+void register_lock(const char* contender, Lockable& lock) {
+  auto setup = [](benchmark::internal::Benchmark* b) {
+    b->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
+  };
+  setup(benchmark::RegisterBenchmark(
+      (std::string("lock-uncontended/") + contender).c_str(),
+      [&lock, contender](benchmark::State& state) { uncontended(state, contender, lock); }));
+  setup(benchmark::RegisterBenchmark(
+      (std::string("lock-contended/") + contender).c_str(),
+      [&lock, contender](benchmark::State& state) { contended(state, contender, lock); }));
+}
+
+void value_increments(benchmark::State& state) {
+  concur::mp::Value<long> value(0);
+  Shared<Line> line;
+  run_processes(state, "value", kMpValue, contended_ops(), *line, [&](long rounds) {
+    for (long i = 0; i < rounds; ++i) {
+      std::scoped_lock hold(value.get_lock());
+      value.set_value(value.value() + 1);
+      ++line->counter;  // under the same lock: the harness's check
+    }
+  });
+}
+
+#ifdef CONCUR_BENCH_PYTHON
+void python(benchmark::State& state, const char* scenario, const char* kind,
+            const char* contender) {
+  const std::string command = std::string("'") + CONCUR_BENCH_PYTHON + "' '" +
+                              CONCUR_BENCH_SOURCE_DIR + "/mp_python.py' --seconds --kind " + kind +
+                              " --ops " + std::to_string(python_ops());
+  const Kind figure = std::string(scenario) == "lock-uncontended" ? Kind::time_per_op : Kind::rate;
+  concur_bench::measure_script(state, scenario, contender, figure, command);
+}
+#endif
+
+void print_targets() {
+  std::printf(
+      "\nTarget check (issue 16; uncontended: %ld pairs; contended and value: %ld rounds over 2 "
+      "processes, Python %ld; medians of the repetitions)\n",
+      uncontended_ops(), contended_ops(), python_ops());
+  concur_bench::check_target("(a)", Kind::time_per_op, "lock-uncontended", kMpLock, kPthread, 1.0);
+  concur_bench::check_target("(b)", Kind::rate, "lock-contended", kMpLock, kPthread, 1.5);
+  concur_bench::check_target("(c)", Kind::rate, "value", kMpValue, kPythonValue, 20);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  concur_bench::short_run = concur_bench::short_run_asked(argc, argv);
+  // The locks live as long as the program; every process forked by a row maps them.
+  static concur::mp::Lock mp_lock;
+  static Shared<PthreadMutex> pthread_plain(false);
+  static Shared<PthreadMutex> pthread_robust(true);
+  register_lock(kMpLock, mp_lock);
+  register_lock(kPthread, *pthread_plain);
+  register_lock(kPthreadRobust, *pthread_robust);
+#if CONCUR_BENCH_HAVE_INTERPROCESS
+  static Shared<boost::interprocess::interprocess_mutex> interprocess;
+  register_lock(kInterprocess, *interprocess);
+#endif
+  auto once = [](benchmark::internal::Benchmark* b) {
+    b->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
+  };
+  once(benchmark::RegisterBenchmark((std::string("value/") + kMpValue).c_str(), value_increments));
+#ifdef CONCUR_BENCH_PYTHON
+  once(benchmark::RegisterBenchmark((std::string("lock-uncontended/") + kPythonLock).c_str(),
+                                    python, "lock-uncontended", "lock-uncontended", kPythonLock));
+  once(benchmark::RegisterBenchmark((std::string("lock-contended/") + kPythonLock).c_str(), python,
+                                    "lock-contended", "lock-contended", kPythonLock));
+  once(benchmark::RegisterBenchmark((std::string("value/") + kPythonValue).c_str(), python, "value",
+                                    "value", kPythonValue));
+#endif
+  using concur_bench::Metric;
+  return concur_bench::run(
+      argc, argv,
+      {{"process-shared lock, one process: acquire + release (target: mp::Lock <= 1.0x pshared "
+        "pthread_mutex)",
+        kPthread,
+        Metric::time,
+        {"lock-uncontended"}},
+       {"process-shared lock, two processes: rounds of acquire, +1, release (target: mp::Lock >= "
+        "1.5x pshared pthread_mutex)",
+        kPthread,
+        Metric::throughput,
+        {"lock-contended"}},
+       {"mp::Value<long> += 1 under its lock, two processes (target: >= 20x Python's mp.Value)",
+        kPythonValue,
+        Metric::throughput,
+        {"value"}}},
+      /*default_repetitions=*/5, print_targets);
+}
