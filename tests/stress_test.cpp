@@ -39,6 +39,7 @@
 #include "concur/local.hpp"
 #include "concur/lock.hpp"
 #include "concur/mp_lock.hpp"
+#include "concur/mp_queue.hpp"
 #include "concur/queue.hpp"
 #include "concur/rlock.hpp"
 #include "concur/semaphore.hpp"
@@ -546,6 +547,96 @@ TEST(Stress, QueueRing) {
 TEST(Stress, QueueRingOneSlot) {
   concur::Queue<SlowItem> queue(1);
   queue_rounds<concur::Queue<SlowItem>, SlowItem>("queue.ring1", queue, 3, 2, true);
+}
+
+// mp::Queue: every participant (four threads here, and a rival process) puts a number and then
+// gets one, with every kind of put and get; a ring of three slots makes puts wait as often as
+// gets. The sums of what was put and what was got (plus what is left) must match. No
+// participant can wait for ever: while one waits in get(), the items in the ring number at least
+// the participants that are between their put and their get.
+struct MpQueueTally {
+  std::atomic<long> put_sum{0}, put_count{0}, got_sum{0}, got_count{0};
+  std::atomic<int> stop{0};
+};
+
+template <class Queue>
+bool mp_queue_round(Queue& queue, Random& random, MpQueueTally& tally) {
+  const long value = static_cast<long>(random.below(1000000)) + 1;
+  bool put = false;
+  switch (random.below(3)) {
+    case 0:
+      queue.put(value);
+      put = true;
+      break;
+    case 1:
+      put = queue.try_put(value);
+      break;
+    default:
+      try {
+        queue.put(value, std::chrono::microseconds(random.below(300)));
+        put = true;
+      } catch (const concur::Full&) {
+      }
+  }
+  if (!put) return false;
+  tally.put_sum += value;
+  tally.put_count += 1;
+  std::optional<long> got;
+  while (!got) {
+    switch (random.below(3)) {
+      case 0:
+        got = queue.get();
+        break;
+      case 1:
+        got = queue.try_get();
+        break;
+      default:
+        try {
+          got = queue.get(std::chrono::microseconds(random.below(300)));
+        } catch (const concur::Empty&) {
+        }
+    }
+  }
+  tally.got_sum += *got;
+  tally.got_count += 1;
+  return true;
+}
+
+TEST(Stress, MpQueue) {
+  concur::mp::Queue<long> queue(3);
+  void* page = ::mmap(nullptr, sizeof(MpQueueTally), PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(page, MAP_FAILED);
+  MpQueueTally& tally = *new (page) MpQueueTally;
+  const pid_t rival = ::fork();
+  if (rival == 0) {
+    Random random(77);
+    while (tally.stop.load(std::memory_order_relaxed) == 0)
+      (void)mp_queue_round(queue, random, tally);
+    std::_Exit(0);
+  }
+  Stress stress("mp_queue");
+  stress.run(4, [&](int index) {
+    Random random(static_cast<std::uint64_t>(index) + 1);
+    while (stress.running()) {
+      (void)mp_queue_round(queue, random, tally);
+      stress.tick();
+    }
+  });
+  tally.stop.store(1);
+  int status = 0;
+  EXPECT_EQ(::waitpid(rival, &status, 0), rival);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  long left_sum = 0;
+  long left_count = 0;
+  while (std::optional<long> item = queue.try_get()) {
+    left_sum += *item;
+    ++left_count;
+  }
+  EXPECT_EQ(tally.put_count.load(), tally.got_count.load() + left_count);
+  EXPECT_EQ(tally.put_sum.load(), tally.got_sum.load() + left_sum);
+  EXPECT_GT(tally.got_count.load(), 0);
+  ::munmap(page, sizeof(MpQueueTally));
 }
 
 TEST(Stress, QueueLockedBounded) {

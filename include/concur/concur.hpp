@@ -43,6 +43,7 @@
 // The process-shared locks and values need Linux's robust futexes.
 #if defined(__linux__)
 #include "concur/mp_lock.hpp"
+#include "concur/mp_queue.hpp"
 #include "concur/shared_ctypes.hpp"
 #endif
 

@@ -74,6 +74,7 @@ enum class SharedKind : std::uint32_t {
   array = 4,
   raw_value = 5,
   raw_array = 6,
+  queue = 7,  // mp::Queue, JoinableQueue and SimpleQueue share one layout
 };
 
 inline const char* shared_kind_name(std::uint32_t kind) noexcept {
@@ -90,6 +91,8 @@ inline const char* shared_kind_name(std::uint32_t kind) noexcept {
       return "mp::RawValue";
     case SharedKind::raw_array:
       return "mp::RawArray";
+    case SharedKind::queue:
+      return "mp::Queue";
   }
   return "an unknown kind of object";
 }

@@ -1,0 +1,298 @@
+// Tests for concur/mp_queue.hpp: mp::Queue, mp::JoinableQueue and mp::SimpleQueue between
+// processes, with checksums, timeouts, processes killed at random, and placement.
+
+#include "concur/mp_queue.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "concur/shared_ctypes.hpp"
+
+namespace {
+
+namespace mp = concur::mp;
+using namespace std::chrono_literals;
+
+template <class Body>
+pid_t fork_child(Body body) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    try {
+      body();
+    } catch (...) {
+      std::_Exit(1);
+    }
+    std::_Exit(0);
+  }
+  return pid;
+}
+
+int exit_status(pid_t pid) {
+  int status = 0;
+  if (::waitpid(pid, &status, 0) != pid) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Two producer processes put their numbers; two consumer processes take them all. Every item
+// arrives exactly once (the sums and counts), and each producer's items reach each consumer in
+// the order they were put.
+TEST(MpQueue, EveryItemOnceAndInOrderBetweenFourProcesses) {
+  struct Item {
+    std::int32_t producer;
+    std::int32_t seq;
+  };
+  mp::Queue<Item> queue(64);  // small: producers wait for room often
+  mp::RawArray<long> sums(2);
+  mp::RawArray<long> counts(2);
+  constexpr int per_producer = 20000;
+  std::vector<pid_t> children;
+  for (int p = 0; p < 2; ++p) {
+    children.push_back(fork_child([&, p] {
+      for (int i = 0; i < per_producer; ++i) queue.put(Item{p, i});
+    }));
+  }
+  for (int c = 0; c < 2; ++c) {
+    children.push_back(fork_child([&, c] {
+      int last[2] = {-1, -1};
+      for (;;) {
+        const Item item = queue.get(30s);
+        if (item.producer < 0) break;                        // the end mark
+        if (item.seq <= last[item.producer]) std::_Exit(2);  // out of order, or twice
+        last[item.producer] = item.seq;
+        sums[c] += item.seq;
+        counts[c] += 1;
+      }
+    }));
+  }
+  for (int p = 0; p < 2; ++p) EXPECT_EQ(exit_status(children[p]), 0);
+  queue.put(Item{-1, 0});
+  queue.put(Item{-1, 0});
+  for (int c = 2; c < 4; ++c) EXPECT_EQ(exit_status(children[c]), 0);
+  EXPECT_EQ(counts[0] + counts[1], 2L * per_producer);
+  EXPECT_EQ(sums[0] + sums[1], 2L * per_producer * (per_producer - 1) / 2);
+  EXPECT_TRUE(queue.empty());
+}
+
+TEST(MpQueue, TimeoutsAndTheNonBlockingForms) {
+  mp::Queue<int> queue(2);
+  EXPECT_EQ(queue.maxsize(), 2u);
+  EXPECT_THROW((void)queue.get_nowait(), concur::Empty);
+  EXPECT_FALSE(queue.try_get());
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_THROW((void)queue.get(30ms), concur::Empty);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 30ms);
+  queue.put(1);
+  queue.put_nowait(2);
+  EXPECT_TRUE(queue.full());
+  EXPECT_EQ(queue.qsize(), 2u);
+  EXPECT_FALSE(queue.try_put(3));
+  EXPECT_THROW(queue.put_nowait(3), concur::Full);
+  start = std::chrono::steady_clock::now();
+  EXPECT_THROW(queue.put(3, 30ms), concur::Full);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 30ms);
+  EXPECT_THROW(queue.put(3, -1ms), std::invalid_argument);
+  EXPECT_THROW((void)queue.get(-1ms), std::invalid_argument);
+  EXPECT_EQ(queue.get(), 1);
+  EXPECT_EQ(queue.get_nowait(), 2);
+  EXPECT_TRUE(queue.empty());
+  EXPECT_THROW(mp::Queue<int>(mp::QueueOptions{.maxsize = 0, .capacity = 0}),
+               std::invalid_argument);
+}
+
+// A get() asleep in one process is woken by a put() in another, well before its
+// recheck interval, and a put() asleep on a full queue by a get().
+TEST(MpQueue, SleepersAreWokenAcrossProcesses) {
+  mp::Queue<int> queue(1);
+  mp::RawValue<std::int64_t> woke_after_us(0);
+  const pid_t getter = fork_child([&] {
+    const auto start = std::chrono::steady_clock::now();
+    if (queue.get(30s) != 7) std::_Exit(2);
+    woke_after_us.set_value(std::chrono::duration_cast<std::chrono::microseconds>(
+                                std::chrono::steady_clock::now() - start)
+                                .count());
+    queue.put(8);  // fills it again
+    queue.put(9);  // sleeps until the parent takes 8
+  });
+  std::this_thread::sleep_for(50ms);
+  queue.put(7);
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (queue.qsize() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
+  std::this_thread::sleep_for(50ms);  // the child sleeps in put(9)
+  EXPECT_EQ(queue.get(30s), 8);
+  EXPECT_EQ(queue.get(30s), 9);
+  EXPECT_EQ(exit_status(getter), 0);
+  EXPECT_GE(woke_after_us.value(), 40000);
+}
+
+TEST(MpQueue, AnIdleGetterUsesNoCpu) {
+  mp::Queue<int> queue(4);
+  const pid_t waiter = fork_child([&] {
+    if (queue.try_get()) std::_Exit(2);
+    try {
+      (void)queue.get(1500ms);
+      std::_Exit(3);
+    } catch (const concur::Empty&) {
+    }
+  });
+  int status = 0;
+  rusage usage{};
+  ASSERT_EQ(::wait4(waiter, &status, 0, &usage), waiter);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  const double cpu = double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                     double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+  EXPECT_LT(cpu, 0.3) << "a getter idle for 1.5 s used " << cpu << " s of CPU";
+}
+
+TEST(MpQueue, CloseAndTheFeederThreadMembers) {
+  mp::Queue<int> queue;
+  EXPECT_EQ(queue.maxsize(), 0u);
+  EXPECT_THROW(queue.join_thread(), concur::UsageError);
+  queue.put(1);
+  queue.close();
+  EXPECT_THROW(queue.put(2), std::invalid_argument);
+  EXPECT_THROW((void)queue.get(), std::invalid_argument);
+  EXPECT_NO_THROW(queue.join_thread());
+  EXPECT_NO_THROW(queue.cancel_join_thread());
+}
+
+TEST(MpJoinableQueue, JoinWaitsForEveryTaskDoneInAnotherProcess) {
+  mp::JoinableQueue<int> queue;
+  EXPECT_THROW(queue.task_done(), concur::UsageError);
+  constexpr int items = 1000;
+  for (int i = 0; i < items; ++i) queue.put(i);
+  EXPECT_EQ(queue.unfinished_tasks(), std::size_t(items));
+  EXPECT_FALSE(queue.join(20ms));
+  const pid_t worker = fork_child([&] {
+    for (int i = 0; i < items; ++i) {
+      if (queue.get(30s) != i) std::_Exit(2);
+      if (i % 100 == 0) std::this_thread::sleep_for(1ms);
+      queue.task_done();
+    }
+  });
+  EXPECT_TRUE(queue.join(30s));
+  EXPECT_EQ(queue.unfinished_tasks(), 0u);
+  EXPECT_EQ(exit_status(worker), 0);
+  EXPECT_THROW(queue.task_done(), concur::UsageError);
+  queue.join();  // nothing unfinished: returns at once
+}
+
+TEST(MpSimpleQueue, PutGetEmptyBetweenProcesses) {
+  mp::SimpleQueue<double> queue;
+  EXPECT_TRUE(queue.empty());
+  const pid_t child = fork_child([&] {
+    for (int i = 0; i < 100; ++i) queue.put(i * 0.5);
+  });
+  double sum = 0;
+  for (int i = 0; i < 100; ++i) sum += queue.get();
+  EXPECT_EQ(sum, 0.5 * 99 * 100 / 2);
+  EXPECT_EQ(exit_status(child), 0);
+  EXPECT_TRUE(queue.empty());
+}
+
+// A producer puts 0, 1, 2, ... and records each number once its put() has returned; it is killed
+// at a random moment, 300 times. The parent then drains the queue within a 10 s watchdog: the
+// numbers are consecutive (nothing lost, nothing twice), and reach at least the last one recorded
+// (everything fully put is there).
+TEST(MpQueue, AProducerKilledAtRandomLosesNothingItPut) {
+  mp::Queue<std::int64_t> queue(256);
+  mp::RawValue<std::int64_t> confirmed(-1);
+  std::mt19937 random(31);
+  std::int64_t next = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    const std::int64_t first = next;
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      for (std::int64_t i = first;; ++i) {
+        queue.put(i);
+        confirmed.set_value(i);
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(random() % 400));
+    ::kill(child, SIGKILL);
+    ASSERT_EQ(::waitpid(child, nullptr, 0), child);
+    while (std::optional<std::int64_t> item = queue.try_get()) {
+      ASSERT_EQ(*item, next) << "trial " << trial << ": lost or duplicated";
+      ++next;
+    }
+    ASSERT_GE(next - 1, confirmed.value()) << "trial " << trial << ": a confirmed item is gone";
+    // The queue still works: a put and a get with a watchdog.
+    queue.put(-1);
+    ASSERT_EQ(queue.get(10s), -1) << "trial " << trial;
+  }
+  EXPECT_GT(next, 0);
+}
+
+// A consumer records each number it got; it is killed at random, 300 times, while the parent
+// keeps the queue supplied. Every number put is then either recorded by a consumer, still in
+// the queue, or the one a killed consumer was holding: at most one per kill, never twice.
+TEST(MpQueue, AConsumerKilledAtRandomNeverHangsOrDuplicates) {
+  constexpr int trials = 300;
+  mp::Queue<std::int64_t> queue(128);
+  mp::RawArray<std::int32_t> seen(200000);
+  mp::RawValue<std::int64_t> in_hand(-1);
+  std::mt19937 random(47);
+  std::int64_t put = 0;
+  for (int trial = 0; trial < trials; ++trial) {
+    while (queue.qsize() < 100) queue.put(put++);
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      for (;;) {
+        const std::int64_t item = queue.get();
+        in_hand.set_value(item);
+        seen[std::size_t(item)] += 1;
+        in_hand.set_value(-1);
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(random() % 300));
+    ::kill(child, SIGKILL);
+    ASSERT_EQ(::waitpid(child, nullptr, 0), child);
+    ASSERT_LT(put + 100, std::int64_t(seen.size()));
+  }
+  while (std::optional<std::int64_t> item = queue.try_get()) seen[std::size_t(*item)] += 1;
+  long missing = 0;
+  for (std::int64_t i = 0; i < put; ++i) {
+    ASSERT_LE(seen[std::size_t(i)], 1) << "item " << i << " was got twice";
+    if (seen[std::size_t(i)] == 0) ++missing;
+  }
+  EXPECT_LE(missing, trials) << "more items lost than consumers killed";
+  std::printf("items put: %lld, lost with a killed consumer: %ld\n", (long long)put, missing);
+}
+
+TEST(MpQueuePlacement, AQueuePlacedByOneProcessIsFoundByAnother) {
+  mp::SharedMemory block(
+      mp::SharedMemoryOptions{.create = true, .size = mp::Queue<int>::shared_size(16)});
+  mp::Queue<int> queue(mp::place, block, 0, mp::QueueOptions{.maxsize = 16});
+  const std::string name = block.name();
+  const pid_t child = fork_child([&] {
+    mp::SharedMemory mine(name);
+    mp::Queue<int> same(mp::find, mine);
+    if (same.maxsize() != 16) std::_Exit(2);
+    for (int i = 0; i < 100; ++i) same.put(i);
+    try {
+      mp::Queue<float> wrong(mp::find, mine);
+      std::_Exit(3);
+    } catch (const std::invalid_argument&) {
+    }
+  });
+  long sum = 0;
+  for (int i = 0; i < 100; ++i) sum += queue.get(30s);
+  EXPECT_EQ(sum, 99 * 100 / 2);
+  EXPECT_EQ(exit_status(child), 0);
+  EXPECT_THROW(mp::Queue<int>(mp::place, block, 0), std::invalid_argument);
+}
+
+}  // namespace
