@@ -11,12 +11,18 @@
 //   value             two forked processes each do N / 2 rounds of Python's
 //                     `with v.get_lock(): v.value += 1` (mp::Value<long>: scoped_lock on
 //                     get_lock(), set_value(value() + 1); Python's mp.Value('l')).
+//   queue-1p1c        one process puts N ints into a queue of capacity 1024, another gets them:
+//                     mp::Queue<int>, Boost.Interprocess's message_queue (1024 messages of an
+//                     int), Python's mp.Queue(1024) (items per second; higher is better).
+//   queue-2p2c        two processes put N / 2 each, two get N / 2 each.
 // The workers wait at a start line before the clock starts; the totals are checked. The CPU per
 // operation is the workers' own (wait4's usage of the children; the parent only waits), or
 // the process's in the uncontended rows: it shows what spinning costs.
 //
 // Targets (issue 16): mp::Lock uncontended <= 1.0x a process-shared pthread_mutex_t; contended
-// >= 1.5x its rate; mp::Value<long> increments from two processes >= 20x Python's.
+// >= 1.5x its rate; mp::Value<long> increments from two processes >= 20x Python's;
+// mp::Queue<int> 1p1c >= 50x Python's mp.Queue and >= 2x Boost's message_queue; 2p2c >= 1x the
+// best peer.
 
 #include <pthread.h>
 #include <sys/mman.h>
@@ -24,6 +30,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <concur/mp_lock.hpp>
+#include <concur/mp_queue.hpp>
 #include <concur/shared_ctypes.hpp>
 
 #include <atomic>
@@ -34,11 +41,13 @@
 #include <new>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "bench_support.hpp"
 #include "bench_targets.hpp"
 
 #if __has_include(<boost/interprocess/sync/interprocess_mutex.hpp>)
+#include <boost/interprocess/ipc/message_queue.hpp>
 #include <boost/interprocess/sync/interprocess_mutex.hpp>
 #define CONCUR_BENCH_HAVE_INTERPROCESS 1
 #else
@@ -57,6 +66,9 @@ const char* const kInterprocess = "boost interprocess_mutex";
 const char* const kPythonLock = "python multiprocessing.Lock";
 const char* const kMpValue = "concur mp::Value<long>";
 const char* const kPythonValue = "python multiprocessing.Value";
+const char* const kMpQueue = "concur mp::Queue<int>";
+const char* const kMessageQueue = "boost message_queue";
+const char* const kPythonQueue = "python multiprocessing.Queue";
 
 long uncontended_ops() {
   return scaled(10000000);
@@ -66,6 +78,12 @@ long contended_ops() {
 }
 long python_ops() {
   return scaled(200000);
+}
+long queue_ops() {
+  return scaled(4000000);
+}
+long python_queue_ops() {
+  return scaled(50000);
 }
 
 // An object of type T in an anonymous shared mapping of its own.
@@ -113,32 +131,34 @@ class PthreadMutex {
   pthread_mutex_t mutex_;
 };
 
-// The start line and the counter the workers share.
+// The start line and the counters the workers share.
 struct Line {
   std::atomic<int> ready{0};
   std::atomic<int> go{0};
-  alignas(64) long counter = 0;  // written only under the lock
+  alignas(64) long counter = 0;   // written only under the lock
+  std::atomic<long> checksum{0};  // what the queues' consumers got, added up
 };
 
-// One repetition: forks `workers` processes that each call work(rounds) after the start line;
-// reports the wall time from the start until both have ended, and their CPU per operation.
-template <class Work>
+// One repetition: forks `workers` processes that each call work(index, rounds) after the start
+// line; reports the wall time from the start until all have ended, `done` operations, and the
+// workers' CPU per operation. `right()` checks the result.
+template <class Work, class Right>
 void run_processes(benchmark::State& state, const std::string& scenario,
-                   const std::string& contender, long ops, Line& line, Work work) {
-  constexpr int workers = 2;
-  const long rounds = ops / workers;
+                   const std::string& contender, int workers, long rounds, double done, Line& line,
+                   Work work, Right right) {
   concur_bench::settle_arena();
   for (auto _ : state) {
     line.ready.store(0);
     line.go.store(0);
     line.counter = 0;
-    pid_t pids[workers];
-    for (pid_t& pid : pids) {
-      pid = ::fork();
-      if (pid == 0) {
+    line.checksum.store(0);
+    std::vector<pid_t> pids(static_cast<std::size_t>(workers));
+    for (int index = 0; index < workers; ++index) {
+      pids[std::size_t(index)] = ::fork();
+      if (pids[std::size_t(index)] == 0) {
         line.ready.fetch_add(1);
         while (line.go.load() == 0) concur::detail::cpu_relax();
-        work(rounds);
+        work(index, rounds);
         std::_Exit(0);
       }
     }
@@ -157,16 +177,28 @@ void run_processes(benchmark::State& state, const std::string& scenario,
     }
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (!clean || line.counter != rounds * workers) {
+    if (!clean || !right()) {
       state.SkipWithError("a worker failed, or the total is wrong");
       break;
     }
-    const double done = static_cast<double>(rounds * workers);
     state.SetIterationTime(seconds);
     state.counters["items_per_second"] = benchmark::Counter(done / seconds);
     state.counters["CPU/op"] = benchmark::Counter(cpu / done);
     concur_bench::recorded()[{scenario, contender}].push_back(done / seconds);
   }
+}
+
+// Two workers doing `ops` rounds of `round` between them.
+template <class Round>
+void two_rounds(benchmark::State& state, const std::string& scenario, const std::string& contender,
+                long ops, Line& line, Round round) {
+  const long rounds = ops / 2;
+  run_processes(
+      state, scenario, contender, 2, rounds, double(rounds * 2), line,
+      [&](int, long n) {
+        for (long i = 0; i < n; ++i) round();
+      },
+      [&] { return line.counter == rounds * 2; });
 }
 
 template <class Lockable>
@@ -184,11 +216,9 @@ void uncontended(benchmark::State& state, const char* contender, Lockable& lock)
 template <class Lockable>
 void contended(benchmark::State& state, const char* contender, Lockable& lock) {
   Shared<Line> line;
-  run_processes(state, "lock-contended", contender, contended_ops(), *line, [&](long rounds) {
-    for (long i = 0; i < rounds; ++i) {
-      std::scoped_lock hold(lock);
-      ++line->counter;
-    }
+  two_rounds(state, "lock-contended", contender, contended_ops(), *line, [&] {
+    std::scoped_lock hold(lock);
+    ++line->counter;
   });
 }
 
@@ -208,21 +238,75 @@ void register_lock(const char* contender, Lockable& lock) {
 void value_increments(benchmark::State& state) {
   concur::mp::Value<long> value(0);
   Shared<Line> line;
-  run_processes(state, "value", kMpValue, contended_ops(), *line, [&](long rounds) {
-    for (long i = 0; i < rounds; ++i) {
-      std::scoped_lock hold(value.get_lock());
-      value.set_value(value.value() + 1);
-      ++line->counter;  // under the same lock: the harness's check
-    }
+  two_rounds(state, "value", kMpValue, contended_ops(), *line, [&] {
+    std::scoped_lock hold(value.get_lock());
+    value.set_value(value.value() + 1);
+    ++line->counter;  // under the same lock: the harness's check
   });
 }
+
+// Producers put 0 .. N - 1 between them, consumers get N / sides each and add up what they got.
+// `put(v)` and `get()` are one contender's operations.
+template <class Put, class Get>
+void queue_run(benchmark::State& state, const std::string& scenario, const char* contender,
+               int sides, Put put, Get get) {
+  const long per = queue_ops() / sides;
+  const long n = per * sides;
+  Shared<Line> line;
+  run_processes(
+      state, scenario, contender, 2 * sides, per, double(n), *line,
+      [&](int index, long count) {
+        if (index < sides) {
+          for (long v = index * count; v < (index + 1) * count; ++v) put(static_cast<int>(v));
+        } else {
+          long sum = 0;
+          for (long i = 0; i < count; ++i) sum += get();
+          line->checksum.fetch_add(sum);
+        }
+      },
+      [&] { return line->checksum.load() == n * (n - 1) / 2; });
+}
+
+const char* queue_scenario(int sides) {
+  return sides == 1 ? "queue-1p1c" : "queue-2p2c";
+}
+
+void mp_queue(benchmark::State& state, int sides) {
+  concur::mp::Queue<int> queue(1024);
+  queue_run(
+      state, queue_scenario(sides), kMpQueue, sides, [&](int v) { queue.put(v); },
+      [&] { return queue.get(); });
+}
+
+#if CONCUR_BENCH_HAVE_INTERPROCESS
+void message_queue(benchmark::State& state, int sides) {
+  namespace bip = boost::interprocess;
+  const char* const name = "concur_bench_message_queue";
+  bip::message_queue::remove(name);
+  {
+    bip::message_queue queue(bip::create_only, name, 1024, sizeof(int));
+    queue_run(
+        state, queue_scenario(sides), kMessageQueue, sides,
+        [&](int v) { queue.send(&v, sizeof v, 0); },
+        [&] {
+          int v = 0;
+          bip::message_queue::size_type size = 0;
+          unsigned priority = 0;
+          queue.receive(&v, sizeof v, size, priority);
+          return v;
+        });
+  }
+  bip::message_queue::remove(name);
+}
+#endif
 
 #ifdef CONCUR_BENCH_PYTHON
 void python(benchmark::State& state, const char* scenario, const char* kind,
             const char* contender) {
+  const long ops = std::string(kind).rfind("queue", 0) == 0 ? python_queue_ops() : python_ops();
   const std::string command = std::string("'") + CONCUR_BENCH_PYTHON + "' '" +
                               CONCUR_BENCH_SOURCE_DIR + "/mp_python.py' --seconds --kind " + kind +
-                              " --ops " + std::to_string(python_ops());
+                              " --ops " + std::to_string(ops);
   const Kind figure = std::string(scenario) == "lock-uncontended" ? Kind::time_per_op : Kind::rate;
   concur_bench::measure_script(state, scenario, contender, figure, command);
 }
@@ -231,11 +315,15 @@ void python(benchmark::State& state, const char* scenario, const char* kind,
 void print_targets() {
   std::printf(
       "\nTarget check (issue 16; uncontended: %ld pairs; contended and value: %ld rounds over 2 "
-      "processes, Python %ld; medians of the repetitions)\n",
-      uncontended_ops(), contended_ops(), python_ops());
+      "processes, Python %ld; queues: %ld items, Python %ld; medians of the repetitions)\n",
+      uncontended_ops(), contended_ops(), python_ops(), queue_ops(), python_queue_ops());
   concur_bench::check_target("(a)", Kind::time_per_op, "lock-uncontended", kMpLock, kPthread, 1.0);
   concur_bench::check_target("(b)", Kind::rate, "lock-contended", kMpLock, kPthread, 1.5);
   concur_bench::check_target("(c)", Kind::rate, "value", kMpValue, kPythonValue, 20);
+  concur_bench::check_target("(d)", Kind::rate, "queue-1p1c", kMpQueue, kPythonQueue, 50);
+  concur_bench::check_target("(d)", Kind::rate, "queue-1p1c", kMpQueue, kMessageQueue, 2);
+  concur_bench::check_target("(e)", Kind::rate, "queue-2p2c", kMpQueue, kMessageQueue, 1);
+  concur_bench::check_target("(e)", Kind::rate, "queue-2p2c", kMpQueue, kPythonQueue, 1);
   std::fflush(stdout);
 }
 
@@ -258,6 +346,18 @@ int main(int argc, char** argv) {
     b->Iterations(1)->UseManualTime()->Unit(benchmark::kNanosecond);
   };
   once(benchmark::RegisterBenchmark((std::string("value/") + kMpValue).c_str(), value_increments));
+  for (int sides : {1, 2}) {
+    const std::string scenario = queue_scenario(sides);
+    once(benchmark::RegisterBenchmark((scenario + "/" + kMpQueue).c_str(), mp_queue, sides));
+#if CONCUR_BENCH_HAVE_INTERPROCESS
+    once(benchmark::RegisterBenchmark((scenario + "/" + kMessageQueue).c_str(), message_queue,
+                                      sides));
+#endif
+#ifdef CONCUR_BENCH_PYTHON
+    once(benchmark::RegisterBenchmark((scenario + "/" + kPythonQueue).c_str(), python,
+                                      queue_scenario(sides), queue_scenario(sides), kPythonQueue));
+#endif
+  }
 #ifdef CONCUR_BENCH_PYTHON
   once(benchmark::RegisterBenchmark((std::string("lock-uncontended/") + kPythonLock).c_str(),
                                     python, "lock-uncontended", "lock-uncontended", kPythonLock));
@@ -282,6 +382,11 @@ int main(int argc, char** argv) {
        {"mp::Value<long> += 1 under its lock, two processes (target: >= 20x Python's mp.Value)",
         kPythonValue,
         Metric::throughput,
-        {"value"}}},
+        {"value"}},
+       {"queues of capacity 1024 between processes, 1 producer and 1 consumer, 2 and 2 (targets: "
+        "1p1c >= 2x message_queue and >= 50x Python; 2p2c >= 1x the best peer)",
+        kMessageQueue,
+        Metric::throughput,
+        {"queue-1p1c", "queue-2p2c"}}},
       /*default_repetitions=*/5, print_targets);
 }

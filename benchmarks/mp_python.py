@@ -11,6 +11,8 @@ Kinds, as in mp_bench:
                     RawValue, release.
   value             two processes each do --ops / 2 rounds of `with v.get_lock(): v.value += 1`
                     on an mp.Value('l').
+  queue-1p1c        one process puts --ops ints into an mp.Queue(1024), another gets them.
+  queue-2p2c        two processes put --ops / 2 ints each, two get --ops / 2 each.
 The processes are forked and wait at a start line (an mp.Event) before the clock starts; the
 total is checked. With --seconds the script prints the wall seconds per operation and the CPU
 seconds per operation of every process that worked (the children's, or this one's when it
@@ -56,6 +58,52 @@ def value_worker(value, rounds, ready, go):
             value.value += 1
 
 
+def producer(queue, values, ready, go):
+    ready.release()
+    go.wait()
+    for value in values:
+        queue.put(value)
+
+
+def consumer(queue, count, total, ready, go):
+    ready.release()
+    go.wait()
+    got = 0
+    for _ in range(count):
+        got += queue.get()
+    with total.get_lock():
+        total.value += got
+
+
+def queue_processes(context, kind, ops):
+    sides = 1 if kind == "queue-1p1c" else 2
+    per = ops // sides
+    queue = context.Queue(1024)
+    total = context.Value("q", 0)
+    ready = context.Semaphore(0)
+    go = context.Event()
+    workers = [context.Process(target=producer,
+                               args=(queue, range(p * per, (p + 1) * per), ready, go))
+               for p in range(sides)]
+    workers += [context.Process(target=consumer, args=(queue, per, total, ready, go))
+                for _ in range(sides)]
+    for worker in workers:
+        worker.start()
+    for _ in workers:
+        ready.acquire()
+    begin_cpu = cpu_seconds(resource.RUSAGE_CHILDREN)
+    begin = time.perf_counter()
+    go.set()
+    for worker in workers:
+        worker.join()
+    wall = time.perf_counter() - begin
+    cpu = cpu_seconds(resource.RUSAGE_CHILDREN) - begin_cpu
+    n = per * sides
+    if total.value != n * (n - 1) // 2:
+        raise SystemExit(f"wrong total: {total.value}")
+    return wall, cpu, n
+
+
 def two_processes(context, kind, ops):
     rounds = ops // 2
     ready = context.Semaphore(0)
@@ -92,7 +140,8 @@ def two_processes(context, kind, ops):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kind", choices=["lock-uncontended", "lock-contended", "value"],
+    parser.add_argument("--kind", choices=["lock-uncontended", "lock-contended", "value", "queue-1p1c",
+                                 "queue-2p2c"],
                         default="value")
     parser.add_argument("--ops", type=int, default=200000)
     parser.add_argument("--batches", type=int, default=1, help="batches; the median is kept")
@@ -106,6 +155,8 @@ def main():
         if args.kind == "lock-uncontended":
             wall, cpu = uncontended(args.ops)
             ops = args.ops
+        elif args.kind.startswith("queue"):
+            wall, cpu, ops = queue_processes(context, args.kind, args.ops)
         else:
             wall, cpu = two_processes(context, args.kind, args.ops)
             ops = args.ops // 2 * 2
