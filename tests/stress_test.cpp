@@ -38,8 +38,10 @@
 #include "concur/futures.hpp"
 #include "concur/local.hpp"
 #include "concur/lock.hpp"
+#include "concur/mp_event.hpp"
 #include "concur/mp_lock.hpp"
 #include "concur/mp_queue.hpp"
+#include "concur/mp_semaphore.hpp"
 #include "concur/queue.hpp"
 #include "concur/rlock.hpp"
 #include "concur/semaphore.hpp"
@@ -237,6 +239,12 @@ TEST(Stress, BoundedSemaphore) {
   semaphore_rounds("bounded_semaphore", sem, 3);
 }
 
+// The same protocol on the shared futex (its waits capped at the recheck interval).
+TEST(Stress, MpSemaphore) {
+  concur::mp::Semaphore sem(0);
+  semaphore_rounds("mp_semaphore", sem, 3);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Event: rounds of "every waiter waits, the driver sets", and a ping-pong between two events.
 
@@ -299,15 +307,16 @@ TEST(Stress, EventRounds) {
   EXPECT_GT(round, 0);
 }
 
-TEST(Stress, EventPingPong) {
-  concur::Event ping;
-  concur::Event pong;
+template <class E>
+void event_ping_pong(const char* name) {
+  E ping;
+  E pong;
   std::atomic<bool> stop{false};
   std::atomic<long> volleys{0};
-  Stress stress("event.ping_pong");
+  Stress stress(name);
   stress.run(2, [&](int index) {
-    concur::Event& mine = index == 0 ? ping : pong;
-    concur::Event& theirs = index == 0 ? pong : ping;
+    E& mine = index == 0 ? ping : pong;
+    E& theirs = index == 0 ? pong : ping;
     if (index == 0) ping.set();
     for (;;) {
       mine.wait();
@@ -323,6 +332,13 @@ TEST(Stress, EventPingPong) {
     }
   });
   EXPECT_GT(volleys.load(), 0);
+}
+
+TEST(Stress, EventPingPong) {
+  event_ping_pong<concur::Event>("event.ping_pong");
+}
+TEST(Stress, MpEventPingPong) {
+  event_ping_pong<concur::mp::Event>("mp_event.ping_pong");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -40,10 +40,13 @@
 #include "concur/shared_memory.hpp"
 #endif
 
-// The process-shared locks and values need Linux's robust futexes.
+// The process-shared primitives need Linux's futexes (the locks, values and queues its robust
+// futex list).
 #if defined(__linux__)
+#include "concur/mp_event.hpp"
 #include "concur/mp_lock.hpp"
 #include "concur/mp_queue.hpp"
+#include "concur/mp_semaphore.hpp"
 #include "concur/shared_ctypes.hpp"
 #endif
 

@@ -54,18 +54,20 @@
 
 namespace concur {
 
-// Event
+// BasicEvent
 //
-// Python's threading.Event. Four bytes, constant-initialisable, not movable.
-class Event {
+// The event's protocol, waiting through `Waits` (detail::ProcessWaits for concur::Event; the
+// shared futex for mp::Event).
+template <class Waits>
+class BasicEvent {
  public:
   // Event::Event()
   //
   // An event whose flag is not set.
-  constexpr Event() noexcept = default;
+  constexpr BasicEvent() noexcept = default;
 
-  Event(const Event&) = delete;
-  Event& operator=(const Event&) = delete;
+  BasicEvent(const BasicEvent&) = delete;
+  BasicEvent& operator=(const BasicEvent&) = delete;
 
   // Event::is_set()
   //
@@ -87,7 +89,7 @@ class Event {
                                           std::memory_order_release, std::memory_order_relaxed));
     if (state & sleepers_bit) {
       CONCUR_SCHEDULE_POINT("event.set.before_wake");
-      detail::wake_all(word_);
+      Waits::wake_all(word_);
     }
   }
 
@@ -174,7 +176,7 @@ class Event {
         }
       }
       CONCUR_SCHEDULE_POINT("event.wait.before_sleep");
-      const bool woken = detail::wait_on_until(word_, state | sleepers_bit, deadline);
+      const bool woken = Waits::wait_until(word_, state | sleepers_bit, deadline);
       CONCUR_SCHEDULE_POINT("event.wait.after_wake");
       if (!woken) return signalled(word_.load(std::memory_order_acquire), start);
     }
@@ -182,6 +184,11 @@ class Event {
 
   detail::wait_word word_{0};
 };
+
+// Event
+//
+// Python's threading.Event. Four bytes, constant-initialisable, not movable.
+using Event = BasicEvent<detail::ProcessWaits>;
 
 }  // namespace concur
 

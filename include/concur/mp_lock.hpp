@@ -84,25 +84,26 @@ inline void require_robust_list() {
   }
 }
 
-// Builds or finds a `State` in its own block, or borrows one that lives in another object's
-// block (the lock of an mp::Value or mp::Array).
-template <class State>
+// Builds (from `args`) or finds a `State` in its own block, or borrows one that lives in another
+// object's block (the lock of an mp::Value or mp::Array). With `robust`, only where a robust
+// futex list is (ENOSYS elsewhere).
+template <class State, bool robust = true>
 class Home {
  public:
-  explicit Home(concur::detail::SharedKind kind) : block_(std::in_place, layout(kind)) {
-    require_robust_list();
-    state_ = new (block_->state()) State;
-    block_->publish();
+  template <class... Args>
+  explicit Home(concur::detail::SharedKind kind, Args&&... args)
+      : block_(std::in_place, layout(kind)) {
+    build(std::forward<Args>(args)...);
   }
-  Home(place_t, SharedMemory& memory, std::size_t offset, concur::detail::SharedKind kind)
+  template <class... Args>
+  Home(place_t, SharedMemory& memory, std::size_t offset, concur::detail::SharedKind kind,
+       Args&&... args)
       : block_(std::in_place, place, memory, offset, layout(kind)) {
-    require_robust_list();
-    state_ = new (block_->state()) State;
-    block_->publish();
+    build(std::forward<Args>(args)...);
   }
   Home(find_t, SharedMemory& memory, std::size_t offset, concur::detail::SharedKind kind)
       : block_(std::in_place, find, memory, offset, layout(kind)) {
-    require_robust_list();
+    if (robust) require_robust_list();
     state_ = std::launder(static_cast<State*>(block_->state()));
   }
   explicit Home(State& borrowed) noexcept : state_(&borrowed) {}
@@ -115,6 +116,13 @@ class Home {
   State* operator->() const noexcept { return state_; }
 
  private:
+  template <class... Args>
+  void build(Args&&... args) {
+    if (robust) require_robust_list();
+    state_ = new (block_->state()) State(std::forward<Args>(args)...);
+    block_->publish();
+  }
+
   std::optional<concur::detail::SharedBlock> block_;
   State* state_ = nullptr;
 };

@@ -68,10 +68,12 @@ namespace concur {
 
 namespace detail {
 
-// SemaphoreWord
+// BasicSemaphoreWord
 //
-// The count and the number of sleepers; see the comment at the top of this file.
-class SemaphoreWord {
+// The count and the number of sleepers; see the comment at the top of this file. `Waits` is how
+// it sleeps and wakes (ProcessWaits here; mp::Semaphore gives it the shared futex).
+template <class Waits>
+class BasicSemaphoreWord {
  public:
   // The largest count a semaphore holds.
   static constexpr std::uint32_t count_mask = (1u << 31) - 1;
@@ -79,7 +81,14 @@ class SemaphoreWord {
   // How long acquire() spins before it sleeps.
   static constexpr std::chrono::nanoseconds spin_budget = std::chrono::microseconds(10);
 
-  explicit constexpr SemaphoreWord(std::uint32_t value) noexcept : count_(value) {}
+  explicit constexpr BasicSemaphoreWord(std::uint32_t value) noexcept : count_(value) {}
+
+  // BasicSemaphoreWord::value()
+  //
+  // The count now (a snapshot).
+  [[nodiscard]] std::uint32_t value() const noexcept {
+    return count_.load(std::memory_order_relaxed);
+  }
 
   // SemaphoreWord::try_acquire()
   //
@@ -122,7 +131,7 @@ class SemaphoreWord {
     if (CONCUR_UNLIKELY(sleeping != 0)) {
       CONCUR_SCHEDULE_POINT("semaphore.release.before_wake");
       const std::uint32_t wakes = n < sleeping ? n : sleeping;
-      wake(count_, wakes > INT_MAX ? INT_MAX : static_cast<int>(wakes));
+      Waits::wake(count_, wakes > INT_MAX ? INT_MAX : static_cast<int>(wakes));
     }
     return true;
   }
@@ -138,7 +147,7 @@ class SemaphoreWord {
       CONCUR_SCHEDULE_POINT("semaphore.acquire.counted_sleeper");
       if (count_.load(std::memory_order_seq_cst) == 0) {
         CONCUR_SCHEDULE_POINT("semaphore.acquire.before_sleep");
-        (void)wait_on_until(count_, 0, deadline);
+        (void)Waits::wait_until(count_, 0, deadline);
         CONCUR_SCHEDULE_POINT("semaphore.acquire.after_wake");
       }
       sleepers_.fetch_sub(1, std::memory_order_relaxed);
@@ -151,6 +160,9 @@ class SemaphoreWord {
   wait_word count_;
   std::atomic<std::uint32_t> sleepers_{0};
 };
+
+// The threading semaphores' word.
+using SemaphoreWord = BasicSemaphoreWord<ProcessWaits>;
 
 // Python's checks on a semaphore's initial value.
 inline std::uint32_t checked_initial_value(std::int64_t value) {

@@ -74,7 +74,9 @@ enum class SharedKind : std::uint32_t {
   array = 4,
   raw_value = 5,
   raw_array = 6,
-  queue = 7,  // mp::Queue, JoinableQueue and SimpleQueue share one layout
+  queue = 7,      // mp::Queue, JoinableQueue and SimpleQueue share one layout
+  semaphore = 8,  // mp::Semaphore and BoundedSemaphore
+  event = 9,
 };
 
 inline const char* shared_kind_name(std::uint32_t kind) noexcept {
@@ -93,6 +95,10 @@ inline const char* shared_kind_name(std::uint32_t kind) noexcept {
       return "mp::RawArray";
     case SharedKind::queue:
       return "mp::Queue";
+    case SharedKind::semaphore:
+      return "mp::Semaphore";
+    case SharedKind::event:
+      return "mp::Event";
   }
   return "an unknown kind of object";
 }

@@ -89,6 +89,21 @@ inline void wake(wait_word& word, int count) noexcept {
   wait_impl::wake(word, count);
 }
 
+// ProcessWaits
+//
+// The waits of a primitive private to one process, as a policy: the primitives whose protocol
+// concur::mp reuses between processes (Semaphore, Event) take their waits from a class of this
+// shape, and mp gives them detail::SharedWaits (concur/detail/shared_waits.hpp) instead.
+struct ProcessWaits {
+  // Sleeps while `word` holds `expected`, until woken or `deadline`; false once it has passed.
+  static bool wait_until(const wait_word& word, std::uint32_t expected,
+                         steady_time deadline) noexcept {
+    return wait_on_until(word, expected, deadline);
+  }
+  static void wake(wait_word& word, int count) noexcept { detail::wake(word, count); }
+  static void wake_all(wait_word& word) noexcept { detail::wake_all(word); }
+};
+
 // Blocks until `word` no longer holds `expected` or `deadline` passes, absorbing spurious
 // wake-ups. Returns true when the word changed, false on timeout (the word still `expected`).
 inline bool wait_while_equal(const wait_word& word, std::uint32_t expected,

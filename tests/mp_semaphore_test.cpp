@@ -1,0 +1,248 @@
+// Tests for concur/mp_semaphore.hpp and concur/mp_event.hpp: mp::Semaphore,
+// mp::BoundedSemaphore and mp::Event between processes, a waker that dies before its wake-up
+// call, and placement.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "concur/mp_event.hpp"
+#include "concur/mp_semaphore.hpp"
+#include "concur/shared_ctypes.hpp"
+
+namespace {
+
+namespace mp = concur::mp;
+using namespace std::chrono_literals;
+
+template <class Body>
+pid_t fork_child(Body body) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    try {
+      body();
+    } catch (...) {
+      std::_Exit(1);
+    }
+    std::_Exit(0);
+  }
+  return pid;
+}
+
+int exit_status(pid_t pid) {
+  int status = 0;
+  if (::waitpid(pid, &status, 0) != pid) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Waits up to 30 s for `pid`; kills it and fails if it has not ended by then.
+int exit_status_within_30s(pid_t pid) {
+  const auto give_up = std::chrono::steady_clock::now() + 30s;
+  int status = 0;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > give_up) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      ADD_FAILURE() << "a child hung";
+      return -1;
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+double cpu_seconds(const rusage& usage) {
+  return double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
+
+// Four processes of two threads each pass through a BoundedSemaphore(2): never more than two
+// inside at once, and every pass is counted.
+TEST(MpSemaphore, LimitsHowManyAreInsideAcrossProcesses) {
+  mp::BoundedSemaphore slots(2);
+  mp::RawArray<long> shared(3);  // inside now, most inside ever, passes
+  auto work = [&] {
+    auto one = [&] {
+      for (int i = 0; i < 2000; ++i) {
+        std::scoped_lock hold(slots);
+        const long now = std::atomic_ref<long>(shared[0]).fetch_add(1) + 1;
+        long most = std::atomic_ref<long>(shared[1]).load();
+        while (now > most && !std::atomic_ref<long>(shared[1]).compare_exchange_weak(most, now)) {
+        }
+        if (i % 32 == 0) std::this_thread::yield();
+        std::atomic_ref<long>(shared[0]).fetch_sub(1);
+        std::atomic_ref<long>(shared[2]).fetch_add(1);
+      }
+    };
+    std::thread other(one);
+    one();
+    other.join();
+  };
+  std::vector<pid_t> children;
+  for (int i = 0; i < 4; ++i) children.push_back(fork_child(work));
+  for (pid_t child : children) EXPECT_EQ(exit_status_within_30s(child), 0);
+  EXPECT_LE(shared[1], 2);
+  EXPECT_GE(shared[1], 1);
+  EXPECT_EQ(shared[2], 4L * 2 * 2000);
+  EXPECT_EQ(slots.get_value(), 2);
+}
+
+TEST(MpSemaphore, ReleaseOfNWakesNWaitersInOtherProcesses) {
+  mp::Semaphore semaphore(0);
+  std::vector<pid_t> children;
+  for (int i = 0; i < 3; ++i) {
+    children.push_back(fork_child([&] {
+      if (!semaphore.acquire(30s)) std::_Exit(2);
+    }));
+  }
+  std::this_thread::sleep_for(50ms);  // let them sleep
+  semaphore.release(3);
+  for (pid_t child : children) EXPECT_EQ(exit_status_within_30s(child), 0);
+  EXPECT_EQ(semaphore.get_value(), 0);
+}
+
+TEST(MpSemaphore, ArgumentsTimeoutsAndTheBound) {
+  EXPECT_THROW(mp::Semaphore(-1), std::invalid_argument);
+  mp::BoundedSemaphore bounded(1);
+  EXPECT_THROW(bounded.release(), concur::UsageError);
+  EXPECT_THROW(bounded.release(0), std::invalid_argument);
+  EXPECT_TRUE(bounded.acquire(false));
+  EXPECT_FALSE(bounded.try_lock());
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(bounded.acquire(30ms));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 30ms);
+  bounded.release();
+  EXPECT_EQ(bounded.get_value(), 1);
+  mp::BoundedSemaphore none(0);  // as Python's: every release is one too many
+  EXPECT_THROW(none.release(), concur::UsageError);
+  mp::Semaphore open(0);
+  open.release(5);
+  EXPECT_EQ(open.get_value(), 5);
+  EXPECT_THROW(open.release(std::int64_t{1} << 31), std::overflow_error);
+}
+
+// A unit has no owner: a process killed holding one keeps it, as in Python. What is promised
+// is only that nothing hangs: a timed acquire returns at its timeout.
+TEST(MpSemaphore, AUnitTakenByAKilledProcessStaysTaken) {
+  mp::BoundedSemaphore slot(1);
+  mp::RawValue<int> ready(0);
+  const pid_t child = fork_child([&] {
+    slot.acquire();
+    ready.set_value(1);
+    ::pause();
+  });
+  while (ready.value() == 0) std::this_thread::sleep_for(100us);
+  ::kill(child, SIGKILL);
+  EXPECT_EQ(exit_status(child), 128 + SIGKILL);
+  EXPECT_FALSE(slot.acquire(50ms));
+  EXPECT_EQ(slot.get_value(), 0);
+}
+
+TEST(MpSemaphore, AnIdleWaiterUsesNoCpu) {
+  mp::Semaphore semaphore(0);
+  const pid_t waiter = fork_child([&] {
+    if (semaphore.acquire(1500ms)) std::_Exit(2);
+  });
+  int status = 0;
+  rusage usage{};
+  ASSERT_EQ(::wait4(waiter, &status, 0, &usage), waiter);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_LT(cpu_seconds(usage), 0.3) << "a waiter of 1.5 s used " << cpu_seconds(usage) << " s";
+}
+
+// The death of a releaser between its change to the count and its wake-up call, done by hand:
+// the count is raised in the shared memory with no wake. The sleeping waiter still takes the
+// unit, at its next look (within SharedWaits::recheck_interval), not at its 30 s timeout.
+TEST(MpSemaphore, AWakeUpThatNeverCameCostsAtMostTheRecheckInterval) {
+  mp::SharedMemory block(mp::SharedMemoryOptions{.create = true, .size = 4096});
+  mp::Semaphore semaphore(mp::place, block, 0, 0);
+  mp::RawValue<std::int64_t> waited_ms(-1);
+  const pid_t waiter = fork_child([&] {
+    const auto start = std::chrono::steady_clock::now();
+    if (!semaphore.acquire(30s)) std::_Exit(2);
+    waited_ms.set_value(std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now() - start)
+                            .count());
+  });
+  std::this_thread::sleep_for(50ms);
+  // The count is the first word of the state, which follows the 64-byte header.
+  auto* count = reinterpret_cast<std::atomic<std::uint32_t>*>(block.buf().data() + 64);
+  count->fetch_add(1);  // and no wake-up call
+  EXPECT_EQ(exit_status_within_30s(waiter), 0);
+  EXPECT_GE(waited_ms.value(), 40);
+  EXPECT_LT(waited_ms.value(), 5000) << "the waiter slept past its recheck interval";
+}
+
+TEST(MpSemaphore, PlacedByOneProcessFoundByAnother) {
+  mp::SharedMemory block(mp::SharedMemoryOptions{.create = true, .size = 4096});
+  mp::BoundedSemaphore semaphore(mp::place, block, 0, 3);
+  const std::string name = block.name();
+  const pid_t child = fork_child([&] {
+    mp::SharedMemory mine(name);
+    mp::BoundedSemaphore same(mp::find, mine);
+    if (same.get_value() != 3) std::_Exit(2);
+    for (int i = 0; i < 3; ++i) same.acquire();
+    try {
+      mp::Event wrong(mp::find, mine);
+      std::_Exit(3);
+    } catch (const std::invalid_argument&) {
+    }
+  });
+  EXPECT_EQ(exit_status(child), 0);
+  EXPECT_EQ(semaphore.get_value(), 0);
+  semaphore.release(3);
+  EXPECT_THROW(semaphore.release(), concur::UsageError) << "the bound is shared too";
+}
+
+TEST(MpEvent, SetWakesWaitersInEveryProcess) {
+  mp::Event event;
+  EXPECT_FALSE(event.is_set());
+  std::vector<pid_t> children;
+  for (int i = 0; i < 3; ++i) {
+    children.push_back(fork_child([&] {
+      if (!event.wait(30s)) std::_Exit(2);
+    }));
+  }
+  std::this_thread::sleep_for(50ms);
+  event.set();
+  for (pid_t child : children) EXPECT_EQ(exit_status_within_30s(child), 0);
+  EXPECT_TRUE(event.is_set());
+  EXPECT_TRUE(event.wait());
+  event.clear();
+  EXPECT_FALSE(event.is_set());
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(event.wait(30ms));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 30ms);
+}
+
+TEST(MpEvent, AWakeUpThatNeverCameCostsAtMostTheRecheckInterval) {
+  mp::SharedMemory block(mp::SharedMemoryOptions{.create = true, .size = 4096});
+  mp::Event event(mp::place, block);
+  mp::RawValue<std::int64_t> waited_ms(-1);
+  const pid_t waiter = fork_child([&] {
+    const auto start = std::chrono::steady_clock::now();
+    if (!event.wait(30s)) std::_Exit(2);
+    waited_ms.set_value(std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now() - start)
+                            .count());
+  });
+  std::this_thread::sleep_for(50ms);
+  auto* word = reinterpret_cast<std::atomic<std::uint32_t>*>(block.buf().data() + 64);
+  word->fetch_or(1);  // the flag, with no wake-up call
+  EXPECT_EQ(exit_status_within_30s(waiter), 0);
+  EXPECT_TRUE(event.is_set());
+  EXPECT_GE(waited_ms.value(), 40);
+  EXPECT_LT(waited_ms.value(), 5000) << "the waiter slept past its recheck interval";
+}
+
+}  // namespace
