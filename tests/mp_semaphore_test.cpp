@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <mutex>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -70,18 +72,26 @@ double cpu_seconds(const rusage& usage) {
 // inside at once, and every pass is counted.
 TEST(MpSemaphore, LimitsHowManyAreInsideAcrossProcesses) {
   mp::BoundedSemaphore slots(2);
-  mp::RawArray<long> shared(3);  // inside now, most inside ever, passes
+  struct Counts {
+    std::atomic<long> inside{0};
+    std::atomic<long> most{0};
+    std::atomic<long> passes{0};
+  };
+  void* page =
+      ::mmap(nullptr, sizeof(Counts), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(page, MAP_FAILED);
+  Counts& counts = *new (page) Counts;
   auto work = [&] {
     auto one = [&] {
       for (int i = 0; i < 2000; ++i) {
         std::scoped_lock hold(slots);
-        const long now = std::atomic_ref<long>(shared[0]).fetch_add(1) + 1;
-        long most = std::atomic_ref<long>(shared[1]).load();
-        while (now > most && !std::atomic_ref<long>(shared[1]).compare_exchange_weak(most, now)) {
+        const long now = counts.inside.fetch_add(1) + 1;
+        long most = counts.most.load();
+        while (now > most && !counts.most.compare_exchange_weak(most, now)) {
         }
         if (i % 32 == 0) std::this_thread::yield();
-        std::atomic_ref<long>(shared[0]).fetch_sub(1);
-        std::atomic_ref<long>(shared[2]).fetch_add(1);
+        counts.inside.fetch_sub(1);
+        counts.passes.fetch_add(1);
       }
     };
     std::thread other(one);
@@ -91,10 +101,11 @@ TEST(MpSemaphore, LimitsHowManyAreInsideAcrossProcesses) {
   std::vector<pid_t> children;
   for (int i = 0; i < 4; ++i) children.push_back(fork_child(work));
   for (pid_t child : children) EXPECT_EQ(exit_status_within_30s(child), 0);
-  EXPECT_LE(shared[1], 2);
-  EXPECT_GE(shared[1], 1);
-  EXPECT_EQ(shared[2], 4L * 2 * 2000);
+  EXPECT_LE(counts.most.load(), 2);
+  EXPECT_GE(counts.most.load(), 1);
+  EXPECT_EQ(counts.passes.load(), 4L * 2 * 2000);
   EXPECT_EQ(slots.get_value(), 2);
+  ::munmap(page, sizeof(Counts));
 }
 
 TEST(MpSemaphore, ReleaseOfNWakesNWaitersInOtherProcesses) {
