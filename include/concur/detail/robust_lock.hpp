@@ -27,7 +27,9 @@
 // A waiter keeps `pending` on the slot while it sleeps, for that last case.
 //
 // A waiter sets FUTEX_WAITERS before it sleeps, and a thread that has slept takes the word with
-// FUTEX_WAITERS set, since others may still sleep: each release then wakes one more. Before it
+// FUTEX_WAITERS set, since others may still sleep: each release then wakes one more. A thread
+// that has slept and gives up on its deadline passes its possible wake-up on
+// (pass_on_wake_up() below), since the release that woke it cleared the bit. Before it
 // sleeps, a thread spins for up to spin_budget (detail::SpinWait: bounded in time and by its
 // deadline), because a holder in another process often releases within a microsecond.
 //
@@ -182,6 +184,7 @@ class RobustLock {
         continue;
       }
       if (reached(deadline)) {
+        if (slept != 0) pass_on_wake_up(word);
         robust_pending(head, nullptr);
         return RobustAcquired::timed_out;
       }
@@ -195,7 +198,36 @@ class RobustLock {
       // returns at once (EAGAIN) and the loop looks again.
       CONCUR_SCHEDULE_POINT("mp_lock.acquire.before_sleep");
       (void)futex::shared_wait_until(word, seen | FUTEX_WAITERS, deadline);
+      CONCUR_SCHEDULE_POINT("mp_lock.acquire.after_sleep");
       slept = FUTEX_WAITERS;
+    }
+  }
+
+  // For a thread that slept and leaves without the lock (its deadline passed). It may have been
+  // sent the wake-up of a release, which cleared FUTEX_WAITERS, while another thread took the
+  // free word without the bit:
+  //
+  //   T (timed) and C sleep      X releases: exchange -> 0, wakes T
+  //                              D takes the free word: D (no FUTEX_WAITERS)
+  //   T wakes: held by D, deadline passed, T leaves
+  //                              D releases: no FUTEX_WAITERS, wakes nobody: C sleeps for ever
+  //
+  // So before it leaves, T puts FUTEX_WAITERS back on a held word (its holder's release will
+  // wake a sleeper), or wakes one sleeper if the word is free (that sleeper then takes it, or
+  // sets the bit again before it sleeps). A thread that never slept was sent no wake-up.
+  void pass_on_wake_up(std::atomic<std::uint32_t>& word) noexcept {
+    std::uint32_t seen = word.load(std::memory_order_relaxed);
+    for (;;) {
+      if ((seen & FUTEX_TID_MASK) == 0) {
+        CONCUR_SCHEDULE_POINT("mp_lock.timeout.before_pass_on_wake");
+        futex::shared_wake(word, 1);
+        return;
+      }
+      if ((seen & FUTEX_WAITERS) != 0) return;
+      CONCUR_SCHEDULE_POINT("mp_lock.timeout.before_waiters_cas");
+      if (word.compare_exchange_weak(seen, seen | FUTEX_WAITERS, std::memory_order_relaxed)) {
+        return;
+      }
     }
   }
 
