@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -190,6 +191,41 @@ TEST(MpLock, AnIdleWaiterUsesNoCpu) {
                      double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
   EXPECT_LT(cpu, 0.3) << "a waiter of 1.5 s used " << cpu << " s of CPU";
   lock.release();
+}
+
+// The lost wake-up CI's stress case found once, made to happen every time. T, a timed waiter,
+// sleeps first and C behind it. T's timer slack (300 ms) keeps it asleep in the kernel past its
+// deadline, so the release that comes after that deadline wakes T; the releasing thread takes
+// the lock back at once, and T, finding it held with its deadline passed, gives up. T must pass
+// its wake-up on: before the fix, the next release woke nobody and C slept to its timeout
+// (every round, 10 s each).
+TEST(MpLock, ATimedWaiterThatGivesUpPassesItsWakeUpOn) {
+  for (int round = 0; round < 3; ++round) {
+    mp::Lock lock;
+    lock.acquire();
+    const auto start = std::chrono::steady_clock::now();
+    std::thread timed([&] {
+      ::prctl(PR_SET_TIMERSLACK, 300000000UL);
+      if (lock.acquire(50ms)) lock.release();
+    });
+    std::this_thread::sleep_for(10ms);
+    std::atomic<long> waited_ms{-1};
+    std::thread patient([&] {
+      const auto begin = std::chrono::steady_clock::now();
+      if (lock.acquire(10s)) lock.release();
+      waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - begin)
+                      .count();
+    });
+    std::this_thread::sleep_until(start + 80ms);  // T's deadline has passed; T still sleeps
+    lock.release();                               // wakes T, the first in line
+    const bool retaken = lock.acquire(false);     // before T runs, most of the time
+    std::this_thread::sleep_for(5ms);             // T looks, and gives up
+    if (retaken) lock.release();
+    timed.join();
+    patient.join();
+    EXPECT_LT(waited_ms.load(), 5000) << "round " << round << ": a sleeper was stranded";
+  }
 }
 
 // A thread that ends holding the lock (without being killed) is found out too.
