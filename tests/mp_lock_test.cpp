@@ -20,9 +20,13 @@
 #include <thread>
 #include <vector>
 
+#include "forked.hpp"
+
 namespace {
 
 namespace mp = concur::mp;
+using concur_test::exit_status;
+using concur_test::fork_child;
 using namespace std::chrono_literals;
 
 // Counters in a shared page of their own, for the processes of a test to compare notes.
@@ -46,27 +50,6 @@ class SharedPage {
  private:
   Shared* shared_;
 };
-
-// Forks a child that runs `body` and ends with _exit(0), or _exit(1) on an exception.
-template <class Body>
-pid_t fork_child(Body body) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    try {
-      body();
-    } catch (...) {
-      std::_Exit(1);
-    }
-    std::_Exit(0);
-  }
-  return pid;
-}
-
-int exit_status(pid_t pid) {
-  int status = 0;
-  if (::waitpid(pid, &status, 0) != pid) return -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
 void wait_until(const std::atomic<int>& flag, int value) {
   const auto give_up = std::chrono::steady_clock::now() + 30s;
@@ -183,12 +166,8 @@ TEST(MpLock, AnIdleWaiterUsesNoCpu) {
   const pid_t waiter = fork_child([&] {
     if (lock.acquire(1500ms)) std::_Exit(2);
   });
-  int status = 0;
-  rusage usage{};
-  ASSERT_EQ(::wait4(waiter, &status, 0, &usage), waiter);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  const double cpu = double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-                     double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+  double cpu = 0;
+  ASSERT_EQ(exit_status(waiter, cpu), 0);
   EXPECT_LT(cpu, 0.3) << "a waiter of 1.5 s used " << cpu << " s of CPU";
   lock.release();
 }

@@ -17,31 +17,14 @@
 #include <vector>
 
 #include "concur/shared_ctypes.hpp"
+#include "forked.hpp"
 
 namespace {
 
 namespace mp = concur::mp;
+using concur_test::exit_status;
+using concur_test::fork_child;
 using namespace std::chrono_literals;
-
-template <class Body>
-pid_t fork_child(Body body) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    try {
-      body();
-    } catch (...) {
-      std::_Exit(1);
-    }
-    std::_Exit(0);
-  }
-  return pid;
-}
-
-int exit_status(pid_t pid) {
-  int status = 0;
-  if (::waitpid(pid, &status, 0) != pid) return -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
 // Two producer processes put their numbers; two consumer processes take them all. Every item
 // arrives exactly once (the sums and counts), and each producer's items reach each consumer in
@@ -146,12 +129,8 @@ TEST(MpQueue, AnIdleGetterUsesNoCpu) {
     } catch (const concur::Empty&) {
     }
   });
-  int status = 0;
-  rusage usage{};
-  ASSERT_EQ(::wait4(waiter, &status, 0, &usage), waiter);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  const double cpu = double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-                     double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+  double cpu = 0;
+  ASSERT_EQ(exit_status(waiter, cpu), 0);
   EXPECT_LT(cpu, 0.3) << "a getter idle for 1.5 s used " << cpu << " s of CPU";
 }
 

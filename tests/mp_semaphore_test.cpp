@@ -21,52 +21,15 @@
 #include "concur/mp_event.hpp"
 #include "concur/mp_semaphore.hpp"
 #include "concur/shared_ctypes.hpp"
+#include "forked.hpp"
 
 namespace {
 
 namespace mp = concur::mp;
+using concur_test::exit_status;
+using concur_test::exit_status_within;
+using concur_test::fork_child;
 using namespace std::chrono_literals;
-
-template <class Body>
-pid_t fork_child(Body body) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    try {
-      body();
-    } catch (...) {
-      std::_Exit(1);
-    }
-    std::_Exit(0);
-  }
-  return pid;
-}
-
-int exit_status(pid_t pid) {
-  int status = 0;
-  if (::waitpid(pid, &status, 0) != pid) return -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-// Waits up to 30 s for `pid`; kills it and fails if it has not ended by then.
-int exit_status_within_30s(pid_t pid) {
-  const auto give_up = std::chrono::steady_clock::now() + 30s;
-  int status = 0;
-  while (::waitpid(pid, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() > give_up) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      ADD_FAILURE() << "a child hung";
-      return -1;
-    }
-    std::this_thread::sleep_for(1ms);
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-double cpu_seconds(const rusage& usage) {
-  return double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-         double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-}
 
 // Four processes of two threads each pass through a BoundedSemaphore(2): never more than two
 // inside at once, and every pass is counted.
@@ -100,7 +63,7 @@ TEST(MpSemaphore, LimitsHowManyAreInsideAcrossProcesses) {
   };
   std::vector<pid_t> children;
   for (int i = 0; i < 4; ++i) children.push_back(fork_child(work));
-  for (pid_t child : children) EXPECT_EQ(exit_status_within_30s(child), 0);
+  for (pid_t child : children) EXPECT_EQ(exit_status_within(child, 30s), 0);
   EXPECT_LE(counts.most.load(), 2);
   EXPECT_GE(counts.most.load(), 1);
   EXPECT_EQ(counts.passes.load(), 4L * 2 * 2000);
@@ -118,7 +81,7 @@ TEST(MpSemaphore, ReleaseOfNWakesNWaitersInOtherProcesses) {
   }
   std::this_thread::sleep_for(50ms);  // let them sleep
   semaphore.release(3);
-  for (pid_t child : children) EXPECT_EQ(exit_status_within_30s(child), 0);
+  for (pid_t child : children) EXPECT_EQ(exit_status_within(child, 30s), 0);
   EXPECT_EQ(semaphore.get_value(), 0);
 }
 
@@ -164,11 +127,9 @@ TEST(MpSemaphore, AnIdleWaiterUsesNoCpu) {
   const pid_t waiter = fork_child([&] {
     if (semaphore.acquire(1500ms)) std::_Exit(2);
   });
-  int status = 0;
-  rusage usage{};
-  ASSERT_EQ(::wait4(waiter, &status, 0, &usage), waiter);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  EXPECT_LT(cpu_seconds(usage), 0.3) << "a waiter of 1.5 s used " << cpu_seconds(usage) << " s";
+  double cpu = 0;
+  ASSERT_EQ(exit_status(waiter, cpu), 0);
+  EXPECT_LT(cpu, 0.3) << "a waiter of 1.5 s used " << cpu << " s";
 }
 
 // The death of a releaser between its change to the count and its wake-up call, done by hand:
@@ -189,7 +150,7 @@ TEST(MpSemaphore, AWakeUpThatNeverCameCostsAtMostTheRecheckInterval) {
   // The count is the first word of the state, which follows the 64-byte header.
   auto* count = reinterpret_cast<std::atomic<std::uint32_t>*>(block.buf().data() + 64);
   count->fetch_add(1);  // and no wake-up call
-  EXPECT_EQ(exit_status_within_30s(waiter), 0);
+  EXPECT_EQ(exit_status_within(waiter, 30s), 0);
   EXPECT_GE(waited_ms.value(), 40);
   EXPECT_LT(waited_ms.value(), 5000) << "the waiter slept past its recheck interval";
 }
@@ -226,7 +187,7 @@ TEST(MpEvent, SetWakesWaitersInEveryProcess) {
   }
   std::this_thread::sleep_for(50ms);
   event.set();
-  for (pid_t child : children) EXPECT_EQ(exit_status_within_30s(child), 0);
+  for (pid_t child : children) EXPECT_EQ(exit_status_within(child, 30s), 0);
   EXPECT_TRUE(event.is_set());
   EXPECT_TRUE(event.wait());
   event.clear();
@@ -250,7 +211,7 @@ TEST(MpEvent, AWakeUpThatNeverCameCostsAtMostTheRecheckInterval) {
   std::this_thread::sleep_for(50ms);
   auto* word = reinterpret_cast<std::atomic<std::uint32_t>*>(block.buf().data() + 64);
   word->fetch_or(1);  // the flag, with no wake-up call
-  EXPECT_EQ(exit_status_within_30s(waiter), 0);
+  EXPECT_EQ(exit_status_within(waiter, 30s), 0);
   EXPECT_TRUE(event.is_set());
   EXPECT_GE(waited_ms.value(), 40);
   EXPECT_LT(waited_ms.value(), 5000) << "the waiter slept past its recheck interval";

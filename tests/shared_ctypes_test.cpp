@@ -15,30 +15,14 @@
 #include <thread>
 #include <vector>
 
+#include "forked.hpp"
+
 namespace {
 
 namespace mp = concur::mp;
+using concur_test::exit_status;
+using concur_test::fork_child;
 using namespace std::chrono_literals;
-
-template <class Body>
-pid_t fork_child(Body body) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    try {
-      body();
-    } catch (...) {
-      std::_Exit(1);
-    }
-    std::_Exit(0);
-  }
-  return pid;
-}
-
-int exit_status(pid_t pid) {
-  int status = 0;
-  if (::waitpid(pid, &status, 0) != pid) return -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
 void wait_until(const mp::RawValue<int>& flag, int value) {
   const auto give_up = std::chrono::steady_clock::now() + 30s;
