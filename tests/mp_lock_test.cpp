@@ -4,6 +4,7 @@
 #include "concur/mp_lock.hpp"
 
 #include <gtest/gtest.h>
+#include <linux/futex.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -13,6 +14,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -205,6 +207,43 @@ TEST(MpLock, ATimedWaiterThatGivesUpPassesItsWakeUpOn) {
     patient.join();
     EXPECT_LT(waited_ms.load(), 5000) << "round " << round << ": a sleeper was stranded";
   }
+}
+
+// A wake-up sent to a waiter that dies before it takes the word, done by hand. Found by
+// mp_condition_test's kill test under schedule exploration:
+//
+//   X and P sleep on the lock          H releases: exchange -> 0 (clears FUTEX_WAITERS), wakes X
+//   X is killed before it looks        D takes the free word, without FUTEX_WAITERS
+//                                      D releases: no FUTEX_WAITERS, wakes nobody
+//
+// and P sleeps on, beside a free lock. (The kernel wakes a waiter for a dying thread's pending
+// slot only when the word is 0 at its death; here D holds it.) Here this thread plays H and D:
+// it holds the lock while P sleeps, then clears FUTEX_WAITERS in the word by hand (the release
+// whose wake-up went to X, and D's fast-path take) and releases. A sleeper looks at the word
+// again at least every 200 ms, so P still gets the lock, within that time instead of its 30 s
+// timeout.
+TEST(MpLock, AWakeUpLostWithADyingWaiterCostsAtMostTheRecheckInterval) {
+  mp::SharedMemory block(mp::SharedMemoryOptions{.create = true, .size = 4096});
+  mp::Lock lock(mp::place, block, 0);
+  // The word is the first of the lock's state, which follows the 64-byte header.
+  auto* word = reinterpret_cast<std::atomic<std::uint32_t>*>(block.buf().data() + 64);
+  lock.acquire();
+  std::atomic<long> waited_ms{-1};
+  std::thread patient([&] {
+    const auto begin = std::chrono::steady_clock::now();
+    if (lock.acquire(30s)) lock.release();
+    waited_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::steady_clock::now() - begin)
+                    .count();
+  });
+  while ((word->load() & FUTEX_WAITERS) == 0) std::this_thread::sleep_for(1ms);
+  std::this_thread::sleep_for(20ms);               // P sleeps in the kernel
+  word->fetch_and(~std::uint32_t{FUTEX_WAITERS});  // the wake-up went to X, who died
+  lock.release();                                  // D's release: wakes nobody
+  patient.join();
+  EXPECT_GE(waited_ms.load(), 0);
+  EXPECT_LT(waited_ms.load(), 5000) << "a sleeper beside a free lock slept to its timeout";
+  block.unlink();
 }
 
 // A thread that ends holding the lock (without being killed) is found out too.

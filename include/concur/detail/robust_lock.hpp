@@ -22,9 +22,18 @@
 //   - killed after the unlink, before the exchange: the same.
 //   - killed after the exchange, before the wake (or after being woken, before taking the word):
 //     the word is 0 and a waiter may sleep; for a pending slot whose word is 0 the kernel wakes
-//     one waiter (Linux 5.5, "futex: Prevent robust futex exit race"; earlier kernels miss that
-//     wake-up, and a waiter with a deadline still returns at its deadline).
-// A waiter keeps `pending` on the slot while it sleeps, for that last case.
+//     one waiter (Linux 5.5, "futex: Prevent robust futex exit race"). A waiter keeps `pending`
+//     on the slot while it sleeps, for that case.
+//   - the same, but another thread took the word (without FUTEX_WAITERS) before the death: the
+//     kernel wakes nobody, and that thread's release wakes nobody either:
+//
+//       X and P sleep          H releases: exchange -> 0, wakes X
+//       X is killed            D takes the free word: D (no FUTEX_WAITERS)
+//                              D releases: nothing to wake; P sleeps beside a free lock
+//
+//     So no sleep lasts longer than SharedWaits::recheck_interval (200 ms): P looks at the word
+//     again, sets FUTEX_WAITERS on a held word or takes a free one. The same bound covers
+//     kernels before 5.5. An idle waiter pays one short wake-up per interval.
 //
 // A waiter sets FUTEX_WAITERS before it sleeps, and a thread that has slept takes the word with
 // FUTEX_WAITERS set, since others may still sleep: each release then wakes one more. A thread
@@ -58,6 +67,7 @@
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/robust_list.hpp"
 #include "concur/detail/schedule.hpp"
+#include "concur/detail/shared_waits.hpp"
 #include "concur/detail/spin.hpp"
 #include "concur/detail/wait_futex.hpp"
 
@@ -197,7 +207,7 @@ class RobustLock {
       // A release between the CAS above and the sleep changes the word: the kernel then
       // returns at once (EAGAIN) and the loop looks again.
       CONCUR_SCHEDULE_POINT("mp_lock.acquire.before_sleep");
-      (void)futex::shared_wait_until(word, seen | FUTEX_WAITERS, deadline);
+      (void)SharedWaits::wait_until(word, seen | FUTEX_WAITERS, deadline);
       CONCUR_SCHEDULE_POINT("mp_lock.acquire.after_sleep");
       slept = FUTEX_WAITERS;
     }
