@@ -38,6 +38,8 @@
 #include "concur/futures.hpp"
 #include "concur/local.hpp"
 #include "concur/lock.hpp"
+#include "concur/mp_barrier.hpp"
+#include "concur/mp_condition.hpp"
 #include "concur/mp_event.hpp"
 #include "concur/mp_lock.hpp"
 #include "concur/mp_queue.hpp"
@@ -345,20 +347,20 @@ TEST(Stress, MpEventPingPong) {
 // Condition: a bounded buffer with two conditions over one lock (Python's queue.py shape), every
 // kind of wait, notify(1) only, and a checksum of what went through.
 
-template <class L>
+template <class L, template <class> class Cond = concur::Condition>
 void condition_buffer(const char* name) {
   constexpr int producers = 3;
   constexpr int consumers = 3;
   constexpr std::size_t capacity = 2;
   L lock;
-  concur::Condition<L> not_full(lock);
-  concur::Condition<L> not_empty(lock);
+  Cond<L> not_full(lock);
+  Cond<L> not_empty(lock);
   std::deque<std::uint64_t> buffer;
   int producing = producers;
   std::atomic<std::uint64_t> put_sum{0}, got_sum{0}, put_count{0}, got_count{0};
   Stress stress(name);
 
-  auto wait_on = [](concur::Condition<L>& cond, Random& random, auto ready) {
+  auto wait_on = [](Cond<L>& cond, Random& random, auto ready) {
     switch (random.below(3)) {
       case 0:
         while (!ready()) cond.wait();
@@ -377,7 +379,7 @@ void condition_buffer(const char* name) {
     if (index < producers) {
       for (std::uint64_t k = 0; stress.running(); ++k) {
         const std::uint64_t item = (static_cast<std::uint64_t>(index) << 40) | k;
-        concur::Guard hold(lock);
+        std::scoped_lock hold(lock);
         wait_on(not_full, random, [&] { return buffer.size() < capacity; });
         buffer.push_back(item);
         put_sum += item;
@@ -385,12 +387,12 @@ void condition_buffer(const char* name) {
         not_empty.notify();
         stress.tick();
       }
-      concur::Guard hold(lock);
+      std::scoped_lock hold(lock);
       if (--producing == 0) not_empty.notify_all();
       return;
     }
     for (;;) {
-      concur::Guard hold(lock);
+      std::scoped_lock hold(lock);
       wait_on(not_empty, random, [&] { return !buffer.empty() || producing == 0; });
       if (buffer.empty()) return;
       got_sum += buffer.front();
@@ -411,23 +413,32 @@ TEST(Stress, ConditionOverLock) {
 TEST(Stress, ConditionOverRLock) {
   condition_buffer<concur::RLock>("condition.rlock");
 }
+// The process-shared conditions, with the threads of one process (the kill tests are in
+// mp_condition_test).
+TEST(Stress, MpConditionOverLock) {
+  condition_buffer<concur::mp::Lock, concur::mp::Condition>("mp_condition.lock");
+}
+TEST(Stress, MpConditionOverRLock) {
+  condition_buffer<concur::mp::RLock, concur::mp::Condition>("mp_condition.rlock");
+}
 
 // ---------------------------------------------------------------------------------------------
 // Barrier: rounds of three parties; each round hands out the indices 0, 1, 2 once each. The
 // action decides, once per round, whether the budget is spent, so every party stops together.
 
-TEST(Stress, Barrier) {
+template <class B>
+void barrier_rounds(const char* name) {
   constexpr int parties = 3;
   std::atomic<bool> stop{false};
   std::atomic<long> rounds{0};
   std::atomic<long> index_sum{0};
   Stress* watched = nullptr;
-  concur::Barrier barrier(parties, [&] {
+  B barrier(parties, [&] {
     rounds.fetch_add(1);
     watched->tick();
     if (!watched->running()) stop = true;
   });
-  Stress stress("barrier");
+  Stress stress(name);
   watched = &stress;
   stress.run(parties, [&](int index) {
     Random random(static_cast<std::uint64_t>(index) + 31);
@@ -439,6 +450,13 @@ TEST(Stress, Barrier) {
   });
   EXPECT_GT(rounds.load(), 0);
   EXPECT_EQ(index_sum.load(), rounds.load() * (0 + 1 + 2));
+}
+
+TEST(Stress, Barrier) {
+  barrier_rounds<concur::Barrier>("barrier");
+}
+TEST(Stress, MpBarrier) {
+  barrier_rounds<concur::mp::Barrier>("mp_barrier");
 }
 
 // ---------------------------------------------------------------------------------------------

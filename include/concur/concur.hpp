@@ -40,9 +40,11 @@
 #include "concur/shared_memory.hpp"
 #endif
 
-// The process-shared primitives need Linux's futexes (the locks, values and queues its robust
-// futex list).
+// The process-shared primitives need Linux's futexes (the locks, conditions, barriers, values
+// and queues its robust futex list).
 #if defined(__linux__)
+#include "concur/mp_barrier.hpp"
+#include "concur/mp_condition.hpp"
 #include "concur/mp_event.hpp"
 #include "concur/mp_lock.hpp"
 #include "concur/mp_queue.hpp"

@@ -73,6 +73,11 @@
 
 namespace concur::mp {
 
+namespace detail_condition {
+template <class L>
+struct LockOps;  // mp::Condition's access to the locks' state (mp_condition.hpp)
+}  // namespace detail_condition
+
 namespace detail_lock {
 
 using concur::detail::RobustAcquired;
@@ -266,6 +271,9 @@ class CONCUR_CAPABILITY("mutex") Lock {
     return false;
   }
 
+  template <class>
+  friend struct detail_condition::LockOps;
+
   detail_lock::Home<State> state_;
 };
 
@@ -386,6 +394,9 @@ class CONCUR_CAPABILITY("mutex") CONCUR_REENTRANT_CAPABILITY RLock {
     }
     return false;
   }
+
+  template <class>
+  friend struct detail_condition::LockOps;
 
   detail_lock::Home<State> state_;
 };

@@ -164,6 +164,15 @@ class RobustLock {
     return (slot_.word().load(std::memory_order_relaxed) & FUTEX_TID_MASK) == current_tid();
   }
 
+  // RobustLock::holder_died()
+  //
+  // Whether the last holder died holding the lock and nobody has taken it since; a snapshot, for
+  // a thread that sleeps elsewhere and would otherwise never learn of the death.
+  [[nodiscard]] bool holder_died() const noexcept {
+    const std::uint32_t word = slot_.word().load(std::memory_order_relaxed);
+    return (word & FUTEX_OWNER_DIED) != 0 && (word & FUTEX_TID_MASK) == 0;
+  }
+
   // RobustLock::locked()
   //
   // Whether any thread of any process holds the lock right now; a snapshot.

@@ -77,6 +77,8 @@ enum class SharedKind : std::uint32_t {
   queue = 7,      // mp::Queue, JoinableQueue and SimpleQueue share one layout
   semaphore = 8,  // mp::Semaphore and BoundedSemaphore
   event = 9,
+  condition = 10,
+  barrier = 11,
 };
 
 inline const char* shared_kind_name(std::uint32_t kind) noexcept {
@@ -99,6 +101,10 @@ inline const char* shared_kind_name(std::uint32_t kind) noexcept {
       return "mp::Semaphore";
     case SharedKind::event:
       return "mp::Event";
+    case SharedKind::condition:
+      return "mp::Condition";
+    case SharedKind::barrier:
+      return "mp::Barrier";
   }
   return "an unknown kind of object";
 }
