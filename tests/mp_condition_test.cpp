@@ -125,16 +125,7 @@ TEST(MpCondition, MoreWaitersThanSlotsThrowLengthError) {
     std::scoped_lock hold(cond);
     (void)cond.wait(2s);
   });
-  for (;;) {  // until the first thread waits
-    std::scoped_lock hold(cond);
-    try {
-      (void)cond.wait(0s);  // takes no slot
-    } catch (...) {
-    }
-    std::this_thread::sleep_for(1ms);
-    break;
-  }
-  std::this_thread::sleep_for(100ms);
+  std::this_thread::sleep_for(100ms);  // the first thread waits, in the only slot
   {
     std::scoped_lock hold(cond);
     EXPECT_THROW((void)cond.wait(10ms), std::length_error);
@@ -199,6 +190,19 @@ TEST(MpCondition, AWaiterLearnsThatTheHolderDied) {
   });
   EXPECT_TRUE(cond.wait(30s));
   other.join();
+}
+
+// A waiter sleeps in the kernel: it wakes every 200 ms to look at the lock and the slots, and
+// uses next to no CPU.
+TEST(MpCondition, AnIdleWaiterUsesNoCpu) {
+  mp::Condition cond;
+  const pid_t waiter = fork_child([&] {
+    std::scoped_lock hold(cond);
+    if (cond.wait(1500ms)) std::_Exit(2);
+  });
+  double cpu = 0;
+  ASSERT_EQ(exit_status(waiter, cpu), 0);
+  EXPECT_LT(cpu, 0.3) << "a waiter of 1.5 s used " << cpu << " s of CPU";
 }
 
 TEST(MpCondition, PlacedAndFound) {
@@ -394,6 +398,44 @@ TEST(MpBarrier, AbortAndResetReleaseWaitersBroken) {
     }
     EXPECT_EQ(exit_status_within(waiter, 30s), 0);
     EXPECT_FALSE(barrier.broken());
+  }
+}
+
+// The table has parties + 4 slots, and a thread of a finished round holds its slot until it has
+// run to give it back. Six such threads, stopped (SIGSTOP) right after their rounds, hold all
+// six slots of a Barrier(2); the next arrival waits for a slot, and gets one once a stopped
+// thread goes on. With a short timeout instead, the waiting arrival breaks the barrier.
+TEST(MpBarrier, AnArrivalWaitsForASlotHeldByAFinishedRound) {
+  mp::Barrier barrier(2);
+  std::vector<pid_t> stopped;
+  for (int k = 0; k < 6; ++k) {
+    const pid_t party = fork_child([&] { (void)barrier.wait(30s); });
+    while (barrier.n_waiting() != 1) std::this_thread::sleep_for(1ms);
+    ::kill(party, SIGSTOP);
+    (void)barrier.wait(30s);  // completes the round; `party` cannot give its slot back yet
+    stopped.push_back(party);
+  }
+  mp::RawValue<int> broke(0);
+  const pid_t hasty = fork_child([&] {
+    try {
+      (void)barrier.wait(300ms);
+    } catch (const concur::BrokenBarrierError&) {
+      broke.set_value(1);
+    }
+  });
+  EXPECT_EQ(exit_status_within(hasty, 30s), 0);
+  EXPECT_EQ(broke.value(), 1) << "an arrival with no slot must time out, breaking the barrier";
+  barrier.reset();
+  const pid_t patient = fork_child([&] { (void)barrier.wait(30s); });
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(barrier.n_waiting(), 0u) << "it found no free slot, so it has not arrived";
+  ::kill(stopped[0], SIGCONT);  // gives its slot back, and wakes the arrival
+  while (barrier.n_waiting() != 1) std::this_thread::sleep_for(1ms);
+  EXPECT_LE(barrier.wait(30s), 1u);
+  EXPECT_EQ(exit_status_within(patient, 30s), 0);
+  for (pid_t party : stopped) {
+    ::kill(party, SIGCONT);
+    EXPECT_EQ(exit_status_within(party, 30s), 0);
   }
 }
 
