@@ -56,6 +56,96 @@ namespace detail {
 template <class>
 inline constexpr bool never_true = false;
 
+// ConditionWaits
+//
+// The waits of Python's Condition, written once over the derived class's
+// `bool wait_deadline(steady_time)` (true when notified, the lock held again either way):
+// concur::Condition and concur::mp::Condition share them. The names are Python's: wait(timeout)
+// is the timed wait and wait_for(predicate[, timeout]) the predicate wait.
+template <class Derived>
+class ConditionWaits {
+ public:
+  // Condition::wait()
+  //
+  // Releases the lock, sleeps until notified, and takes the lock back; returns true.
+  bool wait() { return self().wait_deadline(never); }
+
+  // Condition::wait(timeout)
+  //
+  // As wait(), giving up after `timeout`; returns false when it timed out. The lock is held
+  // again either way. A zero or negative timeout only releases and re-takes the lock, as in
+  // Python.
+  template <class Rep, class Period>
+  [[nodiscard]] bool wait(std::chrono::duration<Rep, Period> timeout) {
+    return self().wait_deadline(deadline_after(timeout));
+  }
+
+  // Condition::wait_until(when)
+  //
+  // As wait(timeout), with an absolute deadline on any clock (the standard library's spelling);
+  // returns false when it timed out.
+  template <class Clock, class Duration>
+  [[nodiscard]] bool wait_until(std::chrono::time_point<Clock, Duration> when) {
+    return self().wait_deadline(to_steady_deadline(when));
+  }
+
+  // Condition::wait_for(predicate)
+  //
+  // Waits until `predicate()` is true (checked first, and after every wake-up, with the lock
+  // held); returns true. `predicate` is anything callable with no arguments whose result tests
+  // as a bool (std::predicate); anything else does not match. (The predicate runs with the lock
+  // held, which Clang's analysis cannot see through the Condition; its check is off here, and a
+  // predicate may be annotated as requiring the lock.)
+  template <class Predicate>
+  requires std::predicate<Predicate&>
+  bool wait_for(Predicate predicate) CONCUR_NO_THREAD_SAFETY_ANALYSIS {
+    while (!predicate()) (void)self().wait_deadline(never);
+    return true;
+  }
+
+  // Condition::wait_for(predicate, timeout)
+  //
+  // As wait_for(predicate), giving up when `timeout` has passed; returns the predicate's last
+  // value.
+  template <class Predicate, class Rep, class Period>
+  requires std::predicate<Predicate&>
+  [[nodiscard]] bool wait_for(Predicate predicate, std::chrono::duration<Rep, Period> timeout)
+      CONCUR_NO_THREAD_SAFETY_ANALYSIS {
+    const steady_time deadline = deadline_after(timeout);
+    bool result = predicate();
+    while (!result) {
+      if (expired(deadline)) break;
+      (void)self().wait_deadline(deadline);
+      result = predicate();
+    }
+    return result;
+  }
+
+  // Condition::wait_for(timeout), wait_for(timeout, predicate): not members
+  //
+  // Python's names differ from std::condition_variable's: the timed wait is wait(timeout), and
+  // wait_for waits for a predicate. These two overloads exist only to say so at the call, in
+  // one line, instead of an error deep inside the header; a program that calls them does not
+  // compile.
+  template <class Rep, class Period>
+  bool wait_for(std::chrono::duration<Rep, Period>) {
+    static_assert(never_true<Rep>,
+                  "Condition::wait_for(timeout) does not exist: use wait(timeout) for a timed "
+                  "wait (Python's name); wait_for(predicate[, timeout]) waits for a predicate");
+    return false;
+  }
+  template <class Rep, class Period, class Predicate>
+  bool wait_for(std::chrono::duration<Rep, Period>, Predicate) {
+    static_assert(never_true<Rep>,
+                  "Condition::wait_for takes the predicate first: wait_for(predicate, timeout), "
+                  "as in Python");
+    return false;
+  }
+
+ private:
+  Derived& self() noexcept { return static_cast<Derived&>(*this); }
+};
+
 // A waiter's place in a Condition's queue; lives on the waiter's stack.
 struct ConditionWaiter {
   static constexpr std::uint32_t waiting = 0;
@@ -102,10 +192,11 @@ struct ConditionLockOps<RLock> {
 // Python's threading.Condition over a concur::Lock or concur::RLock. Not movable: waiters refer
 // to it.
 template <class L = RLock>
-class CONCUR_CAPABILITY("mutex") Condition {
+class CONCUR_CAPABILITY("mutex") Condition : public detail::ConditionWaits<Condition<L>> {
   static_assert(std::is_same_v<L, Lock> || std::is_same_v<L, RLock>,
                 "a Condition works with concur::Lock or concur::RLock");
   using Ops = detail::ConditionLockOps<L>;
+  friend class detail::ConditionWaits<Condition>;
 
  public:
   // Condition::Condition()
@@ -146,87 +237,14 @@ class CONCUR_CAPABILITY("mutex") Condition {
   void unlock() CONCUR_RELEASE() { lock_->unlock(); }
   [[nodiscard]] bool try_lock() noexcept CONCUR_TRY_ACQUIRE(true) { return lock_->try_lock(); }
 
-  // Condition::wait()
+  // Condition::wait(), wait(timeout), wait_until(when), wait_for(predicate[, timeout])
   //
-  // Releases the lock, sleeps until notified, and takes the lock back; returns true. Throws
-  // UsageError when the calling thread does not hold the lock, and then leaves the Condition as
-  // it was. A plain Lock has no owner, so over one "holds" means "the lock is held", as in
-  // Python: a wait() while another thread holds it releases that thread's hold, and throws only
-  // when the lock is, or becomes, free before it is released. Spurious wake-ups do not reach
-  // the caller: only a notification (or, for wait(timeout), the timeout) ends the wait.
-  bool wait() { return wait_deadline(detail::never); }
-
-  // Condition::wait(timeout)
-  //
-  // As wait(), giving up after `timeout`; returns false when it timed out. The lock is held
-  // again either way. A zero or negative timeout only releases and re-takes the lock, as in
-  // Python.
-  template <class Rep, class Period>
-  [[nodiscard]] bool wait(std::chrono::duration<Rep, Period> timeout) {
-    return wait_deadline(detail::deadline_after(timeout));
-  }
-
-  // Condition::wait_until(when)
-  //
-  // As wait(timeout), with an absolute deadline on any clock (the standard library's spelling);
-  // returns false when it timed out.
-  template <class Clock, class Duration>
-  [[nodiscard]] bool wait_until(std::chrono::time_point<Clock, Duration> when) {
-    return wait_deadline(detail::to_steady_deadline(when));
-  }
-
-  // Condition::wait_for(predicate)
-  //
-  // Waits until `predicate()` is true (checked first, and after every wake-up, with the lock
-  // held); returns true. `predicate` is anything callable with no arguments whose result tests
-  // as a bool (std::predicate); anything else does not match. (The predicate runs with the lock
-  // held, which Clang's analysis cannot see through the Condition; its check is off here, and a
-  // predicate may be annotated as requiring the lock.)
-  template <class Predicate>
-  requires std::predicate<Predicate&>
-  bool wait_for(Predicate predicate) CONCUR_NO_THREAD_SAFETY_ANALYSIS {
-    while (!predicate()) wait();
-    return true;
-  }
-
-  // Condition::wait_for(predicate, timeout)
-  //
-  // As wait_for(predicate), giving up when `timeout` has passed; returns the predicate's last
-  // value.
-  template <class Predicate, class Rep, class Period>
-  requires std::predicate<Predicate&>
-  [[nodiscard]] bool wait_for(Predicate predicate, std::chrono::duration<Rep, Period> timeout)
-      CONCUR_NO_THREAD_SAFETY_ANALYSIS {
-    const detail::steady_time deadline = detail::deadline_after(timeout);
-    bool result = predicate();
-    while (!result) {
-      if (detail::expired(deadline)) break;
-      (void)wait_deadline(deadline);
-      result = predicate();
-    }
-    return result;
-  }
-
-  // Condition::wait_for(timeout), wait_for(timeout, predicate): not members
-  //
-  // Python's names differ from std::condition_variable's: the timed wait is wait(timeout), and
-  // wait_for waits for a predicate. These two overloads exist only to say so at the call, in
-  // one line, instead of an error deep inside the header; a program that calls them does not
-  // compile.
-  template <class Rep, class Period>
-  bool wait_for(std::chrono::duration<Rep, Period>) {
-    static_assert(detail::never_true<Rep>,
-                  "Condition::wait_for(timeout) does not exist: use wait(timeout) for a timed "
-                  "wait (Python's name); wait_for(predicate[, timeout]) waits for a predicate");
-    return false;
-  }
-  template <class Rep, class Period, class Predicate>
-  bool wait_for(std::chrono::duration<Rep, Period>, Predicate) {
-    static_assert(detail::never_true<Rep>,
-                  "Condition::wait_for takes the predicate first: wait_for(predicate, timeout), "
-                  "as in Python");
-    return false;
-  }
+  // See detail::ConditionWaits above. wait() releases the lock, sleeps until notified, and takes
+  // the lock back; it throws UsageError when the calling thread does not hold the lock, and then
+  // leaves the Condition as it was. A plain Lock has no owner, so over one "holds" means "the
+  // lock is held", as in Python: a wait() while another thread holds it releases that thread's
+  // hold, and throws only when the lock is, or becomes, free before it is released. Spurious
+  // wake-ups do not reach the caller: only a notification (or the timeout) ends the wait.
 
   // Condition::notify(n)
   //

@@ -48,7 +48,6 @@
 #define CONCUR_MP_CONDITION_HPP
 
 #include <chrono>
-#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -57,6 +56,7 @@
 #include <stdexcept>
 #include <type_traits>
 
+#include "concur/condition.hpp"
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/shared_block.hpp"
 #include "concur/detail/shared_waiters.hpp"
@@ -149,10 +149,11 @@ struct LockOps<RLock> {
 //
 // Python's multiprocessing.Condition over an mp::Lock or mp::RLock. Not movable.
 template <class L = RLock>
-class CONCUR_CAPABILITY("mutex") Condition {
+class CONCUR_CAPABILITY("mutex") Condition : public concur::detail::ConditionWaits<Condition<L>> {
   static_assert(std::is_same_v<L, Lock> || std::is_same_v<L, RLock>,
                 "an mp::Condition works with mp::Lock or mp::RLock");
   using Ops = detail_condition::LockOps<L>;
+  friend class concur::detail::ConditionWaits<Condition>;
   using State = detail_condition::State;
 
  public:
@@ -243,59 +244,12 @@ class CONCUR_CAPABILITY("mutex") Condition {
   void unlock() CONCUR_RELEASE() { lock_->unlock(); }
   [[nodiscard]] bool try_lock() CONCUR_TRY_ACQUIRE(true) { return lock_->try_lock(); }
 
-  // Condition::wait()
+  // Condition::wait(), wait(timeout), wait_until(when), wait_for(predicate[, timeout])
   //
-  // Releases the lock, sleeps until notified, and takes the lock back; returns true. Throws
+  // As concur::Condition's (detail::ConditionWaits, concur/condition.hpp). wait() throws
   // UsageError when the calling thread does not hold the lock; std::length_error when
   // max_waiters threads wait already; OwnerDied, holding the lock and no longer waiting, when a
-  // holder of the lock died while this thread waited. Spurious wake-ups do not reach the caller.
-  bool wait() { return wait_deadline(concur::detail::never); }
-
-  // Condition::wait(timeout)
-  //
-  // As wait(), giving up after `timeout`; returns false when it timed out. The lock is held
-  // again either way. A zero or negative timeout only releases and re-takes the lock.
-  template <class Rep, class Period>
-  [[nodiscard]] bool wait(std::chrono::duration<Rep, Period> timeout) {
-    return wait_deadline(concur::detail::deadline_after(timeout));
-  }
-
-  // Condition::wait_until(when)
-  //
-  // As wait(timeout), with an absolute deadline on any clock.
-  template <class Clock, class Duration>
-  [[nodiscard]] bool wait_until(std::chrono::time_point<Clock, Duration> when) {
-    return wait_deadline(concur::detail::to_steady_deadline(when));
-  }
-
-  // Condition::wait_for(predicate)
-  //
-  // Waits until `predicate()` is true (checked first, and after every wake-up, with the lock
-  // held); returns true.
-  template <class Predicate>
-  requires std::predicate<Predicate&>
-  bool wait_for(Predicate predicate) CONCUR_NO_THREAD_SAFETY_ANALYSIS {
-    while (!predicate()) wait();
-    return true;
-  }
-
-  // Condition::wait_for(predicate, timeout)
-  //
-  // As wait_for(predicate), giving up when `timeout` has passed; returns the predicate's last
-  // value.
-  template <class Predicate, class Rep, class Period>
-  requires std::predicate<Predicate&>
-  [[nodiscard]] bool wait_for(Predicate predicate, std::chrono::duration<Rep, Period> timeout)
-      CONCUR_NO_THREAD_SAFETY_ANALYSIS {
-    const concur::detail::steady_time deadline = concur::detail::deadline_after(timeout);
-    bool result = predicate();
-    while (!result) {
-      if (concur::detail::expired(deadline)) break;
-      (void)wait_deadline(deadline);
-      result = predicate();
-    }
-    return result;
-  }
+  // holder of the lock died (see the header comment). Spurious wake-ups do not reach the caller.
 
   // Condition::notify(n)
   //
