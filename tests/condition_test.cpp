@@ -370,15 +370,21 @@ TEST(ConditionStress, ProducerConsumerKeepsEveryItem) {
   EXPECT_EQ(sum, std::int64_t{count} * (count - 1) / 2);
 }
 
+// The notifier starts once every waiter has waited once. Without that, on a busy machine the
+// notifier (which takes the lock again at once, and Lock does not queue) could run all its
+// rounds before any waiter got the lock, and no wait would race a notify at all: CI once saw
+// that, the four threads never waiting in 8 ms.
 TEST(ConditionStress, TimedWaitersAndNotifiersNeverHang) {
   Lock lock;
   Condition cond(lock);
   std::atomic<bool> stop{false};
   std::atomic<long> waits{0};
+  std::atomic<int> started{0};
   concur_test::Watchdog watchdog("condition timed-wait stress", std::chrono::seconds(120));
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
+      bool first = true;
       while (!stop) {
         concur::Guard hold(lock);
         if (t % 2 == 0) {
@@ -387,10 +393,15 @@ TEST(ConditionStress, TimedWaitersAndNotifiersNeverHang) {
           (void)cond.wait_for([&] { return stop.load(); }, 1ms);
         }
         ++waits;
+        if (first) {
+          first = false;
+          started.fetch_add(1);
+        }
       }
     });
   }
   std::thread notifier([&] {
+    while (started.load() < 4) std::this_thread::yield();
     for (int i = 0; i < scaled(20000, 10); ++i) {
       concur::Guard hold(lock);
       if (i % 5 == 0) {
@@ -407,7 +418,7 @@ TEST(ConditionStress, TimedWaitersAndNotifiersNeverHang) {
     cond.notify_all();
   }
   for (auto& t : threads) t.join();
-  EXPECT_GT(waits.load(), 0);
+  EXPECT_GE(waits.load(), 4);  // every waiter waited, and none hung (the watchdog)
 }
 
 }  // namespace
