@@ -28,9 +28,10 @@
 //             w.join()
 //
 // In C++ the same names: `namespace mp = concur::mp;`, mp::Queue<long>, mp::Value<long>.
-// The items of an mp::Queue are copied byte for byte through shared memory, so they are
-// trivially copyable types (numbers, plain structs); `with done.get_lock():` is a
-// std::scoped_lock on get_lock().
+// Numbers and plain structs go through an mp::Queue byte for byte; strings, vectors, maps,
+// pairs and the other types Connection::send takes are encoded, as Python pickles what it
+// puts (mp::Queue<std::string> works as well); `with done.get_lock():` is a std::scoped_lock
+// on get_lock().
 //
 // One thing Python gets wrong. Kill a worker (the OOM killer, say) while it holds done's lock,
 // and every other process that takes that lock waits for ever: Python's lock is a semaphore, and

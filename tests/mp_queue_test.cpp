@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,8 +13,11 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <map>
 #include <random>
+#include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "concur/shared_ctypes.hpp"
@@ -23,6 +27,7 @@ namespace {
 
 namespace mp = concur::mp;
 using concur_test::exit_status;
+using concur_test::exit_status_within;
 using concur_test::fork_child;
 using namespace std::chrono_literals;
 
@@ -251,6 +256,176 @@ TEST(MpQueue, AConsumerKilledAtRandomNeverHangsOrDuplicates) {
   std::printf("items put: %lld, lost with a killed consumer: %ld\n", (long long)put, missing);
 }
 
+// The text an encoded-item test sends as number `n`: its digits and then n % 97 letters, so
+// that items of many lengths (10 to 115 encoded bytes) wrap around the arena's end at every
+// offset.
+std::string text_for(std::int64_t n) {
+  return std::to_string(n) + std::string(std::size_t(n % 97), char('a' + n % 26));
+}
+
+// Items that go through the codec: two producer processes put (producer, text) pairs of many
+// lengths into an arena of 1000 bytes (room for some dozen), two consumers check each one's
+// text and order and add them up. Every item arrives once, whole, in its producer's order.
+TEST(MpQueueOfEncodedItems, EveryItemOnceWholeAndInOrderBetweenFourProcesses) {
+  using Item = std::pair<std::int32_t, std::string>;
+  mp::Queue<Item> queue(mp::QueueOptions{.maxsize = 0, .capacity = 64, .bytes = 1000});
+  mp::RawArray<long> sums(2);
+  mp::RawArray<long> counts(2);
+  constexpr int per_producer = 20000;
+  std::vector<pid_t> children;
+  for (int p = 0; p < 2; ++p) {
+    children.push_back(fork_child([&, p] {
+      for (int i = 0; i < per_producer; ++i) queue.put(Item{p, text_for(i)});
+    }));
+  }
+  for (int c = 0; c < 2; ++c) {
+    children.push_back(fork_child([&, c] {
+      long last[2] = {-1, -1};
+      for (;;) {
+        const Item item = queue.get(30s);
+        if (item.first < 0) break;  // the end mark
+        const long seq = std::stol(item.second);
+        if (item.second != text_for(seq)) std::_Exit(3);  // torn or misread
+        if (seq <= last[item.first]) std::_Exit(2);       // out of order, or twice
+        last[item.first] = seq;
+        sums[c] += seq;
+        counts[c] += 1;
+      }
+    }));
+  }
+  for (int p = 0; p < 2; ++p) EXPECT_EQ(exit_status(children[p]), 0);
+  queue.put(Item{-1, ""});
+  queue.put(Item{-1, ""});
+  for (int c = 2; c < 4; ++c) EXPECT_EQ(exit_status(children[c]), 0);
+  EXPECT_EQ(counts[0] + counts[1], 2L * per_producer);
+  EXPECT_EQ(sums[0] + sums[1], 2L * per_producer * (per_producer - 1) / 2);
+  EXPECT_TRUE(queue.empty());
+}
+
+// Room for encoded items is counted in bytes as well as items: a put waits (or throws Full)
+// while the arena cannot take the encoding, though the count has room; an encoding larger
+// than the whole arena throws std::length_error at once, and leaves the queue as it was.
+TEST(MpQueueOfEncodedItems, RoomIsCountedInBytesAndTooLargeAnItemIsRefused) {
+  mp::Queue<std::string> queue(mp::QueueOptions{.maxsize = 10, .capacity = 0, .bytes = 64});
+  const std::string forty(32, 'x');  // 8 bytes of length, then 32: 40 encoded bytes
+  queue.put(forty);
+  EXPECT_FALSE(queue.full());
+  EXPECT_FALSE(queue.try_put(forty));
+  EXPECT_THROW(queue.put_nowait(forty), concur::Full);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_THROW(queue.put(forty, 30ms), concur::Full);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 30ms);
+  EXPECT_TRUE(queue.try_put(std::string(16, 'y')));  // 24 bytes: exactly what is left
+  EXPECT_THROW(queue.put(std::string(57, 'z')), std::length_error);
+  EXPECT_THROW(queue.put(std::string(57, 'z'), 1s), std::length_error);
+  EXPECT_EQ(queue.qsize(), 2u);
+  EXPECT_EQ(queue.get(), forty);
+  EXPECT_TRUE(queue.try_put(forty));  // starts the arena again from its beginning
+  EXPECT_EQ(queue.get(), std::string(16, 'y'));
+  EXPECT_EQ(queue.get(), forty);
+  EXPECT_TRUE(queue.try_put(std::string(56, 'w')));  // the whole arena, across its end
+  EXPECT_EQ(queue.get(), std::string(56, 'w'));
+  queue.put("");
+  EXPECT_EQ(queue.get(), "");
+  EXPECT_THROW(mp::Queue<std::string>(mp::QueueOptions{.bytes = 0}), std::invalid_argument);
+}
+
+// Encoded items of the built-in kinds arrive equal; JoinableQueue and SimpleQueue take them too.
+TEST(MpQueueOfEncodedItems, ContainersOptionalsAndTheOtherQueues) {
+  mp::Queue<std::map<std::string, std::vector<double>>> maps;
+  maps.put({{"a", {1.5, 2.5}}, {"b", {}}});
+  EXPECT_EQ(maps.get(1s),
+            (std::map<std::string, std::vector<double>>{{"a", {1.5, 2.5}}, {"b", {}}}));
+  mp::Queue<std::optional<std::string>> optionals(4);
+  optionals.put(std::nullopt);
+  optionals.put("here");
+  EXPECT_EQ(optionals.get(), std::nullopt);
+  EXPECT_EQ(optionals.get_nowait(), "here");
+  EXPECT_THROW((void)optionals.get_nowait(), concur::Empty);
+  mp::JoinableQueue<std::vector<int>> jobs;
+  const pid_t worker = fork_child([&] {
+    for (int i = 0; i < 100; ++i) {
+      const std::vector<int> job = jobs.get(30s);
+      if (job != std::vector<int>(std::size_t(i), i)) std::_Exit(2);
+      jobs.task_done();
+    }
+  });
+  for (int i = 0; i < 100; ++i) jobs.put(std::vector<int>(std::size_t(i), i));
+  EXPECT_TRUE(jobs.join(30s));
+  EXPECT_EQ(exit_status(worker), 0);
+  mp::SimpleQueue<std::string> simple;
+  simple.put("one");
+  EXPECT_EQ(simple.get(), "one");
+  EXPECT_TRUE(simple.empty());
+}
+
+// Two putters sleep for room in the arena: a large item first, then a small one. A get that
+// frees room for the small one only must wake it at once, not leave it to its recheck
+// interval (a get that woke one putter would wake the large one, which sleeps again). Tried up
+// to three times; once within 100 ms is enough (the recheck comes 150 ms after the get).
+TEST(MpQueueOfEncodedItems, AGetWakesThePutterItsRoomFits) {
+  bool woken_in_time = false;
+  for (int attempt = 0; attempt < 3 && !woken_in_time; ++attempt) {
+    mp::Queue<std::string> queue(mp::QueueOptions{.maxsize = 0, .capacity = 8, .bytes = 100});
+    mp::RawValue<std::int64_t> small_put_at_us(0);
+    queue.put(std::string(42, 'x'));  // 50 bytes
+    queue.put(std::string(37, 'y'));  // 45 bytes: 95 of 100 used
+    const pid_t large = fork_child([&] { queue.put(std::string(72, 'L')); });  // 80 bytes
+    std::this_thread::sleep_for(20ms);
+    const pid_t small = fork_child([&] {
+      queue.put(std::string(12, 's'));  // 20 bytes
+      small_put_at_us.set_value(std::chrono::duration_cast<std::chrono::microseconds>(
+                                    std::chrono::steady_clock::now().time_since_epoch())
+                                    .count());
+    });
+    std::this_thread::sleep_for(30ms);  // both sleep: the recheck comes in 150 to 180 ms
+    const auto got_at = std::chrono::steady_clock::now();
+    ASSERT_EQ(queue.get(), std::string(42, 'x'));  // 45 used: 20 fit, 80 do not
+    ASSERT_EQ(exit_status_within(small, 10000ms), 0);
+    const auto latency =
+        std::chrono::microseconds(small_put_at_us.value()) -
+        std::chrono::duration_cast<std::chrono::microseconds>(got_at.time_since_epoch());
+    woken_in_time = latency < 100ms;
+    ASSERT_EQ(queue.get(), std::string(37, 'y'));
+    ASSERT_EQ(queue.get(), std::string(12, 's'));
+    ASSERT_EQ(exit_status_within(large, 10000ms), 0);
+    ASSERT_EQ(queue.get(), std::string(72, 'L'));
+  }
+  EXPECT_TRUE(woken_in_time) << "a putter whose item fitted waited for its recheck interval";
+}
+
+// As AProducerKilledAtRandomLosesNothingItPut, with encoded items of many lengths in an arena
+// that wraps often: a producer killed while copying an item's bytes, or between its bytes and
+// its slot record, publishes nothing, and everything it confirmed arrives whole.
+TEST(MpQueueOfEncodedItems, AProducerKilledAtRandomLosesNothingItPut) {
+  mp::Queue<std::string> queue(mp::QueueOptions{.maxsize = 0, .capacity = 64, .bytes = 2000});
+  mp::RawValue<std::int64_t> confirmed(-1);
+  std::mt19937 random(53);
+  std::int64_t next = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    const std::int64_t first = next;
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      for (std::int64_t i = first;; ++i) {
+        queue.put(text_for(i));
+        confirmed.set_value(i);
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(random() % 400));
+    ::kill(child, SIGKILL);
+    ASSERT_EQ(::waitpid(child, nullptr, 0), child);
+    while (std::optional<std::string> item = queue.try_get()) {
+      ASSERT_EQ(*item, text_for(next)) << "trial " << trial << ": lost, duplicated or torn";
+      ++next;
+    }
+    ASSERT_GE(next - 1, confirmed.value()) << "trial " << trial << ": a confirmed item is gone";
+    queue.put("check");
+    ASSERT_EQ(queue.get(10s), "check") << "trial " << trial;
+  }
+  EXPECT_GT(next, 0);
+}
+
 TEST(MpQueuePlacement, AQueuePlacedByOneProcessIsFoundByAnother) {
   mp::SharedMemory block(
       mp::SharedMemoryOptions{.create = true, .size = mp::Queue<int>::shared_size(16)});
@@ -272,6 +447,32 @@ TEST(MpQueuePlacement, AQueuePlacedByOneProcessIsFoundByAnother) {
   EXPECT_EQ(sum, 99 * 100 / 2);
   EXPECT_EQ(exit_status(child), 0);
   EXPECT_THROW(mp::Queue<int>(mp::place, block, 0), std::invalid_argument);
+}
+
+TEST(MpQueuePlacement, AQueueOfEncodedItemsIsFoundWithItsArena) {
+  const mp::QueueOptions options{.maxsize = 8, .capacity = 0, .bytes = 300};
+  mp::SharedMemory block(mp::SharedMemoryOptions{
+      .create = true, .size = mp::Queue<std::string>::shared_size(options) + 64});
+  mp::Queue<std::string> queue(mp::place, block, 0, options);
+  const std::string name = block.name();
+  const pid_t child = fork_child([&] {
+    mp::SharedMemory mine(name);
+    mp::Queue<std::string> same(mp::find, mine);
+    if (same.maxsize() != 8) std::_Exit(2);
+    for (int i = 0; i < 100; ++i) same.put(text_for(i));
+    try {
+      mp::Queue<std::vector<char>> wrong(mp::find, mine);
+      std::_Exit(3);
+    } catch (const std::invalid_argument&) {
+    }
+    try {
+      mp::Queue<char> fixed(mp::find, mine);  // a ring of char is another kind
+      std::_Exit(4);
+    } catch (const std::invalid_argument&) {
+    }
+  });
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(queue.get(30s), text_for(i));
+  EXPECT_EQ(exit_status(child), 0);
 }
 
 }  // namespace

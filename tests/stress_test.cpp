@@ -28,7 +28,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "concur/barrier.hpp"
@@ -593,9 +595,30 @@ struct MpQueueTally {
   std::atomic<int> stop{0};
 };
 
+// The item a round puts for `value`: the number, or for a queue of encoded items its digits
+// after 0 to 7 spaces (so that items of many lengths wrap around a tiny arena).
+template <class Item>
+Item mp_item(long value, Random& random) {
+  if constexpr (std::is_same_v<Item, std::string>) {
+    return std::string(random.below(8), ' ') + std::to_string(value);
+  } else {
+    return value;
+  }
+}
+template <class Item>
+long mp_value(const Item& item) {
+  if constexpr (std::is_same_v<Item, std::string>) {
+    return std::stol(item);
+  } else {
+    return item;
+  }
+}
+
 template <class Queue>
 bool mp_queue_round(Queue& queue, Random& random, MpQueueTally& tally) {
-  const long value = static_cast<long>(random.below(1000000)) + 1;
+  using Item = typename Queue::value_type;
+  const long number = static_cast<long>(random.below(1000000)) + 1;
+  const Item value = mp_item<Item>(number, random);
   bool put = false;
   switch (random.below(3)) {
     case 0:
@@ -613,9 +636,9 @@ bool mp_queue_round(Queue& queue, Random& random, MpQueueTally& tally) {
       }
   }
   if (!put) return false;
-  tally.put_sum += value;
+  tally.put_sum += number;
   tally.put_count += 1;
-  std::optional<long> got;
+  std::optional<Item> got;
   while (!got) {
     switch (random.below(3)) {
       case 0:
@@ -631,13 +654,13 @@ bool mp_queue_round(Queue& queue, Random& random, MpQueueTally& tally) {
         }
     }
   }
-  tally.got_sum += *got;
+  tally.got_sum += mp_value(*got);
   tally.got_count += 1;
   return true;
 }
 
-TEST(Stress, MpQueue) {
-  concur::mp::Queue<long> queue(3);
+template <class Queue>
+void mp_queue_stress(const char* name, Queue& queue) {
   void* page = ::mmap(nullptr, sizeof(MpQueueTally), PROT_READ | PROT_WRITE,
                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(page, MAP_FAILED);
@@ -649,7 +672,7 @@ TEST(Stress, MpQueue) {
       (void)mp_queue_round(queue, random, tally);
     std::_Exit(0);
   }
-  Stress stress("mp_queue");
+  Stress stress(name);
   stress.run(4, [&](int index) {
     Random random(static_cast<std::uint64_t>(index) + 1);
     while (stress.running()) {
@@ -663,14 +686,27 @@ TEST(Stress, MpQueue) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   long left_sum = 0;
   long left_count = 0;
-  while (std::optional<long> item = queue.try_get()) {
-    left_sum += *item;
+  while (auto item = queue.try_get()) {
+    left_sum += mp_value(*item);
     ++left_count;
   }
   EXPECT_EQ(tally.put_count.load(), tally.got_count.load() + left_count);
   EXPECT_EQ(tally.put_sum.load(), tally.got_sum.load() + left_sum);
   EXPECT_GT(tally.got_count.load(), 0);
   ::munmap(page, sizeof(MpQueueTally));
+}
+
+TEST(Stress, MpQueue) {
+  concur::mp::Queue<long> queue(3);
+  mp_queue_stress("mp_queue", queue);
+}
+
+// Encoded items in an arena of 40 bytes: room for two to four of them (each 9 to 22 bytes),
+// so that puts wait for bytes rather than slots, and items straddle the arena's end.
+TEST(Stress, MpQueueOfEncodedItems) {
+  concur::mp::Queue<std::string> queue(
+      concur::mp::QueueOptions{.maxsize = 0, .capacity = 8, .bytes = 40});
+  mp_queue_stress("mp_queue.encoded", queue);
 }
 
 TEST(Stress, QueueLockedBounded) {

@@ -18,19 +18,30 @@
 // processes forked after they were made, or placed in (mp::place) and found in (mp::find) a
 // named SharedMemory, behind the header that refuses another kind, layout or item type.
 //
-// Items. T is trivially copyable: put() copies its bytes into the ring, get() copies them out.
-// (Python pickles any object; types that need the codec are not supported yet.)
+// Items. A trivially copyable T is copied byte for byte into a ring of T. Any other T goes
+// through concur's codec (concur/codec.hpp: strings, vectors, maps, tuples, optionals, nested,
+// and the types given a codec), as Python's pickles any object: put() encodes the item in the
+// calling process and copies the encoding into a ring of bytes, get() copies it out and decodes
+// it. Such a queue takes mp::Queue<std::string>, mp::Queue<std::vector<double>>, or
+// mp::Queue<std::pair<int, std::string>> as readily as mp::Queue<int>.
 //
 // Size. The ring holds `maxsize` items; Python's maxsize 0 ("unbounded") gets a ring of
 // `unbounded_capacity` items (65536), or the capacity given in QueueOptions. Unlike Python's, a
 // put() into a full ring of an "unbounded" queue waits for room, and put(timeout) throws Full.
+// Encoded items also share a ring of QueueOptions::bytes bytes (1 MiB unless told), and a put()
+// waits while it has no room for the encoding; an item whose encoding is larger than the whole
+// ring can never fit, and its put() throws std::length_error at once (Python sends any size
+// through a pipe; a ring in shared memory has a size, as Boost.Interprocess's message_queue's
+// max_msg_size).
 //
 // A process that dies. Every change to the ring is published by one store, and its lock is
 // robust (detail/mp_queue_core.hpp): a process killed at any point, inside a put() or get()
 // included, never leaves the others hanging, and no item whose put() returned is lost or
 // duplicated (except the one a get() of the dead process had taken). No error is reported,
-// since there is nothing to repair. Python's multiprocessing.Queue can hang after a producer's
-// death, and loses what its feeder thread had not yet flushed.
+// since there is nothing to repair. A get() whose decoding throws (a codec of the program's
+// own that refuses the bytes) has removed the item: the exception carries the loss. Python's
+// multiprocessing.Queue can hang after a producer's death, and loses what its feeder thread had not
+// yet flushed.
 //
 // No feeder thread. put() has stored the item in shared memory when it returns, so Python's
 // join_thread() and cancel_join_thread() have nothing to do; they are here, as no-ops, for code
@@ -52,7 +63,11 @@
 #include <optional>
 #include <span>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
+#include <utility>
+
+#include "concur/codec.hpp"
 
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/mp_queue_core.hpp"
@@ -65,23 +80,51 @@ namespace concur::mp {
 
 // QueueOptions
 //
-// Python's Queue(maxsize), and the ring's size when maxsize is 0.
+// Python's Queue(maxsize), the ring's size when maxsize is 0, and the bytes that encoded items
+// share.
 struct QueueOptions {
   // Python's maxsize: put() waits while the queue holds this many; 0: as many as `capacity`.
   std::size_t maxsize = 0;
   // The ring's size when maxsize is 0.
   std::size_t capacity = 65536;
+  // The bytes the encodings of items that go through the codec share (unused for trivially
+  // copyable items); the largest item's encoding must fit.
+  std::size_t bytes = std::size_t{1} << 20;
 };
 
 namespace detail_queue {
 
+// Whether T's bytes are the item (a ring of T), or its codec's encoding (a ring of records).
+template <class T>
+inline constexpr bool copies_bytes = std::is_trivially_copyable_v<T>;
+
+// Whether T can be an item: trivially copyable, or with a codec (else check_codec's message
+// stops the compilation, saying how to give T one).
+template <class T>
+constexpr bool queueable() {
+  if constexpr (copies_bytes<T>) {
+    return true;
+  } else {
+    return concur::detail::check_codec<T>();
+  }
+}
+
+template <class T>
+using Storage =
+    std::conditional_t<copies_bytes<T>, concur::detail::FixedSlots<T>, concur::detail::RecordRing>;
+
 // The queue types' common body: the block, the core, and Python's members.
 template <class T>
 class QueueBase {
-  static_assert(std::is_trivially_copyable_v<T> && !std::is_const_v<T>,
-                "mp::Queue's items must be trivially copyable: their bytes are copied between "
-                "processes");
+  static_assert(!std::is_const_v<T> && !std::is_reference_v<T> && std::is_object_v<T>,
+                "mp::Queue's items are values: no const, no references");
+  static_assert(queueable<T>(), "mp::Queue's items are trivially copyable or have a codec");
   using State = concur::detail::MpQueueState;
+  using Core = concur::detail::MpQueueCore<Storage<T>>;
+  static constexpr concur::detail::SharedKind kind =
+      copies_bytes<T> ? concur::detail::SharedKind::queue : concur::detail::SharedKind::codec_queue;
+  static constexpr std::size_t item_align =
+      copies_bytes<T> ? alignof(T) : alignof(concur::detail::RecordRing::Slot);
 
  public:
   using value_type = T;
@@ -89,11 +132,16 @@ class QueueBase {
   // The ring's size when maxsize is 0.
   static constexpr std::size_t unbounded_capacity = QueueOptions{}.capacity;
 
-  // Bytes the queue takes in a SharedMemory (for a ring of `capacity` items), and the alignment
-  // its offset needs.
-  static std::size_t shared_size(std::size_t capacity) { return shape(capacity).size(); }
-  static constexpr std::size_t shared_alignment = alignof(State) > alignof(T) ? alignof(State)
-                                                                              : alignof(T);
+  // Bytes the queue takes in a SharedMemory (for a ring of `capacity` items, or the ring the
+  // options give), and the alignment its offset needs.
+  static std::size_t shared_size(std::size_t capacity) {
+    return shared_size(QueueOptions{.maxsize = 0, .capacity = capacity});
+  }
+  static std::size_t shared_size(const QueueOptions& options) {
+    return shape(ring_size(options), options.bytes).size();
+  }
+  static constexpr std::size_t shared_alignment = alignof(State) > item_align ? alignof(State)
+                                                                              : item_align;
 
   // put(item), put(item, timeout), put_nowait(item), try_put(item)
   //
@@ -118,18 +166,18 @@ class QueueBase {
   // Python's get(): removes and returns the oldest item, waiting while there is none; with a
   // timeout, throws Empty once it has passed; get_nowait() throws Empty at once, try_get()
   // returns an empty optional.
-  [[nodiscard]] T get() { return *get_until(concur::detail::never); }
+  [[nodiscard]] T get() { return std::move(*get_until(concur::detail::never)); }
   template <class Rep, class Period>
   [[nodiscard]] T get(std::chrono::duration<Rep, Period> timeout) {
     concur::detail::require_non_negative(timeout, "'timeout' must be a non-negative number");
     std::optional<T> item = get_until(concur::detail::deadline_after(timeout));
     if (!item) throw Empty();
-    return *item;
+    return std::move(*item);
   }
   [[nodiscard]] T get_nowait() {
     std::optional<T> item = try_get();
     if (!item) throw Empty();
-    return *item;
+    return std::move(*item);
   }
   [[nodiscard]] std::optional<T> try_get() { return get_until(concur::detail::steady_time::min()); }
 
@@ -158,13 +206,19 @@ class QueueBase {
   void cancel_join_thread() const noexcept {}
 
  protected:
-  static concur::detail::SharedLayout shape(std::size_t capacity) {
-    return {.kind = concur::detail::SharedKind::queue,
+  // The block: a ring of `capacity` T, or for encoded items a slot table and `bytes` of arena,
+  // counted as bytes. Found with 0 items: the block's own count is used, and checked.
+  static concur::detail::SharedLayout shape(std::size_t capacity, std::size_t bytes) {
+    const std::size_t items = copies_bytes<T> ? capacity
+                              : capacity == 0
+                                  ? 0
+                                  : concur::detail::RecordRing::bytes_for(capacity, bytes);
+    return {.kind = kind,
             .state_size = sizeof(State),
             .state_align = alignof(State),
-            .item_size = sizeof(T),
-            .item_align = alignof(T),
-            .items = capacity,
+            .item_size = copies_bytes<T> ? sizeof(T) : 1,
+            .item_align = item_align,
+            .items = items,
             .item_type = concur::detail::type_fingerprint<T>()};
   }
 
@@ -172,51 +226,92 @@ class QueueBase {
     if (options.maxsize == 0 && options.capacity == 0) {
       throw std::invalid_argument("an mp::Queue needs a capacity of at least 1");
     }
+    if (!copies_bytes<T> && options.bytes == 0) {
+      throw std::invalid_argument("an mp::Queue of encoded items needs at least 1 byte");
+    }
     return options.maxsize != 0 ? options.maxsize : options.capacity;
   }
 
   explicit QueueBase(const QueueOptions& options)
-      : block_(shape(ring_size(options))), core_(build(options)) {}
+      : block_(shape(ring_size(options), options.bytes)), core_(build(options)) {}
   QueueBase(place_t, SharedMemory& memory, std::size_t offset, const QueueOptions& options)
-      : block_(place, memory, offset, shape(ring_size(options))), core_(build(options)) {}
+      : block_(place, memory, offset, shape(ring_size(options), options.bytes)),
+        core_(build(options)) {}
   QueueBase(find_t, SharedMemory& memory, std::size_t offset)
-      : block_(find, memory, offset, shape(0)), core_(found()) {}
+      : block_(find, memory, offset, shape(0, 0)), core_(found()) {}
 
-  concur::detail::MpQueueCore<T>& core() noexcept { return core_; }
+  Core& core() noexcept { return core_; }
   void check_open() const {
     if (closed_) throw std::invalid_argument("Queue is closed");
   }
 
  private:
   State& state() const noexcept { return *std::launder(static_cast<State*>(block_.state())); }
-  T* items() const noexcept { return static_cast<T*>(block_.items()); }
 
-  concur::detail::MpQueueCore<T> build(const QueueOptions& options) {
+  Storage<T> storage(const State& state) const noexcept {
+    if constexpr (copies_bytes<T>) {
+      return {state, std::launder(static_cast<T*>(block_.items()))};
+    } else {
+      return {state, block_.items()};
+    }
+  }
+
+  Core build(const QueueOptions& options) {
     detail_lock::require_robust_list();
     State* made = new (block_.state()) State;
-    made->capacity = block_.items_count();
+    made->capacity = ring_size(options);
     made->maxsize = options.maxsize;
+    made->arena_bytes = copies_bytes<T> ? 0 : options.bytes;
     block_.publish();
-    return {*made, items()};
+    return {*made, storage(*made)};
   }
-  concur::detail::MpQueueCore<T> found() {
+  Core found() {
     detail_lock::require_robust_list();
-    return {state(), std::launder(items())};
+    const State& found = state();
+    const std::size_t expected =
+        copies_bytes<T> ? found.capacity
+                        : concur::detail::RecordRing::bytes_for(found.capacity, found.arena_bytes);
+    if (found.capacity == 0 || block_.items_count() != expected) {
+      throw std::invalid_argument("the mp::Queue found there has a ring of another size");
+    }
+    return {state(), storage(found)};
   }
 
   bool put_until(const T& item, concur::detail::steady_time deadline) {
     check_open();
-    return core_.put(item, deadline);
+    if constexpr (copies_bytes<T>) {
+      return core_.put(item, deadline);
+    } else {
+      Writer out;
+      out.put(item);
+      const std::string& bytes = out.bytes();
+      if (bytes.size() > state().arena_bytes) {
+        throw std::length_error("an item of " + std::to_string(bytes.size()) +
+                                " encoded bytes is larger than the mp::Queue's ring of " +
+                                std::to_string(state().arena_bytes) +
+                                " (make it larger with QueueOptions::bytes)");
+      }
+      return core_.put(std::string_view(bytes), deadline);
+    }
   }
   std::optional<T> get_until(concur::detail::steady_time deadline) {
     check_open();
-    alignas(T) unsigned char bytes[sizeof(T)];
-    if (!core_.get(bytes, deadline)) return std::nullopt;
-    return std::bit_cast<T>(bytes);
+    if constexpr (copies_bytes<T>) {
+      alignas(T) unsigned char bytes[sizeof(T)];
+      if (!core_.get(static_cast<void*>(bytes), deadline)) return std::nullopt;
+      return std::bit_cast<T>(bytes);
+    } else {
+      std::string bytes;
+      if (!core_.get(bytes, deadline)) return std::nullopt;
+      Reader in(bytes);
+      std::optional<T> item(in.get<T>());
+      if (in.remaining() != 0) Reader::malformed("bytes left after an mp::Queue item");
+      return item;
+    }
   }
 
   concur::detail::SharedBlock block_;
-  mutable concur::detail::MpQueueCore<T> core_;
+  mutable Core core_;
   bool closed_ = false;
 };
 

@@ -79,6 +79,7 @@ enum class SharedKind : std::uint32_t {
   event = 9,
   condition = 10,
   barrier = 11,
+  codec_queue = 12,  // the queues of items that go through the codec
 };
 
 inline const char* shared_kind_name(std::uint32_t kind) noexcept {
@@ -105,6 +106,8 @@ inline const char* shared_kind_name(std::uint32_t kind) noexcept {
       return "mp::Condition";
     case SharedKind::barrier:
       return "mp::Barrier";
+    case SharedKind::codec_queue:
+      return "mp::Queue (of encoded items)";
   }
   return "an unknown kind of object";
 }
@@ -164,7 +167,7 @@ struct alignas(64) SharedHeader {
   // "concur" and the version of this header's own layout; 0 until the object is built.
   static constexpr std::uint64_t expected_magic = 0x01'72'75'63'6e'6f'63'00ull;
   // The version of the objects' layouts: raised whenever any kind's state changes its form.
-  static constexpr std::uint32_t layout_version = 1;
+  static constexpr std::uint32_t layout_version = 2;
 
   std::atomic<std::uint64_t> magic{0};
   std::uint32_t version = 0;
