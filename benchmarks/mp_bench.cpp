@@ -15,6 +15,9 @@
 //                     mp::Queue<int>, Boost.Interprocess's message_queue (1024 messages of an
 //                     int), Python's mp.Queue(1024) (items per second; higher is better).
 //   queue-2p2c        two processes put N / 2 each, two get N / 2 each.
+//   queue-text-1p1c   as queue-1p1c with the numbers sent as decimal text: mp::Queue<std::string>
+//                     (encoded items in its ring of bytes), message_queue messages of up to 32
+//                     bytes, Python's mp.Queue of str (no target: how encoded items compare).
 // The workers wait at a start line before the clock starts; the totals are checked. The CPU per
 // operation is the workers' own (wait4's usage of the children; the parent only waits), or
 // the process's in the uncontended rows: it shows what spinning costs.
@@ -34,6 +37,7 @@
 #include <concur/shared_ctypes.hpp>
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -67,6 +71,7 @@ const char* const kPthreadRobust = "pthread_mutex pshared robust";
 const char* const kMpValue = "concur mp::Value<long>";
 const char* const kPythonValue = "python multiprocessing.Value";
 const char* const kMpQueue = "concur mp::Queue<int>";
+const char* const kMpTextQueue = "concur mp::Queue<std::string>";
 const char* const kMessageQueue = "boost message_queue";
 const char* const kPythonQueue = "python multiprocessing.Queue";
 
@@ -278,7 +283,40 @@ void mp_queue(benchmark::State& state, int sides) {
       [&] { return queue.get(); });
 }
 
+void mp_text_queue(benchmark::State& state) {
+  concur::mp::Queue<std::string> queue(1024);
+  queue_run(
+      state, "queue-text-1p1c", kMpTextQueue, 1, [&](int v) { queue.put(std::to_string(v)); },
+      [&] { return std::stol(queue.get()); });
+}
+
 #if CONCUR_BENCH_HAVE_INTERPROCESS
+// Decimal text in messages of up to 32 bytes.
+void message_queue_text(benchmark::State& state) {
+  namespace bip = boost::interprocess;
+  const char* const name = "concur_bench_message_queue_text";
+  bip::message_queue::remove(name);
+  {
+    bip::message_queue queue(bip::create_only, name, 1024, 32);
+    queue_run(
+        state, "queue-text-1p1c", kMessageQueue, 1,
+        [&](int v) {
+          const std::string text = std::to_string(v);
+          queue.send(text.data(), text.size(), 0);
+        },
+        [&] {
+          char text[32];
+          bip::message_queue::size_type size = 0;
+          unsigned priority = 0;
+          queue.receive(text, sizeof text, size, priority);
+          long v = 0;
+          std::from_chars(text, text + size, v);
+          return v;
+        });
+  }
+  bip::message_queue::remove(name);
+}
+
 void message_queue(benchmark::State& state, int sides) {
   namespace bip = boost::interprocess;
   const char* const name = "concur_bench_message_queue";
@@ -358,7 +396,15 @@ int main(int argc, char** argv) {
                                       queue_scenario(sides), queue_scenario(sides), kPythonQueue));
 #endif
   }
+  once(benchmark::RegisterBenchmark((std::string("queue-text-1p1c/") + kMpTextQueue).c_str(),
+                                    mp_text_queue));
+#if CONCUR_BENCH_HAVE_INTERPROCESS
+  once(benchmark::RegisterBenchmark((std::string("queue-text-1p1c/") + kMessageQueue).c_str(),
+                                    message_queue_text));
+#endif
 #ifdef CONCUR_BENCH_PYTHON
+  once(benchmark::RegisterBenchmark((std::string("queue-text-1p1c/") + kPythonQueue).c_str(),
+                                    python, "queue-text-1p1c", "queue-text-1p1c", kPythonQueue));
   once(benchmark::RegisterBenchmark((std::string("lock-uncontended/") + kPythonLock).c_str(),
                                     python, "lock-uncontended", "lock-uncontended", kPythonLock));
   once(benchmark::RegisterBenchmark((std::string("lock-contended/") + kPythonLock).c_str(), python,
@@ -387,6 +433,11 @@ int main(int argc, char** argv) {
         "1p1c >= 2x message_queue and >= 50x Python; 2p2c >= 1x the best peer)",
         kMessageQueue,
         Metric::throughput,
-        {"queue-1p1c", "queue-2p2c"}}},
+        {"queue-1p1c", "queue-2p2c"}},
+       {"decimal text through queues of capacity 1024, 1 producer and 1 consumer (no target: "
+        "items through the codec)",
+        kMessageQueue,
+        Metric::throughput,
+        {"queue-text-1p1c"}}},
       /*default_repetitions=*/5, print_targets);
 }

@@ -13,6 +13,7 @@ Kinds, as in mp_bench:
                     on an mp.Value('l').
   queue-1p1c        one process puts --ops ints into an mp.Queue(1024), another gets them.
   queue-2p2c        two processes put --ops / 2 ints each, two get --ops / 2 each.
+  queue-text-1p1c   as queue-1p1c, with each number put as its decimal str.
 The processes are forked and wait at a start line (an mp.Event) before the clock starts; the
 total is checked. With --seconds the script prints the wall seconds per operation and the CPU
 seconds per operation of every process that worked (the children's, or this one's when it
@@ -58,34 +59,43 @@ def value_worker(value, rounds, ready, go):
             value.value += 1
 
 
-def producer(queue, values, ready, go):
+def producer(queue, values, text, ready, go):
     ready.release()
     go.wait()
-    for value in values:
-        queue.put(value)
+    if text:
+        for value in values:
+            queue.put(str(value))
+    else:
+        for value in values:
+            queue.put(value)
 
 
-def consumer(queue, count, total, ready, go):
+def consumer(queue, count, text, total, ready, go):
     ready.release()
     go.wait()
     got = 0
-    for _ in range(count):
-        got += queue.get()
+    if text:
+        for _ in range(count):
+            got += int(queue.get())
+    else:
+        for _ in range(count):
+            got += queue.get()
     with total.get_lock():
         total.value += got
 
 
 def queue_processes(context, kind, ops):
-    sides = 1 if kind == "queue-1p1c" else 2
+    sides = 2 if kind == "queue-2p2c" else 1
+    text = kind == "queue-text-1p1c"
     per = ops // sides
     queue = context.Queue(1024)
     total = context.Value("q", 0)
     ready = context.Semaphore(0)
     go = context.Event()
     workers = [context.Process(target=producer,
-                               args=(queue, range(p * per, (p + 1) * per), ready, go))
+                               args=(queue, range(p * per, (p + 1) * per), text, ready, go))
                for p in range(sides)]
-    workers += [context.Process(target=consumer, args=(queue, per, total, ready, go))
+    workers += [context.Process(target=consumer, args=(queue, per, text, total, ready, go))
                 for _ in range(sides)]
     for worker in workers:
         worker.start()
@@ -141,7 +151,7 @@ def two_processes(context, kind, ops):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", choices=["lock-uncontended", "lock-contended", "value", "queue-1p1c",
-                                 "queue-2p2c"],
+                                 "queue-2p2c", "queue-text-1p1c"],
                         default="value")
     parser.add_argument("--ops", type=int, default=200000)
     parser.add_argument("--batches", type=int, default=1, help="batches; the median is kept")

@@ -124,6 +124,22 @@ TEST(MpQueue, SleepersAreWokenAcrossProcesses) {
   EXPECT_GE(woke_after_us.value(), 40000);
 }
 
+// A putter on a full queue waits for the getters to free a batch of slots before it takes the
+// lock, but only within its spin budget: when a getter takes one item and stops, the put still
+// goes on (here well within its 10 s timeout; a putter that waited for a batch would throw Full).
+TEST(MpQueue, APutIntoAFullQueueGoesOnWhenASingleItemIsTaken) {
+  mp::Queue<int> queue(64);
+  for (int i = 0; i < 64; ++i) queue.put(i);
+  const pid_t getter = fork_child([&] {
+    std::this_thread::sleep_for(20ms);
+    if (queue.get() != 0) std::_Exit(2);
+  });
+  EXPECT_NO_THROW(queue.put(64, 10s));
+  EXPECT_EQ(exit_status(getter), 0);
+  EXPECT_EQ(queue.qsize(), 64u);
+  for (int i = 1; i <= 64; ++i) EXPECT_EQ(queue.get_nowait(), i);
+}
+
 TEST(MpQueue, AnIdleGetterUsesNoCpu) {
   mp::Queue<int> queue(4);
   const pid_t waiter = fork_child([&] {

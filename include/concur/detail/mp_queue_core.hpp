@@ -26,6 +26,13 @@
 // nothing to repair. What is lost is only what the dead process was holding in its own memory: an
 // item it had got (as with Python), or one it was still copying in (never published).
 //
+// A putter that finds the queue full spins until the getters have taken a batch of items (an
+// eighth of the bound, at most 64), not just one: taking the lock for every single slot that
+// frees keeps the lock's line and the getters' next slot bouncing between the two sides, a
+// convoy that measured 2 to 3 times slower per item. Its spin ends at its budget regardless, so
+// a getter that takes one item and stops delays the putter by at most spin_budget. (Getters do
+// not batch: an item put alone must not wait.)
+//
 // Sleeping. A thread that finds the queue empty (full) spins for up to spin_budget watching
 // tail (head) move without the lock, then counts itself in sleeping_getters (sleeping_putters),
 // reads put_seq (get_seq) under the lock, unlocks and sleeps on that word with a shared futex.
@@ -222,8 +229,9 @@ class MpQueueCore {
       if (!spun) {
         spun = true;
         held.release();
-        spin_for([&] { return state_.head.load(std::memory_order_relaxed) != head; }, deadline,
-                 spin_budget);
+        const std::uint64_t batch = std::clamp<std::uint64_t>(bound() / 8, 1, 64);  // see above
+        spin_for([&] { return state_.head.load(std::memory_order_relaxed) - head >= batch; },
+                 deadline, spin_budget);
         held.acquire();
         continue;
       }
