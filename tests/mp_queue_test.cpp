@@ -202,15 +202,15 @@ TEST(MpSimpleQueue, PutGetEmptyBetweenProcesses) {
 }
 
 // A producer puts 0, 1, 2, ... and records each number once its put() has returned; it is killed
-// at a random moment, 300 times. The parent then drains the queue within a 10 s watchdog: the
-// numbers are consecutive (nothing lost, nothing twice), and reach at least the last one recorded
-// (everything fully put is there).
+// at a random moment, a thousand times. The parent then drains the queue within a 10 s watchdog:
+// the numbers are consecutive (nothing lost, nothing twice), and reach at least the last one
+// recorded (everything fully put is there).
 TEST(MpQueue, AProducerKilledAtRandomLosesNothingItPut) {
   mp::Queue<std::int64_t> queue(256);
   mp::RawValue<std::int64_t> confirmed(-1);
   std::mt19937 random(31);
   std::int64_t next = 0;
-  for (int trial = 0; trial < 300; ++trial) {
+  for (int trial = 0; trial < 1000; ++trial) {
     const std::int64_t first = next;
     const pid_t child = ::fork();
     ASSERT_GE(child, 0);
@@ -235,11 +235,11 @@ TEST(MpQueue, AProducerKilledAtRandomLosesNothingItPut) {
   EXPECT_GT(next, 0);
 }
 
-// A consumer records each number it got; it is killed at random, 300 times, while the parent
+// A consumer records each number it got; it is killed at random, a thousand times, while the parent
 // keeps the queue supplied. Every number put is then either recorded by a consumer, still in
 // the queue, or the one a killed consumer was holding: at most one per kill, never twice.
 TEST(MpQueue, AConsumerKilledAtRandomNeverHangsOrDuplicates) {
-  constexpr int trials = 300;
+  constexpr int trials = 1000;
   mp::Queue<std::int64_t> queue(128);
   mp::RawArray<std::int32_t> seen(200000);
   mp::RawValue<std::int64_t> in_hand(-1);
@@ -418,7 +418,7 @@ TEST(MpQueueOfEncodedItems, AProducerKilledAtRandomLosesNothingItPut) {
   mp::RawValue<std::int64_t> confirmed(-1);
   std::mt19937 random(53);
   std::int64_t next = 0;
-  for (int trial = 0; trial < 300; ++trial) {
+  for (int trial = 0; trial < 1000; ++trial) {
     const std::int64_t first = next;
     const pid_t child = ::fork();
     ASSERT_GE(child, 0);
