@@ -31,44 +31,59 @@ using concur_test::exit_status_within;
 using concur_test::fork_child;
 using namespace std::chrono_literals;
 
-// Two producer processes put their numbers; two consumer processes take them all. Every item
-// arrives exactly once (the sums and counts), and each producer's items reach each consumer in
+// Two producer processes put 20000 items each, make(producer, seq); two consumer processes get
+// them until an end mark (make(-1, 0)) and read each back with read(item), which gives its
+// {producer, seq}, or a producer of -2 for an item that is not what was put (a consumer that
+// meets one exits with 3, and one that finds items out of order with 2). Every item arrives
+// exactly once (the sums and counts), whole, and each producer's items reach each consumer in
 // the order they were put.
-TEST(MpQueue, EveryItemOnceAndInOrderBetweenFourProcesses) {
-  struct Item {
-    std::int32_t producer;
-    std::int32_t seq;
-  };
-  mp::Queue<Item> queue(64);  // small: producers wait for room often
+template <class Queue, class Make, class Read>
+void two_producers_two_consumers(Queue& queue, Make make, Read read) {
   mp::RawArray<long> sums(2);
   mp::RawArray<long> counts(2);
   constexpr int per_producer = 20000;
   std::vector<pid_t> children;
   for (int p = 0; p < 2; ++p) {
     children.push_back(fork_child([&, p] {
-      for (int i = 0; i < per_producer; ++i) queue.put(Item{p, i});
+      for (int i = 0; i < per_producer; ++i) queue.put(make(p, i));
     }));
   }
   for (int c = 0; c < 2; ++c) {
     children.push_back(fork_child([&, c] {
-      int last[2] = {-1, -1};
+      long last[2] = {-1, -1};
       for (;;) {
-        const Item item = queue.get(30s);
-        if (item.producer < 0) break;                        // the end mark
-        if (item.seq <= last[item.producer]) std::_Exit(2);  // out of order, or twice
-        last[item.producer] = item.seq;
-        sums[c] += item.seq;
+        const auto [producer, seq] = read(queue.get(30s));
+        if (producer == -1) break;                 // the end mark
+        if (producer < 0) std::_Exit(3);           // torn or misread
+        if (seq <= last[producer]) std::_Exit(2);  // out of order, or twice
+        last[producer] = seq;
+        sums[c] += seq;
         counts[c] += 1;
       }
     }));
   }
-  for (int p = 0; p < 2; ++p) EXPECT_EQ(exit_status(children[p]), 0);
-  queue.put(Item{-1, 0});
-  queue.put(Item{-1, 0});
-  for (int c = 2; c < 4; ++c) EXPECT_EQ(exit_status(children[c]), 0);
+  // A watchdog on each: a consumer that failed leaves the producers waiting for room.
+  for (int p = 0; p < 2; ++p) EXPECT_EQ(exit_status_within(children[p], 60s), 0);
+  queue.put(make(-1, 0), 1s);
+  queue.put(make(-1, 0), 1s);
+  for (int c = 2; c < 4; ++c) EXPECT_EQ(exit_status_within(children[c], 60s), 0);
   EXPECT_EQ(counts[0] + counts[1], 2L * per_producer);
   EXPECT_EQ(sums[0] + sums[1], 2L * per_producer * (per_producer - 1) / 2);
   EXPECT_TRUE(queue.empty());
+}
+
+TEST(MpQueue, EveryItemOnceAndInOrderBetweenFourProcesses) {
+  struct Item {
+    std::int32_t producer;
+    std::int32_t seq;
+  };
+  mp::Queue<Item> queue(64);  // small: producers wait for room often
+  two_producers_two_consumers(
+      queue,
+      [](int p, int i) {
+        return Item{p, i};
+      },
+      [](const Item& item) { return std::pair<int, long>(item.producer, item.seq); });
 }
 
 TEST(MpQueue, TimeoutsAndTheNonBlockingForms) {
@@ -201,14 +216,16 @@ TEST(MpSimpleQueue, PutGetEmptyBetweenProcesses) {
   EXPECT_TRUE(queue.empty());
 }
 
-// A producer puts 0, 1, 2, ... and records each number once its put() has returned; it is killed
-// at a random moment, a thousand times. The parent then drains the queue within a 10 s watchdog:
-// the numbers are consecutive (nothing lost, nothing twice), and reach at least the last one
-// recorded (everything fully put is there).
-TEST(MpQueue, AProducerKilledAtRandomLosesNothingItPut) {
-  mp::Queue<std::int64_t> queue(256);
+// A producer puts item_for(0), item_for(1), ... and records each number once its put() has
+// returned; it is killed at a random moment, a thousand times. The parent then drains the queue
+// within a 10 s watchdog: the items are consecutive (nothing lost, nothing twice, nothing torn),
+// and reach at least the last one recorded (everything fully put is there). `check`, an item
+// no producer puts, then shows that the queue still works.
+template <class Queue, class ItemFor>
+void kill_producers_at_random(Queue& queue, ItemFor item_for,
+                              const typename Queue::value_type& check, unsigned seed) {
   mp::RawValue<std::int64_t> confirmed(-1);
-  std::mt19937 random(31);
+  std::mt19937 random(seed);
   std::int64_t next = 0;
   for (int trial = 0; trial < 1000; ++trial) {
     const std::int64_t first = next;
@@ -216,23 +233,28 @@ TEST(MpQueue, AProducerKilledAtRandomLosesNothingItPut) {
     ASSERT_GE(child, 0);
     if (child == 0) {
       for (std::int64_t i = first;; ++i) {
-        queue.put(i);
+        queue.put(item_for(i));
         confirmed.set_value(i);
       }
     }
     std::this_thread::sleep_for(std::chrono::microseconds(random() % 400));
     ::kill(child, SIGKILL);
     ASSERT_EQ(::waitpid(child, nullptr, 0), child);
-    while (std::optional<std::int64_t> item = queue.try_get()) {
-      ASSERT_EQ(*item, next) << "trial " << trial << ": lost or duplicated";
+    while (auto item = queue.try_get()) {
+      ASSERT_EQ(*item, item_for(next)) << "trial " << trial << ": lost, duplicated or torn";
       ++next;
     }
     ASSERT_GE(next - 1, confirmed.value()) << "trial " << trial << ": a confirmed item is gone";
-    // The queue still works: a put and a get with a watchdog.
-    queue.put(-1);
-    ASSERT_EQ(queue.get(10s), -1) << "trial " << trial;
+    queue.put(check);
+    ASSERT_EQ(queue.get(10s), check) << "trial " << trial;
   }
   EXPECT_GT(next, 0);
+}
+
+TEST(MpQueue, AProducerKilledAtRandomLosesNothingItPut) {
+  mp::Queue<std::int64_t> queue(256);
+  kill_producers_at_random(
+      queue, [](std::int64_t i) { return i; }, std::int64_t{-1}, 31);
 }
 
 // A consumer records each number it got; it is killed at random, a thousand times, while the parent
@@ -279,43 +301,20 @@ std::string text_for(std::int64_t n) {
   return std::to_string(n) + std::string(std::size_t(n % 97), char('a' + n % 26));
 }
 
-// Items that go through the codec: two producer processes put (producer, text) pairs of many
-// lengths into an arena of 1000 bytes (room for some dozen), two consumers check each one's
-// text and order and add them up. Every item arrives once, whole, in its producer's order.
+// Items that go through the codec: (producer, text) pairs of many lengths in an arena of 1000
+// bytes (room for some dozen), each checked to be the text that was put.
 TEST(MpQueueOfEncodedItems, EveryItemOnceWholeAndInOrderBetweenFourProcesses) {
   using Item = std::pair<std::int32_t, std::string>;
   mp::Queue<Item> queue(mp::QueueOptions{.maxsize = 0, .capacity = 64, .bytes = 1000});
-  mp::RawArray<long> sums(2);
-  mp::RawArray<long> counts(2);
-  constexpr int per_producer = 20000;
-  std::vector<pid_t> children;
-  for (int p = 0; p < 2; ++p) {
-    children.push_back(fork_child([&, p] {
-      for (int i = 0; i < per_producer; ++i) queue.put(Item{p, text_for(i)});
-    }));
-  }
-  for (int c = 0; c < 2; ++c) {
-    children.push_back(fork_child([&, c] {
-      long last[2] = {-1, -1};
-      for (;;) {
-        const Item item = queue.get(30s);
-        if (item.first < 0) break;  // the end mark
+  two_producers_two_consumers(
+      queue,
+      [](int p, int i) {
+        return Item{p, text_for(i)};
+      },
+      [](const Item& item) {
         const long seq = std::stol(item.second);
-        if (item.second != text_for(seq)) std::_Exit(3);  // torn or misread
-        if (seq <= last[item.first]) std::_Exit(2);       // out of order, or twice
-        last[item.first] = seq;
-        sums[c] += seq;
-        counts[c] += 1;
-      }
-    }));
-  }
-  for (int p = 0; p < 2; ++p) EXPECT_EQ(exit_status(children[p]), 0);
-  queue.put(Item{-1, ""});
-  queue.put(Item{-1, ""});
-  for (int c = 2; c < 4; ++c) EXPECT_EQ(exit_status(children[c]), 0);
-  EXPECT_EQ(counts[0] + counts[1], 2L * per_producer);
-  EXPECT_EQ(sums[0] + sums[1], 2L * per_producer * (per_producer - 1) / 2);
-  EXPECT_TRUE(queue.empty());
+        return std::pair<int, long>(item.second == text_for(seq) ? item.first : -2, seq);
+      });
 }
 
 // Room for encoded items is counted in bytes as well as items: a put waits (or throws Full)
@@ -415,31 +414,7 @@ TEST(MpQueueOfEncodedItems, AGetWakesThePutterItsRoomFits) {
 // its slot record, publishes nothing, and everything it confirmed arrives whole.
 TEST(MpQueueOfEncodedItems, AProducerKilledAtRandomLosesNothingItPut) {
   mp::Queue<std::string> queue(mp::QueueOptions{.maxsize = 0, .capacity = 64, .bytes = 2000});
-  mp::RawValue<std::int64_t> confirmed(-1);
-  std::mt19937 random(53);
-  std::int64_t next = 0;
-  for (int trial = 0; trial < 1000; ++trial) {
-    const std::int64_t first = next;
-    const pid_t child = ::fork();
-    ASSERT_GE(child, 0);
-    if (child == 0) {
-      for (std::int64_t i = first;; ++i) {
-        queue.put(text_for(i));
-        confirmed.set_value(i);
-      }
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(random() % 400));
-    ::kill(child, SIGKILL);
-    ASSERT_EQ(::waitpid(child, nullptr, 0), child);
-    while (std::optional<std::string> item = queue.try_get()) {
-      ASSERT_EQ(*item, text_for(next)) << "trial " << trial << ": lost, duplicated or torn";
-      ++next;
-    }
-    ASSERT_GE(next - 1, confirmed.value()) << "trial " << trial << ": a confirmed item is gone";
-    queue.put("check");
-    ASSERT_EQ(queue.get(10s), "check") << "trial " << trial;
-  }
-  EXPECT_GT(next, 0);
+  kill_producers_at_random(queue, text_for, std::string("check"), 53);
 }
 
 TEST(MpQueuePlacement, AQueuePlacedByOneProcessIsFoundByAnother) {
