@@ -17,11 +17,18 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
+#include <fstream>
+#include <memory>
 #include <mutex>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "concur/mp_barrier.hpp"
+#include "concur/mp_event.hpp"
+#include "concur/shared_ctypes.hpp"
 #include "forked.hpp"
 
 namespace {
@@ -470,6 +477,82 @@ TEST(MpPlacement, SeveralObjectsShareOneBlock) {
   EXPECT_TRUE(b2.locked());
   b2.release();
   EXPECT_FALSE(b.locked());
+}
+
+// The shared anonymous mappings this process has: the lines of /proc/self/maps that are shared
+// ("rw-s") and back onto /dev/zero, as MAP_SHARED | MAP_ANONYMOUS memory does (the sanitizers'
+// own mappings, which come and go with the test's allocations, are private).
+long mappings() {
+  std::ifstream maps("/proc/self/maps");
+  long lines = 0;
+  for (std::string line; std::getline(maps, line);) {
+    lines +=
+        line.find(" rw-s ") != std::string::npos && line.find("/dev/zero") != std::string::npos;
+  }
+  return lines;
+}
+
+// Anonymous objects are cut from shared chunks (detail/shared_arena.hpp): a hundred thousand
+// Locks take a few hundred mappings, not a hundred thousand (past vm.max_map_count, 65530 by
+// default, where mmap fails), and give them all back when destroyed.
+TEST(MpAnonymousBlocks, AHundredThousandObjectsTakeFewMappings) {
+  const long before = mappings();
+  {
+    std::deque<mp::Lock> locks;
+    for (int i = 0; i < 100000; ++i) locks.emplace_back();
+    const long during = mappings();
+    EXPECT_LT(during - before, 2000) << "mappings for 100000 Locks";
+    for (std::size_t i = 0; i < locks.size(); i += 997) {
+      ASSERT_TRUE(locks[i].acquire(false));
+      ASSERT_TRUE(locks[i].locked());
+      locks[i].release();
+    }
+  }
+  EXPECT_LE(mappings() - before, 1) << "chunks left mapped after every Lock was destroyed";
+}
+
+// After fork() the parent and the child both make new objects: each process cuts its own
+// chunks, so no object of one shares bytes with an object of the other (each side's values stay
+// what it set while the other sets its own).
+TEST(MpAnonymousBlocks, ObjectsMadeAfterAForkAreTheirProcessOwn) {
+  mp::Lock first;  // the parent has a chunk in use when it forks
+  mp::Barrier both(2);
+  auto make_and_check = [&](int base) {
+    std::deque<mp::RawValue<int>> values;
+    for (int i = 0; i < 50; ++i) values.emplace_back(base + i);
+    both.wait(10s);  // the other process has made and set its values too
+    int wrong = 0;
+    for (int i = 0; i < 50; ++i) wrong += values[std::size_t(i)].value() != base + i;
+    both.wait(10s);
+    return wrong;
+  };
+  const pid_t child = fork_child([&] {
+    if (make_and_check(1000) != 0) std::_Exit(2);
+  });
+  EXPECT_EQ(make_and_check(2000), 0);
+  EXPECT_EQ(concur_test::exit_status_within(child, 30000ms), 0);
+}
+
+// A process that destroys its copy of a Lock while a child still uses it never gets those bytes
+// back for a new object: the parent then takes and holds twenty new Locks, and the child's
+// Lock stays free for it.
+TEST(MpAnonymousBlocks, AFreedBlockIsNeverHandedOutAgain) {
+  mp::Event go;
+  auto shared_with_child = std::make_unique<mp::Lock>();  // the last block cut, on purpose
+  const pid_t child = fork_child([&] {
+    if (!go.wait(10s)) std::_Exit(3);
+    for (int i = 0; i < 100; ++i) {
+      if (!shared_with_child->acquire(1s)) std::_Exit(2);  // someone else holds it
+      shared_with_child->release();
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  shared_with_child.reset();
+  std::deque<mp::Lock> fresh(20);
+  for (mp::Lock& lock : fresh) lock.acquire();
+  go.set();
+  EXPECT_EQ(concur_test::exit_status_within(child, 30000ms), 0);
+  for (mp::Lock& lock : fresh) lock.release();
 }
 
 }  // namespace

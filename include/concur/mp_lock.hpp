@@ -10,13 +10,14 @@
 //     ...
 //   });
 //
-// Where they live. A Lock made with no arguments lives in a small anonymous shared mapping of
-// its own, so it is shared with every process forked after it was made (a Process, a Pool's
-// workers, concur::fork()), as Python's are. `mp::Lock(mp::place, memory, offset)` builds one
-// in a named mp::SharedMemory instead, and `mp::Lock(mp::find, memory, offset)` uses the one
-// another process built there (see detail/shared_block.hpp: the block starts with a header,
-// and a block of another kind, layout or version is refused with std::invalid_argument). The
-// SharedMemory must outlive the Lock that uses it.
+// Where they live. A Lock made with no arguments lives in anonymous shared memory (a block cut
+// from a chunk of 64 KiB that this process mapped, never handed out twice: see
+// detail/shared_arena.hpp), so it is shared with every process forked after it was made (a
+// Process, a Pool's workers, concur::fork()), as Python's are. `mp::Lock(mp::place, memory,
+// offset)` builds one in a named mp::SharedMemory instead, and `mp::Lock(mp::find, memory, offset)`
+// uses the one another process built there (see detail/shared_block.hpp: the block starts with a
+// header, and a block of another kind, layout or version is refused with std::invalid_argument).
+// The SharedMemory must outlive the Lock that uses it.
 //
 // A holder that dies. When a thread or process ends while holding the lock (SIGKILL, a crash,
 // _exit), the kernel marks the lock (Linux's robust futex list: detail/robust_lock.hpp). The
@@ -164,8 +165,8 @@ class CONCUR_CAPABILITY("mutex") Lock {
 
   // Lock::Lock()
   //
-  // An unlocked lock in an anonymous shared mapping of its own, shared with the processes
-  // forked from now on. Throws std::system_error: ENOSYS without a robust futex list, or the
+  // An unlocked lock in anonymous shared memory, shared with the processes forked from now
+  // on. Throws std::system_error: ENOSYS without a robust futex list, or the
   // error of mmap(2).
   Lock() : state_(kind) {}
 

@@ -14,9 +14,10 @@
 //   jobs.put(-1);
 //   worker.join();
 //
-// Where they live: as mp::Lock, an anonymous shared mapping of their own, shared with the
-// processes forked after they were made, or placed in (mp::place) and found in (mp::find) a
-// named SharedMemory, behind the header that refuses another kind, layout or item type.
+// Where they live: as mp::Lock, in anonymous shared memory (a large ring in a mapping of its
+// own), shared with the processes forked after they were made, or placed in (mp::place) and
+// found in (mp::find) a named SharedMemory, behind the header that refuses another kind, layout
+// or item type.
 //
 // Items. A trivially copyable T is copied byte for byte into a ring of T. Any other T goes
 // through concur's codec (concur/codec.hpp: strings, vectors, maps, tuples, optionals, nested,

@@ -5,9 +5,10 @@
 //
 //   [ SharedHeader, 64 bytes | state (a lock, a count, ...) | items (Array<T>'s T[n]) ]
 //
-// A block is either anonymous, mapped MAP_SHARED | MAP_ANONYMOUS by the object that makes it
-// (the processes fork()ed after that share it; it has no name, so nothing is ever left behind),
-// or placed at an offset in a named mp::SharedMemory, where an unrelated process finds it.
+// A block is either anonymous, cut from shared memory mapped MAP_SHARED | MAP_ANONYMOUS by the
+// process that makes it (detail/shared_arena.hpp: the processes fork()ed after that share it;
+// it has no name, so nothing is ever left behind), or placed at an offset in a named
+// mp::SharedMemory, where an unrelated process finds it.
 //
 // The header is what makes a find safe: its magic says "a concur object, fully built", and its
 // layout version, kind, and the sizes and alignments of the state and the items must all equal
@@ -35,6 +36,7 @@
 #include <typeinfo>
 #include <utility>
 
+#include "concur/detail/shared_arena.hpp"
 #include "concur/errors.hpp"
 #include "concur/shared_memory.hpp"
 
@@ -203,10 +205,8 @@ class SharedBlock {
   // An anonymous block, shared with the processes forked after it was made.
   explicit SharedBlock(const SharedLayout& layout) : layout_(layout), owned_(true) {
     bytes_ = layout.size();
-    void* memory =
-        ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (memory == MAP_FAILED) throw_errno("mmap");
-    base_ = static_cast<std::byte*>(memory);
+    anonymous_ = SharedArena::instance().allocate(bytes_, layout.alignment());
+    base_ = static_cast<std::byte*>(anonymous_.base);
     write_header();
   }
 
@@ -241,13 +241,14 @@ class SharedBlock {
       : layout_(other.layout_),
         base_(std::exchange(other.base_, nullptr)),
         bytes_(other.bytes_),
-        owned_(other.owned_) {}
+        owned_(other.owned_),
+        anonymous_(other.anonymous_) {}
   SharedBlock& operator=(SharedBlock&&) = delete;
   SharedBlock(const SharedBlock&) = delete;
   SharedBlock& operator=(const SharedBlock&) = delete;
 
   ~SharedBlock() {
-    if (owned_ && base_ != nullptr) ::munmap(base_, bytes_);
+    if (owned_ && base_ != nullptr) SharedArena::instance().release(anonymous_, bytes_);
   }
 
   [[nodiscard]] void* state() const noexcept { return base_ + layout_.state_offset(); }
@@ -336,6 +337,7 @@ class SharedBlock {
   std::byte* base_ = nullptr;
   std::size_t bytes_ = 0;
   bool owned_ = false;
+  SharedArena::Block anonymous_;  // where an owned block came from
 };
 
 }  // namespace concur::detail
