@@ -185,6 +185,8 @@ class QueueBase {
   // qsize(), empty(), full()
   //
   // Snapshots of the number of items, as Python's (which also say they are approximate).
+  // full() counts items only: a queue of encoded items may also be out of bytes for the next
+  // one, and its put_nowait() then throws Full though full() said false.
   [[nodiscard]] std::size_t qsize() const noexcept { return core_.size(); }
   [[nodiscard]] bool empty() const noexcept { return core_.size() == 0; }
   [[nodiscard]] bool full() const noexcept { return core_.size() >= core_.bound(); }
