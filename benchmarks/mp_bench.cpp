@@ -15,6 +15,13 @@
 //                     mp::Queue<int>, Boost.Interprocess's message_queue (1024 messages of an
 //                     int), Python's mp.Queue(1024) (items per second; higher is better).
 //   queue-2p2c        two processes put N / 2 each, two get N / 2 each.
+//   condition         two processes take turns N times between them: under the lock, wait on
+//                     the condition until the shared count's parity is theirs, add 1, notify
+//                     (mp::Condition<mp::Lock>; a pshared pthread_cond_t with its pshared
+//                     mutex; Python's mp.Condition) (hand-offs per second; no target).
+//   barrier           two processes each wait N / 2 times on a barrier of two parties
+//                     (mp::Barrier; a pshared pthread_barrier_t; Python's mp.Barrier) (rounds
+//                     per second of both; no target).
 //   queue-text-1p1c   as queue-1p1c with the numbers sent as decimal text: mp::Queue<std::string>
 //                     (encoded items in its ring of bytes), message_queue messages of up to 32
 //                     bytes, Python's mp.Queue of str (no target: how encoded items compare).
@@ -32,6 +39,8 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <concur/mp_barrier.hpp>
+#include <concur/mp_condition.hpp>
 #include <concur/mp_lock.hpp>
 #include <concur/mp_queue.hpp>
 #include <concur/shared_ctypes.hpp>
@@ -70,6 +79,12 @@ const char* const kPthreadRobust = "pthread_mutex pshared robust";
 [[maybe_unused]] const char* const kPythonLock = "python multiprocessing.Lock";
 const char* const kMpValue = "concur mp::Value<long>";
 const char* const kPythonValue = "python multiprocessing.Value";
+const char* const kMpCondition = "concur mp::Condition";
+const char* const kPthreadCond = "pthread_cond pshared";
+const char* const kPythonCondition = "python multiprocessing.Condition";
+const char* const kMpBarrier = "concur mp::Barrier";
+const char* const kPthreadBarrier = "pthread_barrier pshared";
+const char* const kPythonBarrier = "python multiprocessing.Barrier";
 const char* const kMpQueue = "concur mp::Queue<int>";
 const char* const kMpTextQueue = "concur mp::Queue<std::string>";
 const char* const kMessageQueue = "boost message_queue";
@@ -89,6 +104,12 @@ long queue_ops() {
 }
 long python_queue_ops() {
   return scaled(50000);
+}
+long handoff_ops() {
+  return scaled(400000);
+}
+long python_handoff_ops() {
+  return scaled(20000);
 }
 
 // An object of type T in an anonymous shared mapping of its own.
@@ -250,6 +271,103 @@ void value_increments(benchmark::State& state) {
   });
 }
 
+// Two processes take turns handoff_ops() times between them; `take_turn(index)` waits for the
+// count's parity to be `index`, adds 1 to it and wakes the other.
+template <class TakeTurn>
+void turns(benchmark::State& state, const char* contender, Line& line, TakeTurn take_turn) {
+  const long rounds = handoff_ops() / 2;
+  run_processes(
+      state, "condition", contender, 2, rounds, double(rounds * 2), line,
+      [&](int index, long n) {
+        for (long i = 0; i < n; ++i) take_turn(index);
+      },
+      [&] { return line.counter == rounds * 2; });
+}
+
+void condition_mp(benchmark::State& state) {
+  concur::mp::Lock lock;
+  concur::mp::Condition<concur::mp::Lock> turn(lock);
+  Shared<Line> line;
+  turns(state, kMpCondition, *line, [&](int index) {
+    std::scoped_lock hold(turn);
+    turn.wait_for([&] { return line->counter % 2 == index; });
+    ++line->counter;
+    turn.notify();
+  });
+}
+
+// A process-shared pthread_cond_t and its mutex.
+struct PthreadCondition {
+  PthreadCondition() {
+    pthread_mutexattr_t mutex_attributes;
+    pthread_mutexattr_init(&mutex_attributes);
+    pthread_mutexattr_setpshared(&mutex_attributes, PTHREAD_PROCESS_SHARED);
+    pthread_mutex_init(&mutex, &mutex_attributes);
+    pthread_mutexattr_destroy(&mutex_attributes);
+    pthread_condattr_t attributes;
+    pthread_condattr_init(&attributes);
+    pthread_condattr_setpshared(&attributes, PTHREAD_PROCESS_SHARED);
+    pthread_cond_init(&cond, &attributes);
+    pthread_condattr_destroy(&attributes);
+  }
+  ~PthreadCondition() {
+    pthread_cond_destroy(&cond);
+    pthread_mutex_destroy(&mutex);
+  }
+  pthread_mutex_t mutex;
+  pthread_cond_t cond;
+};
+
+void condition_pthread(benchmark::State& state) {
+  Shared<PthreadCondition> turn;
+  Shared<Line> line;
+  turns(state, kPthreadCond, *line, [&](int index) {
+    pthread_mutex_lock(&turn->mutex);
+    while (line->counter % 2 != index) pthread_cond_wait(&turn->cond, &turn->mutex);
+    ++line->counter;
+    pthread_cond_signal(&turn->cond);
+    pthread_mutex_unlock(&turn->mutex);
+  });
+}
+
+// Two processes each wait handoff_ops() / 2 times on a barrier of two; `wait()` is one wait.
+template <class Wait>
+void barrier_rounds(benchmark::State& state, const char* contender, Wait wait) {
+  const long rounds = handoff_ops() / 2;
+  Shared<Line> line;
+  run_processes(
+      state, "barrier", contender, 2, rounds, double(rounds * 2), *line,
+      [&](int, long n) {
+        long served = 0;
+        for (long i = 0; i < n; ++i) served += wait();
+        line->checksum.fetch_add(served);
+      },
+      [&] { return line->checksum.load() == rounds; });  // one of the two is served each round
+}
+
+void barrier_mp(benchmark::State& state) {
+  concur::mp::Barrier barrier(2);
+  barrier_rounds(state, kMpBarrier, [&] { return barrier.wait() == 0 ? 1 : 0; });
+}
+
+void barrier_pthread(benchmark::State& state) {
+  struct PthreadBarrier {
+    PthreadBarrier() {
+      pthread_barrierattr_t attributes;
+      pthread_barrierattr_init(&attributes);
+      pthread_barrierattr_setpshared(&attributes, PTHREAD_PROCESS_SHARED);
+      pthread_barrier_init(&barrier, &attributes, 2);
+      pthread_barrierattr_destroy(&attributes);
+    }
+    ~PthreadBarrier() { pthread_barrier_destroy(&barrier); }
+    pthread_barrier_t barrier;
+  };
+  Shared<PthreadBarrier> barrier;
+  barrier_rounds(state, kPthreadBarrier, [&] {
+    return pthread_barrier_wait(&barrier->barrier) == PTHREAD_BARRIER_SERIAL_THREAD ? 1 : 0;
+  });
+}
+
 // Producers put 0 .. N - 1 between them, consumers get N / sides each and add up what they got.
 // `put(v)` and `get()` are one contender's operations.
 template <class Put, class Get>
@@ -341,7 +459,10 @@ void message_queue(benchmark::State& state, int sides) {
 #ifdef CONCUR_BENCH_PYTHON
 void python(benchmark::State& state, const char* scenario, const char* kind,
             const char* contender) {
-  const long ops = std::string(kind).rfind("queue", 0) == 0 ? python_queue_ops() : python_ops();
+  const std::string name(kind);
+  const long ops = name.rfind("queue", 0) == 0                ? python_queue_ops()
+                   : name == "condition" || name == "barrier" ? python_handoff_ops()
+                                                              : python_ops();
   const std::string command = std::string("'") + CONCUR_BENCH_PYTHON + "' '" +
                               CONCUR_BENCH_SOURCE_DIR + "/mp_python.py' --seconds --kind " + kind +
                               " --ops " + std::to_string(ops);
@@ -398,11 +519,22 @@ int main(int argc, char** argv) {
   }
   once(benchmark::RegisterBenchmark((std::string("queue-text-1p1c/") + kMpTextQueue).c_str(),
                                     mp_text_queue));
+  once(benchmark::RegisterBenchmark((std::string("condition/") + kMpCondition).c_str(),
+                                    condition_mp));
+  once(benchmark::RegisterBenchmark((std::string("condition/") + kPthreadCond).c_str(),
+                                    condition_pthread));
+  once(benchmark::RegisterBenchmark((std::string("barrier/") + kMpBarrier).c_str(), barrier_mp));
+  once(benchmark::RegisterBenchmark((std::string("barrier/") + kPthreadBarrier).c_str(),
+                                    barrier_pthread));
 #if CONCUR_BENCH_HAVE_INTERPROCESS
   once(benchmark::RegisterBenchmark((std::string("queue-text-1p1c/") + kMessageQueue).c_str(),
                                     message_queue_text));
 #endif
 #ifdef CONCUR_BENCH_PYTHON
+  once(benchmark::RegisterBenchmark((std::string("condition/") + kPythonCondition).c_str(), python,
+                                    "condition", "condition", kPythonCondition));
+  once(benchmark::RegisterBenchmark((std::string("barrier/") + kPythonBarrier).c_str(), python,
+                                    "barrier", "barrier", kPythonBarrier));
   once(benchmark::RegisterBenchmark((std::string("queue-text-1p1c/") + kPythonQueue).c_str(),
                                     python, "queue-text-1p1c", "queue-text-1p1c", kPythonQueue));
   once(benchmark::RegisterBenchmark((std::string("lock-uncontended/") + kPythonLock).c_str(),
@@ -438,6 +570,15 @@ int main(int argc, char** argv) {
         "items through the codec)",
         kMessageQueue,
         Metric::throughput,
-        {"queue-text-1p1c"}}},
+        {"queue-text-1p1c"}},
+       {"two processes taking turns through a condition: wait for my turn, +1, notify (no "
+        "target)",
+        kPthreadCond,
+        Metric::throughput,
+        {"condition"}},
+       {"two processes meeting at a barrier of two parties, round after round (no target)",
+        kPthreadBarrier,
+        Metric::throughput,
+        {"barrier"}}},
       /*default_repetitions=*/5, print_targets);
 }

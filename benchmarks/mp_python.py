@@ -14,6 +14,9 @@ Kinds, as in mp_bench:
   queue-1p1c        one process puts --ops ints into an mp.Queue(1024), another gets them.
   queue-2p2c        two processes put --ops / 2 ints each, two get --ops / 2 each.
   queue-text-1p1c   as queue-1p1c, with each number put as its decimal str.
+  condition         two processes take turns --ops times between them: under an mp.Condition,
+                    wait_for the count's parity to be theirs, add 1, notify.
+  barrier           two processes each wait --ops / 2 times on an mp.Barrier(2).
 The processes are forked and wait at a start line (an mp.Event) before the clock starts; the
 total is checked. With --seconds the script prints the wall seconds per operation and the CPU
 seconds per operation of every process that worked (the children's, or this one's when it
@@ -57,6 +60,26 @@ def value_worker(value, rounds, ready, go):
     for _ in range(rounds):
         with value.get_lock():
             value.value += 1
+
+
+def turn_worker(condition, counter, index, rounds, ready, go):
+    ready.release()
+    go.wait()
+    for _ in range(rounds):
+        with condition:
+            condition.wait_for(lambda: counter.value % 2 == index)
+            counter.value += 1
+            condition.notify()
+
+
+def barrier_worker(barrier, counter, rounds, ready, go):
+    ready.release()
+    go.wait()
+    served = 0
+    for _ in range(rounds):
+        served += barrier.wait() == 0
+    with counter.get_lock():
+        counter.value += served
 
 
 def producer(queue, values, text, ready, go):
@@ -124,12 +147,26 @@ def two_processes(context, kind, ops):
         args = (lock, counter, rounds, ready, go)
         target = lock_worker
         total = lambda: counter.value
+    elif kind == "condition":
+        condition = context.Condition()
+        counter = context.RawValue("l", 0)
+        workers = [context.Process(target=turn_worker,
+                                   args=(condition, counter, index, rounds, ready, go))
+                   for index in range(2)]
+        total = lambda: counter.value
+    elif kind == "barrier":
+        barrier = context.Barrier(2)
+        counter = context.Value("l", 0)
+        args = (barrier, counter, rounds, ready, go)
+        target = barrier_worker
+        total = lambda: 2 * counter.value  # one of the two is served each round
     else:
         value = context.Value("l", 0)
         args = (value, rounds, ready, go)
         target = value_worker
         total = lambda: value.value
-    workers = [context.Process(target=target, args=args) for _ in range(2)]
+    if kind != "condition":
+        workers = [context.Process(target=target, args=args) for _ in range(2)]
     for worker in workers:
         worker.start()
     for _ in workers:
@@ -151,7 +188,7 @@ def two_processes(context, kind, ops):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kind", choices=["lock-uncontended", "lock-contended", "value", "queue-1p1c",
-                                 "queue-2p2c", "queue-text-1p1c"],
+                                 "queue-2p2c", "queue-text-1p1c", "condition", "barrier"],
                         default="value")
     parser.add_argument("--ops", type=int, default=200000)
     parser.add_argument("--batches", type=int, default=1, help="batches; the median is kept")
