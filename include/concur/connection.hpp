@@ -66,8 +66,8 @@
 #error "concur/connection.hpp needs a POSIX system"
 #endif
 
-#include <fcntl.h>
-#include <sys/socket.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -88,6 +88,7 @@
 
 #include "concur/codec.hpp"
 #include "concur/detail/close_on_fork.hpp"
+#include "concur/detail/connection/framing.hpp"
 #include "concur/detail/deadline.hpp"
 #include "concur/detail/posix_io.hpp"
 #include "concur/errors.hpp"
@@ -339,34 +340,22 @@ class Connection {
     if (frame_taken_ > 0) read_broken_ = true;
   }
 
-  // Python's framing, header and payload in one system call.
+  // Python's framing (detail/connection/framing.hpp), header and payload in one system call.
   void send_frame(const char* data, std::size_t size) {
-    unsigned char header[12];
-    std::size_t header_size;
-    if (size > 0x7fffffff) {
-      std::memset(header, 0xff, 4);  // -1: an 8-byte length follows
-      for (int i = 0; i < 8; ++i) header[4 + i] = static_cast<unsigned char>(size >> (56 - 8 * i));
-      header_size = 12;
-    } else {
-      for (int i = 0; i < 4; ++i) header[i] = static_cast<unsigned char>(size >> (24 - 8 * i));
-      header_size = 4;
-    }
-    iovec parts[2] = {{header, header_size}, {const_cast<char*>(data), size}};
+    detail::FrameHeader header = detail::frame_header(size);
+    iovec parts[2] = {{header.bytes, header.size}, {const_cast<char*>(data), size}};
     detail::write_all(fd_.get(), parts, size > 0 ? 2 : 1, socket_);
   }
 
   // Reads a message header; returns the payload length. EOFError at a clean end of stream.
   std::size_t read_header() {
-    unsigned char raw[4];
+    unsigned char raw[8];
     if (!read_exactly_or_eof(reinterpret_cast<char*>(raw), 4)) throw EOFError();
-    std::uint64_t length = 0;
-    for (unsigned char byte : raw) length = (length << 8) | byte;
-    if (length == 0xffffffffu) {  // -1: the 8-byte length follows
-      unsigned char wide[8];
-      read_exactly(reinterpret_cast<char*>(wide), 8);
-      length = 0;
-      for (unsigned char byte : wide) length = (length << 8) | byte;
-    } else if (length > 0x7fffffff) {
+    std::uint64_t length = detail::get_big_endian(raw, 4);
+    if (length == detail::long_frame_marker) {  // -1: the 8-byte length follows
+      read_exactly(reinterpret_cast<char*>(raw), 8);
+      length = detail::get_big_endian(raw, 8);
+    } else if (length > detail::short_frame_limit) {
       read_broken_ = true;
       throw std::system_error(EBADMSG, std::generic_category(), "negative message length");
     }
@@ -477,26 +466,6 @@ class Connection {
 
 namespace detail {
 
-// ReadDeadline
-//
-// While alive, every read of `connection` waits at most until `deadline`, then throws
-// TimeoutError (the connection is then unfit for reading if a message was cut short). Used by
-// the handshakes of concur/listener.hpp, so that a silent or trickling peer cannot hold them.
-class ReadDeadline {
- public:
-  ReadDeadline(Connection& connection, steady_time deadline) noexcept
-      : connection_(connection), saved_(connection.read_deadline_) {
-    connection_.read_deadline_ = deadline;
-  }
-  ReadDeadline(const ReadDeadline&) = delete;
-  ReadDeadline& operator=(const ReadDeadline&) = delete;
-  ~ReadDeadline() { connection_.read_deadline_ = saved_; }
-
- private:
-  Connection& connection_;
-  steady_time saved_;
-};
-
 // What connection::wait() and the Listener's handshake need from a Connection beyond its
 // public members.
 struct ConnectionAccess {
@@ -509,36 +478,18 @@ struct ConnectionAccess {
   // send_bytes() calls, in one system call and (over TCP) usually one segment.
   static void send_two(Connection& connection, std::string_view first, std::string_view second) {
     connection.check_writable();
-    if (first.size() > 0x7fffffff || second.size() > 0x7fffffff) {
+    if (first.size() > short_frame_limit || second.size() > short_frame_limit) {
       throw std::invalid_argument("send_two() is for messages under 2 GiB");
     }
-    unsigned char headers[8];
-    for (int i = 0; i < 4; ++i) {
-      headers[i] = static_cast<unsigned char>(first.size() >> (24 - 8 * i));
-      headers[4 + i] = static_cast<unsigned char>(second.size() >> (24 - 8 * i));
-    }
-    iovec parts[4] = {{headers, 4},
+    FrameHeader one = frame_header(first.size());
+    FrameHeader two = frame_header(second.size());
+    iovec parts[4] = {{one.bytes, one.size},
                       {const_cast<char*>(first.data()), first.size()},
-                      {headers + 4, 4},
+                      {two.bytes, two.size},
                       {const_cast<char*>(second.data()), second.size()}};
     write_all(connection.fd_.get(), parts, 4, connection.socket_);
   }
 };
-
-// poll(2) on every descriptor of `fds` until one is ready or `deadline` passes; retried on
-// EINTR without extending the deadline. A descriptor that is not open throws EBADF.
-inline void poll_all(std::vector<pollfd>& fds, steady_time deadline) {
-  for (;;) {
-    const int ready = ::poll(fds.data(), static_cast<nfds_t>(fds.size()), poll_timeout(deadline));
-    if (ready >= 0) break;
-    if (errno != EINTR) throw_errno("poll");
-  }
-  for (const pollfd& fd : fds) {
-    if ((fd.revents & POLLNVAL) != 0) {
-      throw std::system_error(EBADF, std::generic_category(), "wait() on a closed descriptor");
-    }
-  }
-}
 
 // The connections of `connections` that can be read without blocking, waiting until `deadline`
 // for one. Bytes buffered in a Connection count without a wait.
@@ -562,23 +513,6 @@ inline std::vector<Connection*> ready_connections(std::span<Connection* const> c
   return ready;
 }
 
-// The descriptors of `fds` that are ready to read (or at end of file, or hung up), waiting
-// until `deadline` for one.
-inline std::vector<int> ready_descriptors(std::span<const int> descriptors, steady_time deadline) {
-  std::vector<pollfd> fds;
-  fds.reserve(descriptors.size());
-  for (int fd : descriptors) {
-    if (fd < 0) throw std::invalid_argument("wait() on a negative file descriptor");
-    fds.push_back(pollfd{fd, POLLIN, 0});
-  }
-  poll_all(fds, deadline);
-  std::vector<int> ready;
-  for (const pollfd& fd : fds) {
-    if (fd.revents != 0) ready.push_back(fd.fd);
-  }
-  return ready;
-}
-
 }  // namespace detail
 
 // Pipe(duplex)
@@ -591,25 +525,7 @@ inline std::vector<int> ready_descriptors(std::span<const int> descriptors, stea
 // std::system_error on failure.
 inline std::pair<Connection, Connection> Pipe(bool duplex = true) {
   int fds[2];
-#if defined(SOCK_CLOEXEC)
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
-    detail::throw_errno("socketpair");
-  }
-#else
-  // No SOCK_CLOEXEC (macOS): the flag is set just after; there is no atomic way there, so an
-  // exec() in another thread between the two calls may inherit the descriptors.
-  if (::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) detail::throw_errno("socketpair");
-  ::fcntl(fds[0], F_SETFD, FD_CLOEXEC);
-  ::fcntl(fds[1], F_SETFD, FD_CLOEXEC);
-#endif
-  detail::no_sigpipe_on_socket(fds[0]);
-  detail::no_sigpipe_on_socket(fds[1]);
-  if (!duplex && (::shutdown(fds[0], SHUT_WR) != 0 || ::shutdown(fds[1], SHUT_RD) != 0)) {
-    const int error = errno;
-    ::close(fds[0]);
-    ::close(fds[1]);
-    throw std::system_error(error, std::generic_category(), "shutdown");
-  }
+  detail::pipe_sockets(fds, duplex);
   // Built in place (piecewise, and returned as a prvalue): the ends start out never moved.
   Connection::pipe_end_t link;
   try {

@@ -282,6 +282,26 @@ inline void answer_challenge(Connection& connection, std::string_view authkey) {
 
 namespace concur::detail {
 
+// ReadDeadline
+//
+// While alive, every read of `connection` waits at most until `deadline`, then throws
+// TimeoutError (the connection is then unfit for reading if a message was cut short). Used by
+// the handshakes of concur/listener.hpp, so that a silent or trickling peer cannot hold them.
+class ReadDeadline {
+ public:
+  ReadDeadline(Connection& connection, steady_time deadline) noexcept
+      : connection_(connection), saved_(connection.read_deadline_) {
+    connection_.read_deadline_ = deadline;
+  }
+  ReadDeadline(const ReadDeadline&) = delete;
+  ReadDeadline& operator=(const ReadDeadline&) = delete;
+  ~ReadDeadline() { connection_.read_deadline_ = saved_; }
+
+ private:
+  Connection& connection_;
+  steady_time saved_;
+};
+
 // The two handshakes of accept() and Client(). Each is Python's pair of steps, with the same
 // bytes on the wire in the same order, but with fewer trips between the ends:
 //

@@ -54,10 +54,8 @@
 #include <chrono>
 #include <concepts>
 #include <cstdint>
-#include <cstdio>
 #include <exception>
 #include <functional>
-#include <iostream>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -71,6 +69,7 @@
 
 #include "concur/detail/close_on_fork.hpp"
 #include "concur/detail/deadline.hpp"
+#include "concur/detail/flush_streams.hpp"
 #include "concur/detail/names.hpp"
 #include "concur/detail/posix_io.hpp"
 #include "concur/detail/process_child.hpp"
@@ -82,28 +81,6 @@
 #include "concur/errors.hpp"
 
 namespace concur {
-
-namespace detail {
-
-// Flushes the C++ standard streams (narrow and wide: with std::ios::sync_with_stdio(false) they
-// buffer on their own), then every C stdio stream. Called before fork(), so that the child does
-// not inherit a copy of unwritten output, and before a Process child's _exit(), which skips the
-// destructors and atexit handlers that flush them otherwise (Python's multiprocessing flushes
-// sys.stdout and sys.stderr at both points too).
-inline void flush_standard_streams() noexcept {
-  try {
-    std::cout.flush();
-    std::cerr.flush();
-    std::clog.flush();
-    std::wcout.flush();
-    std::wcerr.flush();
-    std::wclog.flush();
-  } catch (...) {  // a stream with exceptions() set whose flush failed: nothing more to do
-  }
-  std::fflush(nullptr);
-}
-
-}  // namespace detail
 
 // fork()
 //
@@ -191,15 +168,6 @@ struct ProcessOptions {
   // that descriptor.
   bool die_with_parent = false;
 };
-
-namespace detail {
-
-inline std::atomic<std::uint64_t>& process_counter() noexcept {
-  static std::atomic<std::uint64_t> counter{0};
-  return counter;
-}
-
-}  // namespace detail
 
 // Process
 //

@@ -28,7 +28,11 @@
 #include <chrono>
 #include <cstddef>
 #include <cstring>
+#include <span>
+#include <stdexcept>
+#include <system_error>
 #include <utility>
+#include <vector>
 
 #include "concur/detail/deadline.hpp"
 #include "concur/errors.hpp"
@@ -89,6 +93,38 @@ inline bool wait_ready(int fd, short events, steady_time deadline) {
     }
     if (errno != EINTR) throw_errno("poll");
   }
+}
+
+// poll(2) on every descriptor of `fds` until one is ready or `deadline` passes; retried on
+// EINTR without extending the deadline. A descriptor that is not open throws EBADF.
+inline void poll_all(std::vector<pollfd>& fds, steady_time deadline) {
+  for (;;) {
+    const int ready = ::poll(fds.data(), static_cast<nfds_t>(fds.size()), poll_timeout(deadline));
+    if (ready >= 0) break;
+    if (errno != EINTR) throw_errno("poll");
+  }
+  for (const pollfd& fd : fds) {
+    if ((fd.revents & POLLNVAL) != 0) {
+      throw std::system_error(EBADF, std::generic_category(), "wait() on a closed descriptor");
+    }
+  }
+}
+
+// The descriptors of `fds` that are ready to read (or at end of file, or hung up), waiting
+// until `deadline` for one.
+inline std::vector<int> ready_descriptors(std::span<const int> descriptors, steady_time deadline) {
+  std::vector<pollfd> fds;
+  fds.reserve(descriptors.size());
+  for (int fd : descriptors) {
+    if (fd < 0) throw std::invalid_argument("wait() on a negative file descriptor");
+    fds.push_back(pollfd{fd, POLLIN, 0});
+  }
+  poll_all(fds, deadline);
+  std::vector<int> ready;
+  for (const pollfd& fd : fds) {
+    if (fd.revents != 0) ready.push_back(fd.fd);
+  }
+  return ready;
 }
 
 // read(2), or recv(2) on a socket (which skips the file layer read(2) goes through), retried
@@ -246,6 +282,31 @@ inline void write_all(int fd, iovec* parts, int count, bool is_socket) {
   } else {
     SigpipeGuard guard;
     write_all_to(fd, parts, count, false, &guard);
+  }
+}
+
+// Python's Pipe() ends as a connected AF_UNIX stream socket pair in `fds`, close-on-exec and
+// safe from SIGPIPE; when not `duplex`, fds[0] only reads and fds[1] only writes (the other
+// direction shut down in the kernel). Throws std::system_error, with nothing left open.
+inline void pipe_sockets(int (&fds)[2], bool duplex) {
+#if defined(SOCK_CLOEXEC)
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    throw_errno("socketpair");
+  }
+#else
+  // No SOCK_CLOEXEC (macOS): the flag is set just after; there is no atomic way there, so an
+  // exec() in another thread between the two calls may inherit the descriptors.
+  if (::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) throw_errno("socketpair");
+  ::fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+  ::fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+#endif
+  no_sigpipe_on_socket(fds[0]);
+  no_sigpipe_on_socket(fds[1]);
+  if (!duplex && (::shutdown(fds[0], SHUT_WR) != 0 || ::shutdown(fds[1], SHUT_RD) != 0)) {
+    const int error = errno;
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw std::system_error(error, std::generic_category(), "shutdown");
   }
 }
 

@@ -15,6 +15,8 @@
 
 #include <sys/types.h>
 
+#include <atomic>
+#include <cstdint>
 #include <string>
 #include <utility>
 
@@ -27,6 +29,12 @@ struct ProcessIdentity {
   std::string parent_name;
   pid_t parent_pid = 0;
 };
+
+// The N of Python's default name "Process-N": Processes constructed in this process, ever.
+inline std::atomic<std::uint64_t>& process_counter() noexcept {
+  static std::atomic<std::uint64_t> counter{0};
+  return counter;
+}
 
 inline ProcessIdentity& process_identity() noexcept {
   static ProcessIdentity identity;

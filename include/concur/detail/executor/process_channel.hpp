@@ -25,6 +25,7 @@
 #include <string_view>
 #include <utility>
 
+#include "concur/detail/connection/framing.hpp"
 #include "concur/detail/executor/block_cache.hpp"
 #include "concur/detail/executor/process_protocol.hpp"
 #include "concur/detail/posix_io.hpp"
@@ -207,13 +208,12 @@ void for_each_frame(InBuffer& in, Handle&& handle) {
     const std::size_t left = in.end - in.begin;
     if (left < 4) break;
     const char* p = in.data.get() + in.begin;
-    std::uint64_t size = 0;
+    const auto* raw = reinterpret_cast<const unsigned char*>(p);
+    std::uint64_t size = get_big_endian(raw, 4);
     std::size_t header = 4;
-    for (int i = 0; i < 4; ++i) size = (size << 8) | static_cast<unsigned char>(p[i]);
-    if (size == 0xffffffffu) {
+    if (size == long_frame_marker) {
       if (left < 12) break;
-      size = 0;
-      for (int i = 4; i < 12; ++i) size = (size << 8) | static_cast<unsigned char>(p[i]);
+      size = get_big_endian(raw + 4, 8);
       header = 12;
     }
     if (left - header < size) {

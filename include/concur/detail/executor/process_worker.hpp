@@ -67,6 +67,7 @@
 #include <vector>
 
 #include "concur/connection.hpp"
+#include "concur/detail/connection/framing.hpp"
 #include "concur/detail/executor/block_cache.hpp"
 #include "concur/detail/executor/process_channel.hpp"
 #include "concur/detail/executor/process_protocol.hpp"
@@ -450,9 +451,11 @@ class WorkerPool {
       taken.push_back(std::move(job));
     }
     if (taken.empty()) return;
-    OutPiece piece;
-    piece.own.append(4, '\xff');
-    for (int i = 0; i < 8; ++i) piece.own.push_back(static_cast<char>(size >> (56 - 8 * i)));
+    OutPiece piece;  // one frame in the long form, whatever its size: Python reads both
+    unsigned char header[12];
+    put_big_endian(header, long_frame_marker, 4);
+    put_big_endian(header + 4, size, 8);
+    piece.own.append(reinterpret_cast<const char*>(header), sizeof header);
     for (PoolJob& job : taken) {
       const std::uint64_t id = next_id_++;
       const std::string_view payload = job.call.bytes();
