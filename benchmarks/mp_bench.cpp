@@ -59,12 +59,9 @@
 #include "bench_support.hpp"
 #include "bench_targets.hpp"
 
-#if __has_include(<boost/interprocess/sync/interprocess_mutex.hpp>)
+#if CONCUR_BENCH_HAVE_INTERPROCESS  // set by benchmarks/CMakeLists.txt
 #include <boost/interprocess/ipc/message_queue.hpp>
 #include <boost/interprocess/sync/interprocess_mutex.hpp>
-#define CONCUR_BENCH_HAVE_INTERPROCESS 1
-#else
-#define CONCUR_BENCH_HAVE_INTERPROCESS 0
 #endif
 
 namespace {

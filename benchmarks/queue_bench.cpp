@@ -127,12 +127,12 @@ struct TbbQueue {
 };
 #endif
 
+#if CONCUR_BENCH_HAVE_MOODYCAMEL
 // The most producer threads of any scenario: 4, or the oversubscribed shape's 2x the cores.
 int max_producers() {
   return std::max(4, 2 * static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
 }
 
-#if CONCUR_BENCH_HAVE_MOODYCAMEL
 // moodycamel's queue keeps a sub-queue per producer thread, in blocks of 32 items; try_enqueue
 // never allocates, so the blocks must be there for every producer from the start: sized with
 // only `capacity`, a producer that holds the one block (half used) when it finishes leaves the
