@@ -36,6 +36,7 @@ namespace {
 namespace mp = concur::mp;
 using concur_test::exit_status;
 using concur_test::fork_child;
+using concur_test::poll_until;
 using namespace std::chrono_literals;
 
 // Counters in a shared page of their own, for the processes of a test to compare notes.
@@ -273,6 +274,7 @@ TEST(MpLock, AHolderKilledAtRandomNeverHangsTheOthers) {
     const pid_t child = ::fork();
     ASSERT_GE(child, 0);
     if (child == 0) {
+      shared->ready.store(trial + 1);  // the random moment counts from here
       for (;;) {
         try {
           lock.acquire();
@@ -285,9 +287,11 @@ TEST(MpLock, AHolderKilledAtRandomNeverHangsTheOthers) {
         lock.release();
       }
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(random() % 500));
+    const bool started = poll_until([&] { return shared->ready.load() == trial + 1; });
+    if (started) std::this_thread::sleep_for(std::chrono::microseconds(random() % 500));
     ::kill(child, SIGKILL);
     ASSERT_EQ(::waitpid(child, nullptr, 0), child);
+    ASSERT_TRUE(started) << "trial " << trial << ": the child never started";
     bool owner_died = false;
     bool got = false;
     try {

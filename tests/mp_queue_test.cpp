@@ -29,6 +29,7 @@ namespace mp = concur::mp;
 using concur_test::exit_status;
 using concur_test::exit_status_within;
 using concur_test::fork_child;
+using concur_test::poll_until;
 using namespace std::chrono_literals;
 
 // Two producer processes put 20000 items each, make(producer, seq); two consumer processes get
@@ -225,6 +226,7 @@ template <class Queue, class ItemFor>
 void kill_producers_at_random(Queue& queue, ItemFor item_for,
                               const typename Queue::value_type& check, unsigned seed) {
   mp::RawValue<std::int64_t> confirmed(-1);
+  mp::RawValue<int> running(0);  // the trial whose child runs
   std::mt19937 random(seed);
   std::int64_t next = 0;
   for (int trial = 0; trial < 1000; ++trial) {
@@ -232,14 +234,17 @@ void kill_producers_at_random(Queue& queue, ItemFor item_for,
     const pid_t child = ::fork();
     ASSERT_GE(child, 0);
     if (child == 0) {
+      running.set_value(trial + 1);
       for (std::int64_t i = first;; ++i) {
         queue.put(item_for(i));
         confirmed.set_value(i);
       }
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(random() % 400));
+    const bool started = poll_until([&] { return running.value() == trial + 1; });
+    if (started) std::this_thread::sleep_for(std::chrono::microseconds(random() % 400));
     ::kill(child, SIGKILL);
     ASSERT_EQ(::waitpid(child, nullptr, 0), child);
+    ASSERT_TRUE(started) << "trial " << trial << ": the child never started";
     while (auto item = queue.try_get()) {
       ASSERT_EQ(*item, item_for(next)) << "trial " << trial << ": lost, duplicated or torn";
       ++next;
@@ -265,6 +270,7 @@ TEST(MpQueue, AConsumerKilledAtRandomNeverHangsOrDuplicates) {
   mp::Queue<std::int64_t> queue(128);
   mp::RawArray<std::int32_t> seen(200000);
   mp::RawValue<std::int64_t> in_hand(-1);
+  mp::RawValue<int> running(0);  // the trial whose child runs
   std::mt19937 random(47);
   std::int64_t put = 0;
   for (int trial = 0; trial < trials; ++trial) {
@@ -272,6 +278,7 @@ TEST(MpQueue, AConsumerKilledAtRandomNeverHangsOrDuplicates) {
     const pid_t child = ::fork();
     ASSERT_GE(child, 0);
     if (child == 0) {
+      running.set_value(trial + 1);
       for (;;) {
         const std::int64_t item = queue.get();
         in_hand.set_value(item);
@@ -279,9 +286,11 @@ TEST(MpQueue, AConsumerKilledAtRandomNeverHangsOrDuplicates) {
         in_hand.set_value(-1);
       }
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(random() % 300));
+    const bool started = poll_until([&] { return running.value() == trial + 1; });
+    if (started) std::this_thread::sleep_for(std::chrono::microseconds(random() % 300));
     ::kill(child, SIGKILL);
     ASSERT_EQ(::waitpid(child, nullptr, 0), child);
+    ASSERT_TRUE(started) << "trial " << trial << ": the child never started";
     ASSERT_LT(put + 100, std::int64_t(seen.size()));
   }
   while (std::optional<std::int64_t> item = queue.try_get()) seen[std::size_t(*item)] += 1;

@@ -22,6 +22,7 @@ namespace {
 namespace mp = concur::mp;
 using concur_test::exit_status;
 using concur_test::fork_child;
+using concur_test::poll_until;
 using namespace std::chrono_literals;
 
 void wait_until(const mp::RawValue<int>& flag, int value) {
@@ -108,18 +109,21 @@ TEST(MpValue, AHolderKilledIsReportedAndTheLockFreedAgain) {
 
 // A child updates two fields of one Value together under its lock, and is killed at random
 // moments, 300 times. The parent never hangs, and finds the two fields equal whenever it is not
-// told that the holder died.
+// told that the holder died. (Each random moment counts from when the child says it runs: CI
+// once saw all 300 children killed before their first update under ThreadSanitizer.)
 TEST(MpValue, AHolderKilledAtRandomNeverLeavesAHalfUpdateUnreported) {
   struct Pair {
     long a, b;
   };
   mp::Value<Pair> pair(Pair{0, 0});
+  mp::RawValue<int> running(0);  // the trial whose child runs
   std::mt19937 random(1203);
   int reported = 0;
   for (int trial = 0; trial < 300; ++trial) {
     const pid_t child = ::fork();
     ASSERT_GE(child, 0);
     if (child == 0) {
+      running.set_value(trial + 1);
       for (;;) {
         try {
           pair.get_lock().acquire();
@@ -131,9 +135,11 @@ TEST(MpValue, AHolderKilledAtRandomNeverLeavesAHalfUpdateUnreported) {
         pair.get_lock().release();
       }
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(random() % 300));
+    const bool started = poll_until([&] { return running.value() == trial + 1; });
+    if (started) std::this_thread::sleep_for(std::chrono::microseconds(random() % 300));
     ::kill(child, SIGKILL);
     ASSERT_EQ(::waitpid(child, nullptr, 0), child);
+    ASSERT_TRUE(started) << "trial " << trial << ": the child never started";
     try {
       ASSERT_TRUE(pair.get_lock().acquire(10s)) << "trial " << trial << ": hung";
     } catch (const concur::OwnerDied&) {

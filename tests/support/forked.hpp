@@ -70,6 +70,20 @@ inline int exit_status_within(pid_t pid, std::chrono::milliseconds limit) {
   return decode_status(status);
 }
 
+// Polls `reached()` until it returns true, for up to `limit`; false if it never did. For the
+// kill-at-random tests, whose random delay before a kill must count from when the child says it
+// runs: a forked child can take longer to start (under ThreadSanitizer, on a busy machine) than
+// the longest delay, and a child killed before it starts tests nothing.
+template <class Reached>
+bool poll_until(Reached reached, std::chrono::milliseconds limit = std::chrono::seconds(30)) {
+  const auto give_up = std::chrono::steady_clock::now() + limit;
+  while (!reached()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+  return true;
+}
+
 }  // namespace concur_test
 
 #endif  // CONCUR_TESTS_FORKED_HPP
