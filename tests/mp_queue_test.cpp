@@ -118,8 +118,10 @@ TEST(MpQueue, TimeoutsAndTheNonBlockingForms) {
 TEST(MpQueue, SleepersAreWokenAcrossProcesses) {
   mp::Queue<int> queue(1);
   mp::RawValue<std::int64_t> woke_after_us(0);
+  mp::RawValue<int> running(0);
   const pid_t getter = fork_child([&] {
     const auto start = std::chrono::steady_clock::now();
+    running.set_value(1);
     if (queue.get(30s) != 7) std::_Exit(2);
     woke_after_us.set_value(std::chrono::duration_cast<std::chrono::microseconds>(
                                 std::chrono::steady_clock::now() - start)
@@ -127,6 +129,8 @@ TEST(MpQueue, SleepersAreWokenAcrossProcesses) {
     queue.put(8);  // fills it again
     queue.put(9);  // sleeps until the parent takes 8
   });
+  // From when the child runs: a forked child may start late (under ThreadSanitizer, 15 ms).
+  ASSERT_TRUE(poll_until([&] { return running.value() == 1; }));
   std::this_thread::sleep_for(50ms);
   queue.put(7);
   const auto deadline = std::chrono::steady_clock::now() + 30s;

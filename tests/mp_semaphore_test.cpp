@@ -29,6 +29,7 @@ namespace mp = concur::mp;
 using concur_test::exit_status;
 using concur_test::exit_status_within;
 using concur_test::fork_child;
+using concur_test::poll_until;
 using namespace std::chrono_literals;
 
 // Four processes of two threads each pass through a BoundedSemaphore(2): never more than two
@@ -139,13 +140,17 @@ TEST(MpSemaphore, AWakeUpThatNeverCameCostsAtMostTheRecheckInterval) {
   mp::SharedMemory block(mp::SharedMemoryOptions{.create = true, .size = 4096});
   mp::Semaphore semaphore(mp::place, block, 0, 0);
   mp::RawValue<std::int64_t> waited_ms(-1);
+  mp::RawValue<int> running(0);
   const pid_t waiter = fork_child([&] {
     const auto start = std::chrono::steady_clock::now();
+    running.set_value(1);
     if (!semaphore.acquire(30s)) std::_Exit(2);
     waited_ms.set_value(std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::steady_clock::now() - start)
                             .count());
   });
+  // From when the child runs: a forked child may start late (under ThreadSanitizer).
+  ASSERT_TRUE(poll_until([&] { return running.value() == 1; }));
   std::this_thread::sleep_for(50ms);
   // The count is the first word of the state, which follows the 64-byte header.
   auto* count = reinterpret_cast<std::atomic<std::uint32_t>*>(block.buf().data() + 64);
@@ -201,13 +206,17 @@ TEST(MpEvent, AWakeUpThatNeverCameCostsAtMostTheRecheckInterval) {
   mp::SharedMemory block(mp::SharedMemoryOptions{.create = true, .size = 4096});
   mp::Event event(mp::place, block);
   mp::RawValue<std::int64_t> waited_ms(-1);
+  mp::RawValue<int> running(0);
   const pid_t waiter = fork_child([&] {
     const auto start = std::chrono::steady_clock::now();
+    running.set_value(1);
     if (!event.wait(30s)) std::_Exit(2);
     waited_ms.set_value(std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::steady_clock::now() - start)
                             .count());
   });
+  // From when the child runs: a forked child may start late (under ThreadSanitizer).
+  ASSERT_TRUE(poll_until([&] { return running.value() == 1; }));
   std::this_thread::sleep_for(50ms);
   auto* word = reinterpret_cast<std::atomic<std::uint32_t>*>(block.buf().data() + 64);
   word->fetch_or(1);  // the flag, with no wake-up call
