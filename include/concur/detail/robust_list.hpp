@@ -25,8 +25,15 @@
 #ifndef CONCUR_DETAIL_ROBUST_LIST_HPP
 #define CONCUR_DETAIL_ROBUST_LIST_HPP
 
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <new>
+
 #include "concur/detail/config.hpp"
 
+// The C library's headers above define __GLIBC__: the test below must come after them, or a
+// translation unit that includes this header first would build the other RobustSlot.
 #if defined(__linux__) && defined(__GLIBC__)
 #include <linux/futex.h>
 #include <pthread.h>
@@ -36,11 +43,6 @@
 #else
 #define CONCUR_ROBUST_LIST 0
 #endif
-
-#include <atomic>
-#include <cstddef>
-#include <cstdint>
-#include <new>
 
 namespace concur::detail {
 
