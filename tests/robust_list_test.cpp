@@ -1,15 +1,20 @@
-// Tests for concur/detail/robust_list.hpp: the kernel's robust futex list, which concur's
-// process-shared locks share with glibc's robust pthread mutexes.
+// Tests for concur/detail/robust_list.hpp and the way concur/detail/robust_lock.hpp uses it: the
+// kernel's robust futex list, which concur's process-shared locks share with glibc's robust
+// pthread mutexes, and the "operation in progress" that a lock keeps while it is held.
 
 #include "concur/detail/robust_list.hpp"
 
 #include <gtest/gtest.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <array>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
 #include <random>
 #include <string>
 #include <thread>
@@ -18,10 +23,13 @@
 #include "concur/detail/robust_lock.hpp"
 #include "concur/mp_condition.hpp"
 #include "concur/mp_lock.hpp"
+#include "forked.hpp"
 
 namespace {
 
 namespace mp = concur::mp;
+using concur_test::exit_status;
+using concur_test::fork_child;
 using namespace std::chrono_literals;
 
 // A robust (not process-shared) pthread mutex: glibc links it into the same list as concur's
@@ -120,6 +128,44 @@ TEST(RobustList, ConcurLocksAndGlibcRobustMutexesShareTheListInAnyOrder) {
     EXPECT_EQ(n.holder_died(), held[3]);
     if (testing::Test::HasFailure()) return;
   }
+}
+
+// A thread that forks while it holds a lock keeps that lock's slot as its operation in progress
+// (robust_lock.hpp). The child's copy of that must be forgotten: the child does not hold the
+// lock, and if it put other memory at that address, the kernel would otherwise write
+// FUTEX_OWNER_DIED into it when the child ends, wherever that memory holds the child's id.
+TEST(RobustList, AChildForkedByAHolderForgetsTheLockItsParentHolds) {
+  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  auto map_page = [&] {
+    void* at = ::mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    EXPECT_NE(at, MAP_FAILED);
+    return static_cast<char*>(at);
+  };
+  char* const lock_page = map_page();
+  char* const other_page = map_page();  // shared with the child: what it puts in place of the lock
+  auto* lock = new (lock_page) concur::detail::RobustLock;
+  ASSERT_EQ(lock->acquire_until(concur::detail::never), concur::detail::RobustAcquired::taken);
+  // RobustLock is its slot, whose word is the kernel's: the offset where the child writes.
+  const std::size_t word_at = static_cast<std::size_t>(
+      reinterpret_cast<char*>(&reinterpret_cast<concur::detail::RobustSlot*>(lock)->word()) -
+      lock_page);
+
+  const pid_t child = fork_child([&] {
+    // Move the shared page to where the lock was, and put the child's id where the word was.
+    void* moved = ::mremap(other_page, page, page, MREMAP_MAYMOVE | MREMAP_FIXED, lock_page);
+    if (moved != lock_page) std::_Exit(2);
+    const auto me = static_cast<std::uint32_t>(::syscall(SYS_gettid));
+    reinterpret_cast<std::atomic<std::uint32_t>*>(lock_page + word_at)->store(me);
+    std::_Exit(0);  // the kernel walks the child's robust list and its operation in progress
+  });
+  ASSERT_EQ(exit_status(child), 0);
+  const std::uint32_t left =
+      reinterpret_cast<std::atomic<std::uint32_t>*>(other_page + word_at)->load();
+  EXPECT_EQ(left & FUTEX_OWNER_DIED, 0u) << "the kernel marked memory the child never locked";
+  EXPECT_EQ(left & FUTEX_TID_MASK, static_cast<std::uint32_t>(child));
+  lock->release();
+  ::munmap(other_page, page);
+  ::munmap(lock_page, page);
 }
 
 // Three locks released in an order other than the reverse of their acquiring (each removal from

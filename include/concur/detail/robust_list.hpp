@@ -14,7 +14,7 @@
 // __data.__lock, the links where it keeps __data.__list), which is the layout whose offset
 // glibc registered (futex_offset). The links are only touched by the thread whose list it is,
 // as glibc's are. Where the list is doubly linked (__PTHREAD_MUTEX_HAVE_PREV: x86-64, arm64 and
-// most 64-bit targets), insertion and removal are glibc's own steps.
+// most 64-bit targets), insertion and removal keep every link glibc reads (see robust_link()).
 //
 // Only with glibc on Linux, where the list is doubly linked. Elsewhere (32-bit x86's singly
 // linked list, a kernel or an emulator without the list: QEMU's user mode refuses
@@ -91,19 +91,20 @@ using RobustHead = ::robust_list_head;
 
 // The calling thread's list head, as registered with the kernel; nullptr when there is none.
 // The same in a fork()ed child (its thread keeps its parent thread's control block).
+// A plain pointer filled on first use: cheaper than a thread_local with an initializer, which
+// every use would check through a call.
+inline thread_local robust_list_head* cached_robust_head = nullptr;
+
 inline robust_list_head* robust_head() noexcept {
-  // A plain pointer filled on first use: cheaper than a thread_local with an initializer,
-  // which every use would check through a call.
-  thread_local robust_list_head* head = nullptr;
-  if (CONCUR_UNLIKELY(head == nullptr)) {
+  if (CONCUR_UNLIKELY(cached_robust_head == nullptr)) {
     robust_list_head* found = nullptr;
     std::size_t length = 0;
     if (::syscall(SYS_get_robust_list, 0, &found, &length) == 0 &&
         length == sizeof(robust_list_head)) {
-      head = found;
+      cached_robust_head = found;
     }
   }
-  return head;
+  return cached_robust_head;
 }
 
 // Whether locks of this layout can be linked into the calling thread's list.
@@ -119,36 +120,66 @@ inline void robust_pending(robust_list_head* head, RobustSlot* slot) noexcept {
   std::atomic_signal_fence(std::memory_order_seq_cst);  // the kernel reads it at the thread's end
 }
 
+// Whether the operation in progress is the one on `slot`.
+inline bool robust_pending_is(const robust_list_head* head, RobustSlot& slot) noexcept {
+  return head->list_op_pending == slot.entry();
+}
+
+// In a fork()ed child, whose list glibc has emptied (it holds nothing): nothing in progress
+// either. A thread that forks while it holds a lock may have left that lock's slot as its
+// operation in progress (robust_lock.hpp); the child's copy of it names a lock that the child
+// does not hold, in memory the child may unmap.
+inline void robust_forget_pending_in_child() noexcept {
+  if (cached_robust_head != nullptr) robust_pending(cached_robust_head, nullptr);
+}
+
 // An entry's address without the tag glibc sets in its low bit for a priority-inheritance
 // mutex (the kernel reads the tag; the links themselves are at the untagged address).
 inline char* untagged(const void* entry) noexcept {
   return reinterpret_cast<char*>(reinterpret_cast<std::uintptr_t>(entry) & ~std::uintptr_t{1});
 }
 
-// Links `slot` (whose word the caller has just taken) at the front of the caller's list, as
-// glibc's ENQUEUE_MUTEX does. The list is circular through the head; each entry points at the
-// next entry's __next field, and __prev at the previous one's (the head's own __prev is the word
-// glibc keeps just before the head).
+// How concur's entries keep glibc's links right. The list is circular through the head; each
+// `next` points at the next entry's __next field (the head's own `list` field after the last
+// entry), and glibc's own steps rely on one thing more: a glibc mutex's __prev points at the
+// entry before it (the head for the first), since its DEQUEUE_MUTEX writes through it. So
+// whatever concur links or unlinks, the entry after it gets the right __prev. concur reads no
+// __prev itself: the entry before a slot is the head for the first entry, which is nearly
+// always the case (a thread holds one lock at a time), and otherwise found by walking the list,
+// which holds only what the thread holds. That saves glibc's other stores (the slot's own
+// __prev, clearing the links on removal: the kernel never reads an entry off the list).
+
+// The list node of an entry address (an entry is the address of a node's __next field).
+inline __pthread_list_t* list_node(const void* entry) noexcept {
+  return reinterpret_cast<__pthread_list_t*>(untagged(entry) - offsetof(__pthread_list_t, __next));
+}
+
+// Links `slot` (whose word the caller has just taken) at the front of the caller's list.
 inline void robust_link(robust_list_head* head, RobustSlot& slot) noexcept {
-  auto* first = reinterpret_cast<__pthread_list_t*>(untagged(head->list.next) -
-                                                    offsetof(__pthread_list_t, __next));
-  first->__prev = reinterpret_cast<__pthread_list_t*>(slot.entry());
-  slot.links().__next = reinterpret_cast<__pthread_list_t*>(head->list.next);
-  slot.links().__prev = reinterpret_cast<__pthread_list_t*>(&head->list);
-  std::atomic_signal_fence(std::memory_order_seq_cst);
+  robust_list* const first = head->list.next;
+  if (untagged(first) != reinterpret_cast<char*>(&head->list)) {
+    list_node(first)->__prev = reinterpret_cast<__pthread_list_t*>(slot.entry());
+  }
+  slot.links().__next = reinterpret_cast<__pthread_list_t*>(first);
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // the entry is whole before it is listed
   head->list.next = slot.entry();
 }
 
-// Unlinks `slot` (whose word the caller still holds), as glibc's DEQUEUE_MUTEX does.
-inline void robust_unlink(RobustSlot& slot) noexcept {
-  auto* next = reinterpret_cast<__pthread_list_t*>(untagged(slot.links().__next) -
-                                                   offsetof(__pthread_list_t, __next));
-  next->__prev = slot.links().__prev;
-  auto* prev = reinterpret_cast<__pthread_list_t*>(untagged(slot.links().__prev) -
-                                                   offsetof(__pthread_list_t, __next));
-  prev->__next = slot.links().__next;
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  slot.links() = __pthread_list_t{nullptr, nullptr};
+// Unlinks `slot` (whose word the caller still holds) from the caller's list.
+inline void robust_unlink(robust_list_head* head, RobustSlot& slot) noexcept {
+  robust_list* const next = reinterpret_cast<robust_list*>(slot.links().__next);
+  robust_list** before = &head->list.next;  // the `next` field that points at the slot
+  while (untagged(*before) != reinterpret_cast<char*>(slot.entry())) {
+    if (untagged(*before) == reinterpret_cast<char*>(&head->list)) return;  // not listed
+    before = &reinterpret_cast<robust_list*>(untagged(*before))->next;
+  }
+  if (untagged(next) != reinterpret_cast<char*>(&head->list)) {
+    list_node(next)->__prev = before == &head->list.next
+                                  ? reinterpret_cast<__pthread_list_t*>(&head->list)
+                                  : reinterpret_cast<__pthread_list_t*>(before);
+  }
+  *before = next;
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // off the list before the word changes
 }
 
 #else
@@ -166,12 +197,16 @@ class RobustSlot {
 inline RobustHead* robust_head() noexcept {
   return nullptr;
 }
+inline bool robust_pending_is(const RobustHead*, RobustSlot&) noexcept {
+  return true;
+}
+inline void robust_forget_pending_in_child() noexcept {}
 inline bool robust_list_available() noexcept {
   return false;
 }
 inline void robust_pending(RobustHead*, RobustSlot*) noexcept {}
 inline void robust_link(RobustHead*, RobustSlot&) noexcept {}
-inline void robust_unlink(RobustSlot&) noexcept {}
+inline void robust_unlink(RobustHead*, RobustSlot&) noexcept {}
 
 #endif
 

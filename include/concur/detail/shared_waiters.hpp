@@ -229,7 +229,7 @@ class SharedWaiterList {
     const Left left{(word.load(std::memory_order_acquire) & FUTEX_WAITERS) != 0, mine.outcome};
     RobustHead* const head = robust_head();
     robust_pending(head, &mine.owner);
-    robust_unlink(mine.owner);
+    robust_unlink(head, mine.owner);
     CONCUR_SCHEDULE_POINT("shared_waiters.delist.before_free");
     word.store(0, std::memory_order_relaxed);
     robust_pending(head, nullptr);
