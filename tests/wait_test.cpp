@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -305,6 +306,43 @@ TEST(SpinWait, SpinForReportsWhetherTheConditionCameTrue) {
   EXPECT_TRUE(concur::detail::spin_for([&] { return ++calls == 3; }, concur::detail::never, 1s));
   EXPECT_EQ(calls, 3);
   EXPECT_FALSE(concur::detail::spin_for([] { return false; }, concur::detail::never, 50us));
+}
+
+// SpacedSpin: each look comes at least an interval after the last, the interval doubling up to
+// eight times the first; the budget and the deadline end it as SpinWait's do.
+TEST(SpacedSpin, LooksAreSpacedByAnIntervalThatDoublesUpToEightTimes) {
+  const auto first = 100us;
+  concur::detail::SpacedSpin spin(concur::detail::never, 3ms, first);
+  std::vector<steady_clock::duration> pauses;
+  for (auto before = steady_clock::now(); spin.pause();) {
+    const auto after = steady_clock::now();
+    pauses.push_back(after - before);
+    before = after;
+  }
+  // 100 + 200 + 400 + 800 + 800 = 2300 us; a sixth look would end at 3100 us, after the budget
+  // (it is cut short at its end). A slow machine only makes the looks fewer.
+  ASSERT_FALSE(pauses.empty());
+  EXPECT_LE(pauses.size(), 6u);
+  auto interval = steady_clock::duration(first);
+  for (std::size_t i = 0; i + 1 < pauses.size(); ++i) {
+    EXPECT_GE(pauses[i], interval) << "look " << i;
+    interval = std::min(interval * 2, steady_clock::duration(first * 8));
+  }
+}
+
+TEST(SpacedSpin, NeverSpinsPastTheDeadline) {
+  concur::detail::SpacedSpin past(steady_clock::now() - 1ms, 1s, 1us);
+  EXPECT_FALSE(past.pause());
+  // The far past end of the clock (a saturated deadline) must not overflow (UBSan checks).
+  concur::detail::SpacedSpin far_past(concur::detail::steady_time::min(), 1s, 1us);
+  EXPECT_FALSE(far_past.pause());
+
+  const auto deadline = steady_clock::now() + 2ms;
+  concur::detail::SpacedSpin soon(deadline, std::chrono::hours(1), 1us);
+  while (soon.pause()) {
+  }
+  EXPECT_GE(steady_clock::now(), deadline);
+  EXPECT_LT(steady_clock::now() - deadline, concur_test::generous);
 }
 
 }  // namespace

@@ -216,10 +216,14 @@ class Barrier {
   // The barrier's lock, held for a scope. A holder that died leaves the round in an unknown
   // state: taking the lock then breaks the barrier (`died` says so), which every later wait()
   // and every waiter learns.
+  // A thread woken by the end of a round takes it with RobustSpin::dense: the thread that woke
+  // it holds the lock and is about to release it.
   class Hold {
    public:
-    explicit Hold(Barrier& barrier) : barrier_(barrier) {
-      if (barrier_.state_->lock.acquire_until(concur::detail::never) ==
+    explicit Hold(Barrier& barrier,
+                  concur::detail::RobustSpin spin = concur::detail::RobustSpin::spaced)
+        : barrier_(barrier) {
+      if (barrier_.state_->lock.acquire_until(concur::detail::never, spin) ==
           concur::detail::RobustAcquired::owner_died) {
         died = true;
         barrier_.break_barrier();
@@ -278,7 +282,7 @@ class Barrier {
     (void)concur::detail::SharedWaiterList::sleep(list.slot(slot), deadline,
                                                   [&] { return state_->lock.holder_died(); });
     CONCUR_SCHEDULE_POINT("mp_barrier.wait.before_relock");
-    Hold hold(*this);
+    Hold hold(*this, concur::detail::RobustSpin::dense);
     const concur::detail::SharedWaiterList::Left left = give_back(list, slot);
     if (!left.notified) {
       break_barrier();  // this thread's timeout: the round cannot complete
@@ -289,14 +293,16 @@ class Barrier {
   }
 
   // With the lock held and no slot free: sleeps until a slot is given back, with the lock
-  // released, and takes the lock again. At the deadline, breaks the barrier.
+  // released, and takes the lock again (densely: the giver holds it, about to release it). At
+  // the deadline, breaks the barrier.
   void wait_for_a_slot(concur::detail::steady_time deadline) {
     const std::uint32_t seen = state_->slot_freed.load(std::memory_order_relaxed);
     ++state_->slot_sleepers;
     state_->lock.release();
     (void)concur::detail::SharedWaits::wait_until(state_->slot_freed, seen, deadline);
-    const bool died = state_->lock.acquire_until(concur::detail::never) ==
-                      concur::detail::RobustAcquired::owner_died;
+    const bool died =
+        state_->lock.acquire_until(concur::detail::never, concur::detail::RobustSpin::dense) ==
+        concur::detail::RobustAcquired::owner_died;
     --state_->slot_sleepers;
     if (died || concur::detail::reached(deadline)) break_barrier();
   }

@@ -115,7 +115,11 @@ struct LockOps<Lock> {
     lock.state_->release();
     return true;
   }
-  static void restore(Lock& lock, Saved) CONCUR_NO_THREAD_SAFETY_ANALYSIS { lock.lock(); }
+  // Takes the lock back after a wait: looking densely, since a notifier holds it and is about
+  // to release it (RobustSpin::dense). OwnerDied as Lock::lock().
+  static void restore(Lock& lock, Saved) CONCUR_NO_THREAD_SAFETY_ANALYSIS {
+    (void)lock.take(concur::detail::never, concur::detail::RobustSpin::dense);
+  }
   static bool holder_died(const Lock& lock) noexcept { return lock.state_->holder_died(); }
 };
 
@@ -129,11 +133,11 @@ struct LockOps<RLock> {
     lock.state_->lock.release();
     return levels;
   }
-  // Takes the lock back with every level; OwnerDied, holding it with every level, when its
-  // holder died.
+  // Takes the lock back with every level, looking densely as Lock's; OwnerDied, holding it with
+  // every level, when its holder died.
   static void restore(RLock& lock, Saved levels) CONCUR_NO_THREAD_SAFETY_ANALYSIS {
     try {
-      lock.lock();
+      (void)lock.take(concur::detail::never, concur::detail::RobustSpin::dense);
     } catch (const OwnerDied&) {
       lock.state_->count = levels;
       throw;

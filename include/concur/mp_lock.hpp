@@ -82,6 +82,7 @@ struct LockOps;  // mp::Condition's access to the locks' state (mp_condition.hpp
 namespace detail_lock {
 
 using concur::detail::RobustAcquired;
+using concur::detail::RobustSpin;
 
 // Throws ENOSYS where a process-shared lock could not be recovered from a dead holder.
 inline void require_robust_list() {
@@ -260,8 +261,10 @@ class CONCUR_CAPABILITY("mutex") Lock {
   }
 
  private:
-  bool take(concur::detail::steady_time deadline) CONCUR_NO_THREAD_SAFETY_ANALYSIS {
-    switch (state_->acquire_until(deadline)) {
+  bool take(concur::detail::steady_time deadline,
+            detail_lock::RobustSpin spin = detail_lock::RobustSpin::spaced)
+      CONCUR_NO_THREAD_SAFETY_ANALYSIS {
+    switch (state_->acquire_until(deadline, spin)) {
       case detail_lock::RobustAcquired::taken:
         return true;
       case detail_lock::RobustAcquired::owner_died:
@@ -375,7 +378,9 @@ class CONCUR_CAPABILITY("mutex") CONCUR_REENTRANT_CAPABILITY RLock {
   }
 
  private:
-  bool take(concur::detail::steady_time deadline) CONCUR_NO_THREAD_SAFETY_ANALYSIS {
+  bool take(concur::detail::steady_time deadline,
+            detail_lock::RobustSpin spin = detail_lock::RobustSpin::spaced)
+      CONCUR_NO_THREAD_SAFETY_ANALYSIS {
     if (state_->lock.held_by_caller()) {
       if (state_->count == std::numeric_limits<std::uint32_t>::max()) {
         throw std::overflow_error("RLock: too many acquisitions");
@@ -383,7 +388,7 @@ class CONCUR_CAPABILITY("mutex") CONCUR_REENTRANT_CAPABILITY RLock {
       ++state_->count;
       return true;
     }
-    switch (state_->lock.acquire_until(deadline)) {
+    switch (state_->lock.acquire_until(deadline, spin)) {
       case detail_lock::RobustAcquired::taken:
         state_->count = 1;
         return true;
