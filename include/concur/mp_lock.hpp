@@ -261,8 +261,8 @@ class CONCUR_CAPABILITY("mutex") Lock {
   }
 
  private:
-  bool take(concur::detail::steady_time deadline,
-            detail_lock::RobustSpin spin = detail_lock::RobustSpin::spaced)
+  CONCUR_ALWAYS_INLINE bool take(concur::detail::steady_time deadline,
+                                 detail_lock::RobustSpin spin = detail_lock::RobustSpin::spaced)
       CONCUR_NO_THREAD_SAFETY_ANALYSIS {
     switch (state_->acquire_until(deadline, spin)) {
       case detail_lock::RobustAcquired::taken:

@@ -95,16 +95,20 @@ using RobustHead = ::robust_list_head;
 // every use would check through a call.
 inline thread_local robust_list_head* cached_robust_head = nullptr;
 
-inline robust_list_head* robust_head() noexcept {
-  if (CONCUR_UNLIKELY(cached_robust_head == nullptr)) {
-    robust_list_head* found = nullptr;
-    std::size_t length = 0;
-    if (::syscall(SYS_get_robust_list, 0, &found, &length) == 0 &&
-        length == sizeof(robust_list_head)) {
-      cached_robust_head = found;
-    }
+// The first use in a thread: asks the kernel.
+CONCUR_NOINLINE inline robust_list_head* find_robust_head() noexcept {
+  robust_list_head* found = nullptr;
+  std::size_t length = 0;
+  if (::syscall(SYS_get_robust_list, 0, &found, &length) == 0 &&
+      length == sizeof(robust_list_head)) {
+    cached_robust_head = found;
   }
   return cached_robust_head;
+}
+
+CONCUR_ALWAYS_INLINE robust_list_head* robust_head() noexcept {
+  robust_list_head* const head = cached_robust_head;
+  return CONCUR_LIKELY(head != nullptr) ? head : find_robust_head();
 }
 
 // Whether locks of this layout can be linked into the calling thread's list.
@@ -115,13 +119,14 @@ inline bool robust_list_available() noexcept {
 
 // Before a lock word is changed to or from the caller's id: names the slot as the operation in
 // progress. And after: nothing in progress.
-inline void robust_pending(robust_list_head* head, RobustSlot* slot) noexcept {
+CONCUR_ALWAYS_INLINE void robust_pending(robust_list_head* head, RobustSlot* slot) noexcept {
   head->list_op_pending = slot != nullptr ? slot->entry() : nullptr;
   std::atomic_signal_fence(std::memory_order_seq_cst);  // the kernel reads it at the thread's end
 }
 
 // Whether the operation in progress is the one on `slot`.
-inline bool robust_pending_is(const robust_list_head* head, RobustSlot& slot) noexcept {
+CONCUR_ALWAYS_INLINE bool robust_pending_is(const robust_list_head* head,
+                                            RobustSlot& slot) noexcept {
   return head->list_op_pending == slot.entry();
 }
 
@@ -155,7 +160,7 @@ inline __pthread_list_t* list_node(const void* entry) noexcept {
 }
 
 // Links `slot` (whose word the caller has just taken) at the front of the caller's list.
-inline void robust_link(robust_list_head* head, RobustSlot& slot) noexcept {
+CONCUR_ALWAYS_INLINE void robust_link(robust_list_head* head, RobustSlot& slot) noexcept {
   robust_list* const first = head->list.next;
   if (untagged(first) != reinterpret_cast<char*>(&head->list)) {
     list_node(first)->__prev = reinterpret_cast<__pthread_list_t*>(slot.entry());
@@ -165,14 +170,11 @@ inline void robust_link(robust_list_head* head, RobustSlot& slot) noexcept {
   head->list.next = slot.entry();
 }
 
-// Unlinks `slot` (whose word the caller still holds) from the caller's list.
-inline void robust_unlink(robust_list_head* head, RobustSlot& slot) noexcept {
+// Sets the `next` field that points at `slot` to the entry after it, and gives that entry its
+// new __prev.
+CONCUR_ALWAYS_INLINE void robust_bypass(robust_list_head* head, robust_list** before,
+                                        RobustSlot& slot) noexcept {
   robust_list* const next = reinterpret_cast<robust_list*>(slot.links().__next);
-  robust_list** before = &head->list.next;  // the `next` field that points at the slot
-  while (untagged(*before) != reinterpret_cast<char*>(slot.entry())) {
-    if (untagged(*before) == reinterpret_cast<char*>(&head->list)) return;  // not listed
-    before = &reinterpret_cast<robust_list*>(untagged(*before))->next;
-  }
   if (untagged(next) != reinterpret_cast<char*>(&head->list)) {
     list_node(next)->__prev = before == &head->list.next
                                   ? reinterpret_cast<__pthread_list_t*>(&head->list)
@@ -180,6 +182,25 @@ inline void robust_unlink(robust_list_head* head, RobustSlot& slot) noexcept {
   }
   *before = next;
   std::atomic_signal_fence(std::memory_order_seq_cst);  // off the list before the word changes
+}
+
+// The rest of robust_unlink(), for a slot that is not first: walks to the entry before it.
+CONCUR_NOINLINE inline void robust_unlink_later(robust_list_head* head, RobustSlot& slot) noexcept {
+  robust_list** before = &head->list.next;  // the `next` field that points at the slot
+  while (untagged(*before) != reinterpret_cast<char*>(slot.entry())) {
+    if (untagged(*before) == reinterpret_cast<char*>(&head->list)) return;  // not listed
+    before = &reinterpret_cast<robust_list*>(untagged(*before))->next;
+  }
+  robust_bypass(head, before, slot);
+}
+
+// Unlinks `slot` (whose word the caller still holds) from the caller's list.
+CONCUR_ALWAYS_INLINE void robust_unlink(robust_list_head* head, RobustSlot& slot) noexcept {
+  if (CONCUR_LIKELY(head->list.next == slot.entry())) {
+    robust_bypass(head, &head->list.next, slot);
+  } else {
+    robust_unlink_later(head, slot);
+  }
 }
 
 #else

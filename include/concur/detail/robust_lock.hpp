@@ -100,11 +100,13 @@ inline void forget_cached_tid() noexcept {
 }
 inline const int cached_tid_registered = at_fork(nullptr, nullptr, &forget_cached_tid);
 
-inline std::uint32_t current_tid() noexcept {
-  if (CONCUR_UNLIKELY(cached_tid == 0)) {
-    cached_tid = static_cast<std::uint32_t>(::syscall(SYS_gettid));
-  }
+CONCUR_NOINLINE inline std::uint32_t find_current_tid() noexcept {
+  cached_tid = static_cast<std::uint32_t>(::syscall(SYS_gettid));
   return cached_tid;
+}
+CONCUR_ALWAYS_INLINE std::uint32_t current_tid() noexcept {
+  const std::uint32_t tid = cached_tid;
+  return CONCUR_LIKELY(tid != 0) ? tid : find_current_tid();
 }
 
 // How a thread that finds the lock held looks at it while it spins.
@@ -141,8 +143,8 @@ class RobustLock {
   //
   // Takes the lock, or gives up once `deadline` has passed (a deadline already past: one try).
   // `spin` says how to look at a held lock before sleeping.
-  RobustAcquired acquire_until(steady_time deadline,
-                               RobustSpin spin = RobustSpin::spaced) noexcept {
+  CONCUR_ALWAYS_INLINE RobustAcquired acquire_until(steady_time deadline,
+                                                    RobustSpin spin = RobustSpin::spaced) noexcept {
     auto* const head = robust_head();
     const std::uint32_t me = current_tid();
     robust_pending(head, &slot_);
@@ -159,7 +161,7 @@ class RobustLock {
   // RobustLock::release()
   //
   // Frees the lock, which the calling thread holds, and wakes one sleeper if any.
-  void release() noexcept {
+  CONCUR_ALWAYS_INLINE void release() noexcept {
     std::atomic<std::uint32_t>& word = slot_.word();
     auto* const head = robust_head();
     if (!robust_pending_is(head, slot_)) robust_pending(head, &slot_);
@@ -167,7 +169,7 @@ class RobustLock {
     CONCUR_SCHEDULE_POINT("mp_lock.release.unlinked_before_exchange");
     const std::uint32_t was = word.exchange(0, std::memory_order_release);
     CONCUR_SCHEDULE_POINT("mp_lock.release.before_wake");
-    if ((was & FUTEX_WAITERS) != 0) futex::shared_wake(word, 1);
+    if (CONCUR_UNLIKELY((was & FUTEX_WAITERS) != 0)) wake_one();
     robust_pending(head, nullptr);
   }
 
@@ -255,6 +257,8 @@ class RobustLock {
       slept = FUTEX_WAITERS;
     }
   }
+
+  CONCUR_NOINLINE void wake_one() noexcept { futex::shared_wake(slot_.word(), 1); }
 
   // For a thread that slept and leaves without the lock (its deadline passed). It may have been
   // sent the wake-up of a release, which cleared FUTEX_WAITERS, while another thread took the
