@@ -103,6 +103,9 @@ TEST(RobustList, ConcurLocksAndGlibcRobustMutexesShareTheListInAnyOrder) {
           }
           continue;
         }
+        // The glibc mutexes in one order only (m before n), as ThreadSanitizer's lock-order
+        // check asks; concur's locks, which it does not see, in any.
+        if (which == 2 && !held[2] && held[3]) continue;
         steps += (held[which] ? "-" : "+") + std::to_string(which);
         switch (which) {
           case 0:
